@@ -1,0 +1,138 @@
+"""The Tornado application and the server's start-up and shutdown.
+
+``make_app`` builds the routes and settings from a ``Context``; ``Server``
+owns the order of things: schema check, host sync, adapters, periodic tasks,
+then the listening socket, and the reverse on the way down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any, Protocol
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from fogmachine import virthosts
+from fogmachine.config import Config
+from fogmachine.context import Context
+from fogmachine.db import migrate
+from fogmachine.db.session import Database
+from fogmachine.logs import log_request
+from fogmachine.web import api, pages
+from fogmachine.web.base import NotFoundHandler
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates"
+STATIC = ROOT / "static"
+MAX_BODY = 1024 * 1024
+
+
+class Component(Protocol):
+    """Something the server starts after the database and stops before it."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def make_app(ctx: Context, **overrides: Any) -> tornado.web.Application:
+    settings: dict[str, Any] = {
+        "fm_context": ctx,
+        "template_path": str(TEMPLATES),
+        "static_path": str(STATIC),
+        "cookie_secret": ctx.config.cookie_secret(),
+        "xsrf_cookies": True,
+        "xsrf_cookie_kwargs": {"httponly": False, "samesite": "Lax"},
+        "login_url": "/login",
+        "log_function": log_request,
+        "default_handler_class": NotFoundHandler,
+        "compress_response": True,
+    }
+    settings.update(overrides)
+    handlers = api.routes() + pages.routes()
+    return tornado.web.Application(handlers, **settings)
+
+
+def build_components(ctx: Context) -> list[Component]:
+    """The adapters and tasks the running server needs, in start order."""
+    return []
+
+
+def open_database(config: Config) -> Database:
+    return Database(config.database_url, threads=config.db_threads, connect_timeout=config.db_timeout)
+
+
+def prepare_database(ctx: Context) -> None:
+    """Blocking start-up work on the database: schema check or creation, host sync."""
+    ctx.schema_revision = migrate.ensure_schema(ctx.db.engine)
+    entries = virthosts.parse(ctx.config.virthosts)
+    with ctx.db.session() as session:
+        result = virthosts.sync(session, entries)
+    for label, names in (("added", result.added), ("updated", result.updated),
+                         ("disabled", result.disabled), ("deleted", result.deleted)):
+        if names:
+            log.info("hosts %s from %s: %s", label, ctx.config.virthosts, ", ".join(names))
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.ctx: Context | None = None
+        self.http: tornado.httpserver.HTTPServer | None = None
+        self.components: list[Component] = []
+        self.port: int = config.listen_port
+
+    async def start(self) -> None:
+        config = self.config
+        ctx = Context(config=config, db=open_database(config))
+        self.ctx = ctx
+        try:
+            await asyncio.get_running_loop().run_in_executor(ctx.db.executor, prepare_database, ctx)
+        except BaseException:
+            ctx.db.dispose()
+            raise
+        app = make_app(ctx)
+        self.components = build_components(ctx)
+        for component in self.components:
+            await component.start()
+        self.http = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY, xheaders=True)
+        sockets = tornado.netutil.bind_sockets(config.listen_port, config.listen_address)
+        self.port = sockets[0].getsockname()[1]
+        self.http.add_sockets(sockets)
+        log.info("Fogmachine listening on http://%s:%d/ (database revision %s, config: %s)",
+                 config.listen_address, self.port, ctx.schema_revision, config.source)
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            self.http.stop()
+            await self.http.close_all_connections()
+        for component in reversed(self.components):
+            try:
+                await component.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(component).__name__)
+        if self.ctx is not None:
+            self.ctx.db.dispose()
+        log.info("Fogmachine stopped")
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = Server(config)
+    await server.start()
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await server.stop()
+

@@ -1,0 +1,1 @@
+"""State: the ORM models, sessions and the Alembic migrations."""

@@ -1,0 +1,78 @@
+"""Schema versions: create, upgrade and check the database with Alembic.
+
+The server never calls ``create_all``: an empty database is brought to the
+newest revision by the migrations themselves, so there is one source of schema.
+A database at an older revision makes the server refuse to start and name the
+command that upgrades it, because upgrading a shared production database is
+the operator's decision, not a side effect of starting one process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+
+from fogmachine.errors import SchemaOutOfDate
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(engine: Engine | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def ensure_schema(engine: Engine) -> str:
+    """Create an empty database at head; refuse an old one. Returns the revision."""
+    head = head_revision()
+    current = current_revision(engine)
+    if current == head:
+        return head
+    if current is None:
+        tables = set(inspect(engine).get_table_names())
+        if tables - {"alembic_version"}:
+            raise SchemaOutOfDate(
+                "the database has tables but no Fogmachine schema version; "
+                "point database_connection at an empty database"
+            )
+        upgrade(engine)
+        return head
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        known = script.get_revision(current) is not None
+    except Exception:  # alembic raises CommandError/ResolutionError for an unknown id
+        known = False
+    if not known:
+        raise SchemaOutOfDate(
+            f"the database is at revision {current}, which this Fogmachine does not know "
+            "(it is newer than this code?); upgrade Fogmachine"
+        )
+    raise SchemaOutOfDate(
+        f"the database is at revision {current}, this Fogmachine needs {head}; "
+        "run: fogmachine db upgrade"
+    )

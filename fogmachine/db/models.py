@@ -1,0 +1,215 @@
+"""The ORM: every table Fogmachine keeps, in SQLAlchemy 2 declarative style.
+
+The metadata carries a naming convention so that Alembic's constraint names are
+the same on SQLite, MariaDB and PostgreSQL and migrations can refer to them.
+Times are stored as naive UTC (``utcnow()``) because MariaDB has no time zone
+type; every reader treats them as UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now, the form every timestamp column holds."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class HostState(enum.StrEnum):
+    UNKNOWN = "unknown"
+    UP = "up"
+    DOWN = "down"
+
+
+class TargetKind(enum.StrEnum):
+    PROFILE = "profile"
+    IMAGE = "image"
+    SYSTEM = "system"
+    LOCAL = "local"
+
+
+class Step(enum.StrEnum):
+    """Where a guest is in its provisioning; ``READY`` and ``FAILED`` are final."""
+
+    PLACING = "placing"
+    REGISTERING = "registering"
+    DEFINING = "defining"
+    BOOTING = "booting"
+    INSTALLING = "installing"
+    READY = "ready"
+    FAILED = "failed"
+    RETIRED = "retired"
+
+
+IN_PROGRESS_STEPS = (Step.PLACING, Step.REGISTERING, Step.DEFINING, Step.BOOTING)
+
+
+class GuestState(enum.StrEnum):
+    """The libvirt state of a guest's domain, plus what Fogmachine knows beyond libvirt."""
+
+    NOSTATE = "nostate"
+    RUNNING = "running"
+    BLOCKED = "blocked"
+    PAUSED = "paused"
+    SHUTDOWN = "shutdown"
+    SHUTOFF = "shutoff"
+    CRASHED = "crashed"
+    SUSPENDED = "suspended"
+    UNKNOWN = "unknown"  # its host cannot be reached
+    MISSING = "missing"  # the host answers but the domain is gone
+    UNDEFINED = "undefined"  # no domain yet (provisioning) or no more (retired)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(255), default="")
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    ssh_key: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    notify_expiry: Mapped[bool] = mapped_column(Boolean, default=True)
+    notify_ready: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+
+    guests: Mapped[list[Guest]] = relationship(back_populates="owner")
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    uri: Mapped[str] = mapped_column(String(1024))
+    virt_type: Mapped[str] = mapped_column(String(32))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    in_config: Mapped[bool] = mapped_column(Boolean, default=True)
+    state: Mapped[str] = mapped_column(String(16), default=HostState.UNKNOWN)
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+    total_memory_mb: Mapped[int] = mapped_column(BigInteger, default=0)
+    free_memory_mb: Mapped[int] = mapped_column(BigInteger, default=0)
+    cpus: Mapped[int] = mapped_column(Integer, default=0)
+    committed_memory_mb: Mapped[int] = mapped_column(BigInteger, default=0)
+    committed_vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    guest_count: Mapped[int] = mapped_column(Integer, default=0)
+    hypervisor_type: Mapped[str] = mapped_column(String(64), default="")
+    hypervisor_version: Mapped[str] = mapped_column(String(64), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    guests: Mapped[list[Guest]] = relationship(back_populates="host")
+
+
+class Guest(Base):
+    """A virtual machine: one checked out through Fogmachine, or (``managed`` false)
+    a domain found on a host that Fogmachine shows to admins but never touches."""
+
+    __tablename__ = "guests"
+    __table_args__ = (
+        UniqueConstraint("host_id", "domain_name", name="uq_guests_host_id_domain_name"),
+        Index("ix_guests_owner_id_step", "owner_id", "step"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), index=True)
+    # ``name`` while the guest is live, NULL once retired: a unique column that lets
+    # the database itself refuse two live guests of one name, even from two processes.
+    live_name: Mapped[str | None] = mapped_column(String(63), unique=True, default=None)
+    domain_name: Mapped[str] = mapped_column(String(255))
+    managed: Mapped[bool] = mapped_column(Boolean, default=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None, index=True)
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), default=None, index=True)
+    target: Mapped[str] = mapped_column(String(255), default="")
+    target_kind: Mapped[str] = mapped_column(String(16), default=TargetKind.PROFILE)
+    ram_mb: Mapped[int] = mapped_column(Integer, default=0)
+    vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    disk_gb: Mapped[int] = mapped_column(Integer, default=0)
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None, index=True)
+    state: Mapped[str] = mapped_column(String(16), default=GuestState.UNDEFINED)
+    step: Mapped[str] = mapped_column(String(16), default=Step.PLACING, index=True)
+    step_reason: Mapped[str] = mapped_column(Text, default="")
+    uuid: Mapped[str | None] = mapped_column(String(36), default=None)
+    mac: Mapped[str | None] = mapped_column(String(17), unique=True, default=None)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    vnc_port: Mapped[int | None] = mapped_column(Integer, default=None)
+    cobbler_system: Mapped[str] = mapped_column(String(255), default="")
+    volume_path: Mapped[str] = mapped_column(String(1024), default="")
+    phonehome_token_hash: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow, index=True)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+
+    owner: Mapped[User | None] = relationship(back_populates="guests")
+    host: Mapped[Host | None] = relationship(back_populates="guests")
+
+
+class ApiToken(Base):
+    """A bearer token for the API; only its SHA-256 is stored, the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), default="")
+    scope: Mapped[str] = mapped_column(String(16), default="read")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class AuditEvent(Base):
+    """Who did what to which object, when, from where, and how it ended."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None, index=True)
+    actor_name: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32), default="")
+    object_id: Mapped[str] = mapped_column(String(64), default="")
+    object_name: Mapped[str] = mapped_column(String(255), default="")
+    result: Mapped[str] = mapped_column(String(16), default="ok")
+    message: Mapped[str] = mapped_column(Text, default="")
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")

@@ -1,0 +1,134 @@
+"""Engines and sessions: one session per unit of work, run off the IOLoop.
+
+Why threads and not an async driver: the three databases Fogmachine supports
+have mature synchronous drivers (sqlite3, mysqlclient, psycopg) and the same
+SQLAlchemy code serves the server, the CLI and the tests. Each unit of work is
+a short function ``fn(session)`` that ``Database.run`` executes on a bounded
+thread pool with a session of its own, committing on success and rolling back
+on error. The IOLoop only waits on a future, so a slow query never stalls it;
+the pool bounds how many connections one process holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fogmachine.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+LOCK_OPTION = "fm_write_lock"
+
+
+def make_engine(url: str, *, connect_timeout: float = 10, pool_size: int = 8) -> Engine:
+    """An engine tuned per backend: WAL and a busy timeout on SQLite, connect timeouts elsewhere."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if backend == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if parsed.database and parsed.database != ":memory:":
+            from pathlib import Path
+
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        kwargs["connect_args"] = {"connect_timeout": max(1, int(connect_timeout))}
+        kwargs["pool_size"] = pool_size
+        kwargs["max_overflow"] = 4
+        kwargs["pool_recycle"] = 3600
+    if backend in ("mysql", "mariadb"):
+        kwargs["isolation_level"] = "READ COMMITTED"
+    engine = create_engine(parsed, **kwargs)
+    if backend == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Several threads and processes share one file: WAL lets readers run
+            # beside a writer, foreign keys are off by default in SQLite. The
+            # driver's own implicit BEGIN is turned off so that ours below rules.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # SQLite has no row locks: a unit of work that reads then writes
+            # capacity (placement) asks for the write lock at BEGIN, so such
+            # transactions queue instead of failing when they upgrade.
+            immediate = conn.get_execution_options().get(LOCK_OPTION)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    return engine
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when the database could not be reached, as opposed to a bad statement."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError):
+        text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+        markers = ("connect", "gone away", "lost connection", "server closed", "terminating connection",
+                   "connection refused", "no route", "timeout expired", "shutdown in progress")
+        return any(m in text for m in markers)
+    return False
+
+
+class Database:
+    """The engine, a session factory and the thread pool that runs units of work."""
+
+    def __init__(self, url: str, *, threads: int = 8, connect_timeout: float = 10) -> None:
+        self.url = url
+        self.engine = make_engine(url, connect_timeout=connect_timeout, pool_size=threads)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="fm-db")
+        self.backend = self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits when the block ends and rolls back on an exception."""
+        session = self.sessionmaker()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def run_sync(self, fn: Callable[..., T], *args: Any, lock: bool = False, **kwargs: Any) -> T:
+        """Run ``fn(session, ...)`` in one transaction. ``lock`` takes SQLite's write
+        lock at the start; on MariaDB and PostgreSQL ``fn`` locks rows itself."""
+        try:
+            with self.session() as session:
+                if lock:
+                    session.connection(execution_options={LOCK_OPTION: True})
+                return fn(session, *args, **kwargs)
+        except (OperationalError, DBAPIError) as exc:
+            if is_connection_error(exc):
+                log.warning("database unreachable: %s", type(exc.orig or exc).__name__)
+                raise DatabaseUnavailable("the database is unreachable; try again shortly") from exc
+            raise
+
+    async def run(self, fn: Callable[..., T], *args: Any, lock: bool = False, **kwargs: Any) -> T:
+        """Run ``fn(session, *args, **kwargs)`` in one transaction on the pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executor, lambda: self.run_sync(fn, *args, lock=lock, **kwargs)
+        )
+
+    def dispose(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.engine.dispose()

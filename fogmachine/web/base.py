@@ -1,0 +1,176 @@
+"""Handler base classes: where a request finds the context and how errors look.
+
+Handlers stay thin: parse, check permission, call a service, render or
+serialize. Every ``FogmachineError`` a service raises becomes its HTTP status
+here, in one place: a JSON body under ``/api`` and the error page elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import tornado.web
+from sqlalchemy.orm import Session
+
+from fogmachine.db.models import User
+from fogmachine.errors import AuthenticationRequired, FogmachineError
+from fogmachine.services.actor import Actor
+from fogmachine.services.tokens import resolve_token
+
+if TYPE_CHECKING:
+    from fogmachine.context import Context
+
+log = logging.getLogger(__name__)
+SESSION_COOKIE = "fm_session"
+SESSION_DAYS = 14
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _load_user(session: Session, user_id: int) -> User | None:
+    user = session.get(User, user_id)
+    return user if user is not None and user.is_active else None
+
+
+def _load_token_user(session: Session, token: str) -> tuple[User, str] | None:
+    found = resolve_token(session, token)
+    return (found[0], found[1].scope) if found else None
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Finds the context and the current user: a signed session cookie or a bearer token."""
+
+    current_user: User | None
+    token_scope: str | None = None
+
+    @property
+    def ctx(self) -> Context:
+        return self.application.settings["fm_context"]
+
+    def bearer_token(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            return header[7:].strip()
+        return None
+
+    async def prepare(self) -> None:
+        self.current_user = None
+        token = self.bearer_token()
+        if token is not None:
+            found = await self.ctx.db.run(_load_token_user, token)
+            if found is None:
+                raise AuthenticationRequired("the API token is unknown, revoked or expired")
+            self.current_user, self.token_scope = found
+            return
+        cookie = self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_DAYS)
+        if cookie:
+            try:
+                user_id = int(cookie.decode())
+            except ValueError:
+                return
+            self.current_user = await self.ctx.db.run(_load_user, user_id)
+
+    def check_xsrf_cookie(self) -> None:
+        # A bearer token is not sent by browsers on their own: no cross-site forgery to guard.
+        if self.bearer_token() is not None:
+            return
+        super().check_xsrf_cookie()
+
+    def set_session(self, user: User) -> None:
+        secure = self.request.protocol == "https"
+        self.set_signed_cookie(SESSION_COOKIE, str(user.id), expires_days=SESSION_DAYS, httponly=True,
+                               samesite="Lax", secure=secure)
+
+    def clear_session(self) -> None:
+        self.clear_cookie(SESSION_COOKIE)
+
+    @property
+    def actor(self) -> Actor:
+        """The current user as services see them; raises 401 when nobody is logged in."""
+        user = self.current_user
+        if user is None:
+            raise AuthenticationRequired("log in or send an API token")
+        return Actor(user_id=user.id, username=user.username, is_admin=user.is_admin,
+                     remote_addr=self.request.remote_ip or "", scope=self.token_scope or "write")
+
+    def _fm_error(self, kwargs: dict[str, Any]) -> FogmachineError | None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], FogmachineError):
+            return exc_info[1]
+        return None
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        # A FogmachineError is an answer, not a crash: no traceback in the log.
+        if isinstance(e, FogmachineError) and e.status < 500:
+            if self._finished:
+                return
+            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        if isinstance(e, FogmachineError):
+            log.warning("%s %s: %s", self.request.method, self.request.path, e.message)
+            if not self._finished:
+                self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)
+
+
+class JsonHandler(BaseHandler):
+    """Answers and errors in JSON, in the one shape the API documents."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def write_json(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(payload, separators=(",", ":"), default=str))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = self._fm_error(kwargs)
+        if error is not None:
+            body = error_body(error.code, error.message, error.details)
+        else:
+            exc = kwargs.get("exc_info", (None, None))[1]
+            reason = self._reason
+            if isinstance(exc, tornado.web.HTTPError) and exc.log_message and status_code < 500:
+                reason = exc.log_message % exc.args if exc.args else exc.log_message
+            code = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+                    405: "method_not_allowed", 409: "conflict", 413: "too_large",
+                    415: "unsupported_media_type", 429: "too_many_requests"}.get(status_code, "error")
+            if status_code >= 500:
+                code, reason = "internal_error", "internal error; the server log has the details"
+            body = error_body(code, reason)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(body))
+
+
+class PageHandler(BaseHandler):
+    """Renders templates in the one base layout; errors render the error page."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = self._fm_error(kwargs)
+        message = error.message if error is not None else self._reason
+        if status_code >= 500 and error is None:
+            message = "Something went wrong on our side; the server log has the details."
+        template = "404.html" if status_code == 404 else "error.html"
+        self.render(template, status_code=status_code, message=message)
+
+
+class NotFoundHandler(BaseHandler):
+    """The default handler: a JSON 404 under /api, the 404 page elsewhere."""
+
+    def prepare(self) -> None:
+        if self.request.path.startswith("/api/"):
+            self.set_status(404)
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.finish(json.dumps(error_body("not_found", f"no such endpoint: {self.request.path}")))
+        else:
+            self.set_status(404)
+            self.render("404.html", status_code=404, message=f"No page at {self.request.path}.")
+
+    def check_xsrf_cookie(self) -> None:
+        pass

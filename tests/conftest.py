@@ -1,0 +1,92 @@
+"""Fixtures shared by every test: configurations, databases and a running server.
+
+The server fixture starts the real application in-process on a free port, so
+handler tests go through Tornado's HTTP stack exactly as a client does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.httpclient
+
+from fogmachine import config as configmod
+from fogmachine.app import Server
+from fogmachine.config import Config
+from fogmachine.context import Context
+from tests.support import databases, testhosts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    """Build a Config in a temporary data dir; keyword arguments are raw setting strings.
+
+    ``hosts`` maps host names to test-driver kwargs (cpus, memory_mb, domains) or URIs.
+    """
+
+    def make(hosts: dict[str, Any] | None = None, **settings: str) -> Config:
+        hosts = {"h1": {}} if hosts is None else hosts
+        uris = {}
+        for name, spec in hosts.items():
+            uris[name] = spec if isinstance(spec, str) else testhosts.write_host(tmp_path / "hosts", name, **spec)
+        virthosts = testhosts.write_virthosts(tmp_path / "virthosts.conf", uris)
+        values = {"data_dir": str(tmp_path / "data"), "virthosts": str(virthosts), "listen_port": "0",
+                  "local_catalog": str(ROOT / "catalog.conf")}
+        values.update(settings)
+        return configmod.load(None, environ={}, **values)
+
+    return make
+
+
+@pytest.fixture(params=databases.BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new empty database on each backend (skipped with the reason when unreachable)."""
+    with databases.fresh_database(request.param, tmp_dir=str(tmp_path)) as url:
+        yield url
+
+
+@dataclass
+class RunningServer:
+    server: Server
+    base_url: str
+
+    @property
+    def ctx(self) -> Context:
+        assert self.server.ctx is not None
+        return self.server.ctx
+
+    async def fetch(self, path: str, *, method: str = "GET", body: Any = None,
+                    headers: dict[str, str] | None = None, **kwargs: Any) -> tornado.httpclient.HTTPResponse:
+        """Fetch without raising on HTTP errors and without following redirects."""
+        client = tornado.httpclient.AsyncHTTPClient()
+        if body is not None and not isinstance(body, (str, bytes)):
+            import json
+
+            body = json.dumps(body)
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        if method in ("POST", "PUT", "PATCH") and body is None:
+            body = b""
+        return await client.fetch(self.base_url + path, method=method, body=body, headers=headers,
+                                  raise_error=False, follow_redirects=False, **kwargs)
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[Callable[[Config], Any]]:
+    """Start servers on free ports; each is stopped when the test ends."""
+    started: list[Server] = []
+
+    async def start(config: Config) -> RunningServer:
+        server = Server(config)
+        await server.start()
+        started.append(server)
+        return RunningServer(server, f"http://127.0.0.1:{server.port}")
+
+    yield start
+    for server in reversed(started):
+        await server.stop()
