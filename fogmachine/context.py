@@ -17,5 +17,11 @@ class Context:
     config: Config
     db: Database
     schema_revision: str = ""
-    # Adapters and services attached at start by later layers (virt, cobbler, bus, ...).
+    # The hypervisor layer (fogmachine.virt.HostManager), attached at start.
+    hosts: Any = None
+    # The catalog of what can be checked out (Cobbler or the local file), attached at start.
+    catalog: Any = None
+    # The Cobbler client, when cobbler_url is set.
+    cobbler: Any = None
+    # Background work the server owns (provisioning runs, periodic tasks), for a clean stop.
     extras: dict[str, Any] = field(default_factory=dict)

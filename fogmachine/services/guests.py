@@ -1,0 +1,105 @@
+"""Reading guests: what an actor may see, filtered and paginated, and their JSON form.
+
+A guest that an actor may not see is reported as not found, never as
+forbidden, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, joinedload
+
+from fogmachine.db.models import Guest, Host, Step, User
+from fogmachine.errors import NotFound, ValidationError
+from fogmachine.services.actor import Actor
+
+
+@dataclass(frozen=True)
+class GuestFilter:
+    owner: str | None = None
+    state: str | None = None
+    host: str | None = None
+    step: str | None = None
+    include_retired: bool = False
+    include_unmanaged: bool = False
+    offset: int = 0
+    limit: int = 100
+
+
+def _visible(actor: Actor):  # type: ignore[no-untyped-def]
+    query = select(Guest).options(joinedload(Guest.owner), joinedload(Guest.host))
+    if not actor.is_admin:
+        query = query.where(Guest.owner_id == actor.user_id, Guest.managed.is_(True))
+    return query
+
+
+def list_guests(session: Session, actor: Actor, flt: GuestFilter = GuestFilter()) -> tuple[list[Guest], int]:
+    """The guests ``actor`` may see that match ``flt``, and how many match in all."""
+    if flt.limit < 1 or flt.limit > 1000:
+        raise ValidationError("limit must be between 1 and 1000", field="limit")
+    if flt.offset < 0:
+        raise ValidationError("offset must not be negative", field="offset")
+    query = _visible(actor)
+    if flt.owner is not None:
+        query = query.join(User, Guest.owner_id == User.id).where(User.username == flt.owner)
+    if flt.host is not None:
+        query = query.join(Host, Guest.host_id == Host.id).where(Host.name == flt.host)
+    if flt.state is not None:
+        query = query.where(Guest.state == flt.state)
+    if flt.step is not None:
+        query = query.where(Guest.step == flt.step)
+    if not flt.include_retired and flt.step != Step.RETIRED:
+        query = query.where(Guest.step != Step.RETIRED)
+    if not flt.include_unmanaged or not actor.is_admin:
+        query = query.where(Guest.managed.is_(True))
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    rows = session.scalars(query.order_by(Guest.id).offset(flt.offset).limit(flt.limit)).unique()
+    return list(rows), total
+
+
+def get_guest(session: Session, actor: Actor, guest_id: int, *, for_update: bool = False) -> Guest:
+    """The guest, or NotFound when it does not exist or ``actor`` may not see it."""
+    query = select(Guest).where(Guest.id == guest_id)
+    if for_update:
+        query = query.with_for_update()
+    guest = session.scalar(query)
+    if guest is None or not (actor.is_admin or (guest.managed and guest.owner_id == actor.user_id)):
+        raise NotFound(f"no guest with id {guest_id}")
+    return guest
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def guest_to_dict(guest: Guest) -> dict[str, Any]:
+    """The guest as the API and the live page show it (the token hash never leaves)."""
+    return {
+        "id": guest.id,
+        "name": guest.name,
+        "owner": guest.owner.username if guest.owner is not None else None,
+        "host": guest.host.name if guest.host is not None else None,
+        "managed": guest.managed,
+        "target": guest.target,
+        "target_kind": guest.target_kind,
+        "ram_mb": guest.ram_mb,
+        "vcpus": guest.vcpus,
+        "disk_gb": guest.disk_gb,
+        "purpose": guest.purpose,
+        "state": guest.state,
+        "step": guest.step,
+        "step_reason": guest.step_reason,
+        "mac": guest.mac,
+        "ip": guest.ip,
+        "hostname": guest.hostname,
+        "vnc_port": guest.vnc_port,
+        "uuid": guest.uuid,
+        "created_at": _iso(guest.created_at),
+        "expires_at": _iso(guest.expires_at),
+        "retired_at": _iso(guest.retired_at),
+        "updated_at": _iso(guest.updated_at),
+    }

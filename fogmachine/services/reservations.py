@@ -1,0 +1,50 @@
+"""Leases: extending a reservation.
+
+Extend adds N days to the guest's *current* expiry (not to now), and never
+beyond ``max_lease_days`` after the guest was created. A retired guest cannot
+be extended.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+from fogmachine.config import Config
+from fogmachine.db.models import Guest, Step, utcnow
+from fogmachine.errors import Conflict, ValidationError
+from fogmachine.services import audit
+from fogmachine.services.actor import Actor
+from fogmachine.services.guests import get_guest
+
+
+def validate_days(days: object, maximum: int, field: str = "days") -> int:
+    if isinstance(days, bool) or not isinstance(days, int):
+        try:
+            days = int(str(days))
+        except ValueError:
+            raise ValidationError(f"{field} must be a whole number of days", field=field) from None
+    if not 1 <= days <= maximum:
+        raise ValidationError(f"{field} must be between 1 and {maximum}", field=field)
+    return days
+
+
+def extend(session: Session, config: Config, actor: Actor, guest_id: int, days: object) -> Guest:
+    actor.require_write()
+    guest = get_guest(session, actor, guest_id, for_update=True)
+    days = validate_days(days, config.max_days)
+    if guest.step == Step.RETIRED or not guest.managed:
+        raise Conflict(f"guest {guest.name} is retired and cannot be extended")
+    current = guest.expires_at or utcnow()
+    new_expiry = current + dt.timedelta(days=days)
+    limit = guest.created_at + dt.timedelta(days=config.max_lease_days)
+    if new_expiry > limit:
+        room = max(0, (limit - current).days)
+        raise ValidationError(
+            f"extending {guest.name} by {days} days would pass the longest lease of {config.max_lease_days} days; "
+            f"at most {room} more day(s) are possible", field="days", details={"max_extension_days": room})
+    guest.expires_at = new_expiry
+    audit.record(session, actor, "guest.extend", object_type="guest", object_id=guest.id, object_name=guest.name,
+                 message=f"+{days} days, now expires {new_expiry:%Y-%m-%d %H:%M} UTC")
+    return guest
