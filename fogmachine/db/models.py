@@ -173,6 +173,9 @@ class Guest(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow, index=True)
     retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+    # The Fogmachine process running this guest's provisioning (see TaskLease): when
+    # that process dies mid-checkout, reconciliation knows the work is orphaned.
+    worker: Mapped[str] = mapped_column(String(64), default="")
 
     owner: Mapped[User | None] = relationship(back_populates="guests")
     host: Mapped[Host | None] = relationship(back_populates="guests")
@@ -213,3 +216,36 @@ class AuditEvent(Base):
     result: Mapped[str] = mapped_column(String(16), default="ok")
     message: Mapped[str] = mapped_column(Text, default="")
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
+
+
+class TaskLease(Base):
+    """Who runs a periodic task now, and until when.
+
+    Several Fogmachine processes may share one database; each periodic task must
+    run in one of them at a time. A process takes or renews a lease with one
+    conditional UPDATE; one that dies stops renewing and loses the lease when it
+    expires. Rows named ``process:<id>`` are the processes' own heartbeats.
+    """
+
+    __tablename__ = "task_leases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), default="")
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class GuestNotice(Base):
+    """A notice (expiry warning, ready, retired) sent to a guest's owner.
+
+    The unique pair (guest, kind) is what makes each notice go out exactly once,
+    even when two processes notice the same guest at the same moment.
+    """
+
+    __tablename__ = "guest_notices"
+    __table_args__ = (UniqueConstraint("guest_id", "kind", name="uq_guest_notices_guest_id_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guest_id: Mapped[int] = mapped_column(ForeignKey("guests.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False)
