@@ -1,0 +1,112 @@
+"""The registry of periodic tasks: started with the server, stopped on shutdown.
+
+Each task is a coroutine run by a Tornado ``PeriodicCallback`` with jitter (so
+several processes started together do not hit the database in lockstep). An
+exclusive task runs only while this process holds its lease in the database,
+so when several Fogmachine processes share MariaDB or PostgreSQL each task
+runs in one of them at a time; a process that dies stops renewing and loses
+the lease within its time to live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import tornado.ioloop
+
+from fogmachine.context import Context
+from fogmachine.services import leases
+
+log = logging.getLogger(__name__)
+HEARTBEAT_INTERVAL = 5.0
+HEARTBEAT_TTL = 15.0
+
+
+@dataclass
+class PeriodicTask:
+    name: str
+    interval: float
+    run: Callable[[], Awaitable[object]]
+    exclusive: bool = True
+    jitter: float = 0.1
+    runs: int = field(default=0, init=False)
+    failures: int = field(default=0, init=False)
+
+    @property
+    def lease_ttl(self) -> float:
+        # Long enough to survive a late run, short enough that a dead owner is replaced soon.
+        return max(3 * self.interval, HEARTBEAT_TTL)
+
+
+class TaskRegistry:
+    """Holds the tasks; a Component of the server (start/stop)."""
+
+    def __init__(self, ctx: Context, process_id: str | None = None) -> None:
+        self.ctx = ctx
+        self.process_id = process_id or ctx.extras.setdefault("process_id", leases.new_process_id())
+        self.tasks: dict[str, PeriodicTask] = {}
+        self._callbacks: list[tornado.ioloop.PeriodicCallback] = []
+        self._running: set[asyncio.Task[object]] = set()
+        self.add(PeriodicTask(f"{leases.PROCESS_PREFIX}{self.process_id}", HEARTBEAT_INTERVAL, self._heartbeat,
+                              exclusive=False, jitter=0.0))
+
+    def add(self, task: PeriodicTask) -> None:
+        if task.name in self.tasks:
+            raise ValueError(f"periodic task {task.name} is registered twice")
+        self.tasks[task.name] = task
+
+    async def _heartbeat(self) -> None:
+        name = f"{leases.PROCESS_PREFIX}{self.process_id}"
+        await self.ctx.db.run(leases.try_acquire, name, self.process_id, HEARTBEAT_TTL)
+
+    async def run_once(self, name: str) -> bool:
+        """Run one task now (if its lease allows); True when it ran. Used by the loop and tests."""
+        task = self.tasks[name]
+        if task.exclusive:
+            held = await self.ctx.db.run(leases.try_acquire, f"task:{name}", self.process_id, task.lease_ttl)
+            if not held:
+                return False
+        try:
+            await task.run()
+            task.runs += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            task.failures += 1
+            log.exception("periodic task %s failed", name)
+        return True
+
+    def _tick(self, name: str) -> Callable[[], Awaitable[None]]:
+        async def tick() -> None:
+            try:
+                await self.run_once(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the lease query itself failed (database down): try next time
+                log.warning("periodic task %s skipped: %s", name, "database unavailable", exc_info=False)
+
+        return tick
+
+    async def start(self) -> None:
+        await self._heartbeat()
+        for name, task in self.tasks.items():
+            callback = tornado.ioloop.PeriodicCallback(self._tick(name), task.interval * 1000, jitter=task.jitter)
+            callback.start()
+            self._callbacks.append(callback)
+
+    async def stop(self) -> None:
+        for callback in self._callbacks:
+            callback.stop()
+        self._callbacks.clear()
+        try:
+            await self.ctx.db.run(self._release_all)
+        except Exception:
+            log.warning("could not release task leases at shutdown; they expire by themselves")
+
+    def _release_all(self, session) -> None:  # type: ignore[no-untyped-def]
+        for name, task in self.tasks.items():
+            lease_name = name if not task.exclusive else f"task:{name}"
+            leases.release(session, lease_name, self.process_id)

@@ -1,0 +1,59 @@
+"""The periodic task registry: jittered callbacks, exclusive tasks in one process at a time."""
+
+import asyncio
+
+from fogmachine.context import Context
+from fogmachine.db import migrate
+from fogmachine.db.session import Database
+from fogmachine.tasks import PeriodicTask, TaskRegistry
+
+
+async def test_exclusive_task_runs_in_one_registry_at_a_time(database_url, make_config):
+    config = make_config(database_connection=database_url)
+    dbs = [Database(database_url, threads=2) for _ in range(2)]
+    migrate.ensure_schema(dbs[0].engine)
+    ran: list[str] = []
+    registries = []
+    for i, db in enumerate(dbs):
+        ctx = Context(config=config, db=db)
+        reg = TaskRegistry(ctx, process_id=f"proc{i}")
+
+        async def job(i=i) -> None:
+            ran.append(f"proc{i}")
+
+        reg.add(PeriodicTask("expire", 0.05, job))
+        reg.add(PeriodicTask("local", 0.05, job, exclusive=False))
+        registries.append(reg)
+    try:
+        for reg in registries:
+            await reg.start()
+        await asyncio.sleep(1.0)
+        # counted before stopping: a stop releases the lease and the other may then take it
+        exclusive_runs = [reg.tasks["expire"].runs for reg in registries]
+        for reg in registries:
+            await reg.stop()
+        assert sorted(exclusive_runs)[0] == 0 and sorted(exclusive_runs)[1] > 3, exclusive_runs
+        assert all(reg.tasks["local"].runs > 3 for reg in registries)
+        # after the holder stopped (released), the other one takes the task
+        holder = exclusive_runs.index(max(exclusive_runs))
+        other = registries[1 - holder]
+        assert await other.run_once("expire")
+    finally:
+        for db in dbs:
+            db.dispose()
+
+
+async def test_failing_task_is_logged_and_counted(make_config, caplog):
+    config = make_config()
+    db = Database(config.database_url, threads=2)
+    migrate.ensure_schema(db.engine)
+    reg = TaskRegistry(Context(config=config, db=db), process_id="p")
+
+    async def boom() -> None:
+        raise RuntimeError("kaput")
+
+    reg.add(PeriodicTask("boom", 10, boom))
+    assert await reg.run_once("boom")
+    assert reg.tasks["boom"].failures == 1
+    assert "periodic task boom failed" in caplog.text
+    db.dispose()
