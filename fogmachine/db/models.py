@@ -248,4 +248,5 @@ class GuestNotice(Base):
     guest_id: Mapped[int] = mapped_column(ForeignKey("guests.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # True once delivered, or at once for a warning skipped because a nearer one was due.
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
