@@ -1,0 +1,418 @@
+"""Accounts: registration, logging in, profiles and the administrators' user functions.
+
+Password hashing and verification cost tens of milliseconds of CPU by design
+(Argon2id), so they run on a small pool of their own, never on the IOLoop and
+never on the database threads: a burst of logins then queues behind two
+hashing threads instead of starving every page of database connections.
+Passwords are never logged, never stored in clear and never echoed back.
+
+Login throttling (``LoginThrottle``) is kept in the process's memory. That is
+a deliberate trade: it needs no table and no write per failed attempt, and a
+restart forgets it. With several Fogmachine processes behind one balancer each
+counts on its own, so an attacker gets at most (limit times processes) tries per
+window, which is still far too few to guess an Argon2-hashed password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fogmachine.db.models import Guest, Step, User, utcnow
+from fogmachine.errors import (
+    AuthenticationRequired,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    TooManyRequests,
+    ValidationError,
+)
+from fogmachine.services import audit, passwords
+from fogmachine.services.actor import Actor
+from fogmachine.services.users import create_user, validate_email, validate_password, validate_username
+
+if TYPE_CHECKING:
+    from fogmachine.context import Context
+
+T = TypeVar("T")
+
+# Throttling numbers (documented in README): within a sliding window of 15 minutes,
+# 5 failed logins for one username or 20 from one address lock that username or
+# address out until the oldest failure leaves the window (at most 15 minutes).
+FAILURE_WINDOW_S = 15 * 60
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_ADDRESS = 20
+HASH_THREADS = 2
+LOGIN_FAILED = "wrong username or password"
+SSH_KEY_RE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)"
+                        r"@openssh\.com) [A-Za-z0-9+/=]+( [^\r\n]*)?$")
+MAX_SSH_KEYS_CHARS = 16 * 1024
+MAX_DESCRIPTION_CHARS = 2000
+
+
+class LoginThrottle:
+    """Sliding-window counts of failed logins per username and per address.
+
+    Checked before the password is verified, so a locked-out attacker does not
+    even cost an Argon2 computation. A success clears the username's count but
+    not the address's: one valid account must not reset an address that is
+    guessing at others.
+    """
+
+    def __init__(self, window_s: float = FAILURE_WINDOW_S, per_user: int = MAX_FAILURES_PER_USER,
+                 per_address: int = MAX_FAILURES_PER_ADDRESS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self.per_user = per_user
+        self.per_address = per_address
+        self.clock = clock
+        self._users: dict[str, collections.deque[float]] = {}
+        self._addresses: dict[str, collections.deque[float]] = {}
+
+    def _recent(self, table: dict[str, collections.deque[float]], key: str, now: float) -> collections.deque[float]:
+        failures = table.get(key)
+        if failures is None:
+            return collections.deque()
+        while failures and failures[0] <= now - self.window_s:
+            failures.popleft()
+        if not failures:
+            del table[key]
+        return failures
+
+    def retry_after(self, username: str, address: str) -> float:
+        """Seconds until this username and address may try again; 0 when they may now."""
+        now = self.clock()
+        wait = 0.0
+        for table, key, limit in ((self._users, username, self.per_user),
+                                  (self._addresses, address, self.per_address)):
+            failures = self._recent(table, key, now)
+            if len(failures) >= limit:
+                wait = max(wait, failures[-limit] + self.window_s - now)
+        return wait
+
+    def failed(self, username: str, address: str) -> None:
+        now = self.clock()
+        for table, key in ((self._users, username), (self._addresses, address)):
+            self._recent(table, key, now)
+            table.setdefault(key, collections.deque()).append(now)
+        if len(self._users) + len(self._addresses) > 100_000:
+            self._prune(now)
+
+    def succeeded(self, username: str) -> None:
+        self._users.pop(username, None)
+
+    def _prune(self, now: float) -> None:
+        """Forget keys with no recent failures, so a scan of names cannot grow memory without end."""
+        for table in (self._users, self._addresses):
+            for key in list(table):
+                self._recent(table, key, now)
+
+
+@dataclass
+class AccountsState:
+    """Per-process state of the accounts service: the throttle and the hashing pool."""
+
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="fm-hash"))
+    # A hash to verify against when the username does not exist, so that the answer
+    # takes as long as for a real user and does not reveal which names exist.
+    dummy_hash: str = ""
+
+
+def state(ctx: Context) -> AccountsState:
+    found = ctx.extras.get("accounts")
+    if found is None:
+        found = ctx.extras["accounts"] = AccountsState()
+    return found
+
+
+async def _off_loop(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(state(ctx).executor, fn, *args)
+
+
+async def hash_password(ctx: Context, password: str) -> str:
+    return await _off_loop(ctx, passwords.hash_password, password)
+
+
+async def verify_password(ctx: Context, password_hash: str, password: str) -> bool:
+    return await _off_loop(ctx, passwords.verify_password, password_hash, password)
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewUser:
+    username: str
+    password: str
+    email: str = ""
+    is_admin: bool = False
+
+
+def _insert_user(session: Session, actor: Actor | None, new: NewUser, password_hash: str) -> User:
+    user = create_user(session, new.username, new.password, email=new.email, is_admin=new.is_admin,
+                       password_hash=password_hash)
+    who = actor if actor is not None else Actor(user_id=user.id, username=user.username)
+    audit.record(session, who, "user.create", object_type="user", object_id=user.id, object_name=user.username,
+                 message="administrator" if user.is_admin else "")
+    return user
+
+
+async def register(ctx: Context, actor: Actor | None, new: NewUser, remote_addr: str = "") -> User:
+    """Create an account.
+
+    ``actor`` None is someone registering themselves: allowed only while
+    ``open_registration`` is on, and never as an administrator. An
+    administrator may always create users, administrators included.
+    """
+    if actor is None:
+        if not ctx.config.open_registration:
+            raise PermissionDenied("registration is closed; ask an administrator for an account")
+        if new.is_admin:
+            raise PermissionDenied("only administrators may create administrators")
+    else:
+        actor.require_write()
+        actor.require_admin()
+    validate_username(new.username)
+    validate_email(new.email)
+    validate_password(new.password)
+    if await ctx.db.run(_username_taken, new.username):
+        # Checked before hashing so that a taken name costs no Argon2; the unique
+        # constraint (create_user) still decides a race.
+        raise Conflict(f"user {new.username} already exists", details={"field": "username"})
+    password_hash = await hash_password(ctx, new.password)
+    return await ctx.db.run(_insert_user, actor, new, password_hash)
+
+
+def _username_taken(session: Session, username: str) -> bool:
+    return session.scalar(select(User.id).where(User.username == username)) is not None
+
+
+# --- logging in -------------------------------------------------------------------------------
+
+
+def _login_record(session: Session, username: str) -> tuple[int, str, bool] | None:
+    row = session.execute(select(User.id, User.password_hash, User.is_active)
+                          .where(User.username == username)).first()
+    return (row[0], row[1], row[2]) if row is not None else None
+
+
+def _login_succeeded(session: Session, user_id: int, address: str, new_hash: str | None) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise AuthenticationRequired(LOGIN_FAILED)
+    user.last_login_at = utcnow()
+    if new_hash is not None:
+        user.password_hash = new_hash
+    audit.record(session, Actor(user.id, user.username, user.is_admin, address), "user.login",
+                 object_type="user", object_id=user.id, object_name=user.username)
+    return user
+
+
+def _login_failed(session: Session, username: str, address: str, reason: str) -> None:
+    audit.record(session, Actor(None, username[:64], remote_addr=address), "user.login", object_type="user",
+                 object_name=username[:255], result="failed", message=reason)
+
+
+async def authenticate(ctx: Context, username: str, password: str, address: str) -> User:
+    """The user with this name and password, or AuthenticationRequired / TooManyRequests.
+
+    The answer to a wrong password, an unknown user and a disabled account is
+    the same message, and takes the same time: it must not tell which names exist.
+    """
+    st = state(ctx)
+    username = (username or "").strip().lower()[:64]
+    wait = st.throttle.retry_after(username, address)
+    if wait > 0:
+        minutes = max(1, round(wait / 60))
+        raise TooManyRequests(f"too many failed logins; try again in about {minutes} minute(s)",
+                              details={"retry_after": int(wait) + 1})
+    record = await ctx.db.run(_login_record, username) if username else None
+    if record is None:
+        if not st.dummy_hash:
+            st.dummy_hash = await hash_password(ctx, "fogmachine-dummy-password")
+        await verify_password(ctx, st.dummy_hash, password or "")
+        ok, reason = False, "unknown user"
+    else:
+        ok = await verify_password(ctx, record[1], password or "")
+        reason = "wrong password"
+        if ok and not record[2]:
+            ok, reason = False, "account disabled"
+    if not ok:
+        st.throttle.failed(username, address)
+        await ctx.db.run(_login_failed, username, address, reason)
+        raise AuthenticationRequired(LOGIN_FAILED)
+    st.throttle.succeeded(username)
+    new_hash = None
+    if passwords.needs_rehash(record[1]):  # type: ignore[index]
+        new_hash = await hash_password(ctx, password)
+    return await ctx.db.run(_login_succeeded, record[0], address, new_hash)  # type: ignore[index]
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileUpdate:
+    """Fields a user may change on their own profile; None leaves one unchanged."""
+
+    email: str | None = None
+    ssh_key: str | None = None
+    description: str | None = None
+    notify_expiry: bool | None = None
+    notify_ready: bool | None = None
+
+
+def validate_ssh_keys(text: str) -> str:
+    """One or more OpenSSH public keys, one a line; blank lines and # comments allowed."""
+    text = text.replace("\r\n", "\n").strip()
+    if len(text) > MAX_SSH_KEYS_CHARS:
+        raise ValidationError(f"SSH keys must be at most {MAX_SSH_KEYS_CHARS} characters", field="ssh_key")
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.strip()
+        if line and not line.startswith("#") and not SSH_KEY_RE.match(line):
+            raise ValidationError(f"line {number} of the SSH keys is not an OpenSSH public key "
+                                  "(ssh-ed25519 AAAA... comment)", field="ssh_key")
+    return text
+
+
+def _user_for(session: Session, actor: Actor, user_id: int, *, for_update: bool = False) -> User:
+    if not actor.is_admin and actor.user_id != user_id:
+        raise NotFound(f"no user with id {user_id}")
+    query = select(User).where(User.id == user_id)
+    if for_update:
+        query = query.with_for_update()
+    user = session.scalar(query)
+    if user is None:
+        raise NotFound(f"no user with id {user_id}")
+    return user
+
+
+def get_user(session: Session, actor: Actor, user_id: int) -> User:
+    """A user's own account, or any account for an administrator."""
+    return _user_for(session, actor, user_id)
+
+
+def update_profile(session: Session, actor: Actor, user_id: int, change: ProfileUpdate) -> User:
+    actor.require_write()
+    user = _user_for(session, actor, user_id, for_update=True)
+    changed = []
+    if change.email is not None:
+        user.email = validate_email(change.email.strip())
+        changed.append("email")
+    if change.ssh_key is not None:
+        user.ssh_key = validate_ssh_keys(change.ssh_key)
+        changed.append("ssh_key")
+    if change.description is not None:
+        description = change.description.strip()
+        if len(description) > MAX_DESCRIPTION_CHARS:
+            raise ValidationError(f"description must be at most {MAX_DESCRIPTION_CHARS} characters",
+                                  field="description")
+        user.description = description
+        changed.append("description")
+    if change.notify_expiry is not None:
+        user.notify_expiry = change.notify_expiry
+        changed.append("notify_expiry")
+    if change.notify_ready is not None:
+        user.notify_ready = change.notify_ready
+        changed.append("notify_ready")
+    audit.record(session, actor, "user.update", object_type="user", object_id=user.id, object_name=user.username,
+                 message=", ".join(changed))
+    return user
+
+
+def _password_hash_of(session: Session, user_id: int) -> str:
+    return session.scalar(select(User.password_hash).where(User.id == user_id)) or ""
+
+
+def _store_password(session: Session, actor: Actor, user_id: int, old_hash: str, new_hash: str) -> None:
+    user = _user_for(session, actor, user_id, for_update=True)
+    if user.password_hash != old_hash:
+        # Changed by someone else between the check and now: make the user try again.
+        raise ValidationError("the password was changed meanwhile; try again", field="current_password")
+    user.password_hash = new_hash
+    audit.record(session, actor, "user.password", object_type="user", object_id=user.id, object_name=user.username)
+
+
+async def change_password(ctx: Context, actor: Actor, current: str, new: str, confirm: str | None = None) -> None:
+    """Change the actor's own password; the current one must be given, whoever asks."""
+    actor.require_write()
+    if actor.user_id is None:
+        raise PermissionDenied("only a user can change their password")
+    if confirm is not None and confirm != new:
+        raise ValidationError("the new passwords differ", field="confirm_password")
+    try:
+        validate_password(new)
+    except ValidationError as exc:
+        raise ValidationError(exc.message.replace("password", "new password", 1), field="new_password") from None
+    old_hash = await ctx.db.run(_password_hash_of, actor.user_id)
+    if not await verify_password(ctx, old_hash, current or ""):
+        raise ValidationError("the current password is wrong", field="current_password")
+    new_hash = await hash_password(ctx, new)
+    await ctx.db.run(_store_password, actor, actor.user_id, old_hash, new_hash)
+
+
+# --- administrators ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    id: int
+    username: str
+    email: str
+    is_admin: bool
+    is_active: bool
+    created_at: Any
+    last_login_at: Any
+    live_guests: int
+
+
+def list_users(session: Session, actor: Actor) -> list[UserSummary]:
+    actor.require_admin()
+    counts = dict(session.execute(
+        select(Guest.owner_id, func.count()).where(Guest.step != Step.RETIRED, Guest.managed.is_(True))
+        .group_by(Guest.owner_id)).all())
+    users = session.scalars(select(User).order_by(User.username))
+    return [UserSummary(u.id, u.username, u.email, u.is_admin, u.is_active, u.created_at, u.last_login_at,
+                        counts.get(u.id, 0)) for u in users]
+
+
+def _admin_target(session: Session, actor: Actor, user_id: int) -> User:
+    actor.require_write()
+    actor.require_admin()
+    user = session.scalar(select(User).where(User.id == user_id).with_for_update())
+    if user is None:
+        raise NotFound(f"no user with id {user_id}")
+    return user
+
+
+def set_admin(session: Session, actor: Actor, user_id: int, is_admin: bool) -> User:
+    """Grant or revoke administrator rights; nobody revokes their own (no locking oneself out)."""
+    user = _admin_target(session, actor, user_id)
+    if not is_admin and user.id == actor.user_id:
+        raise PermissionDenied("you cannot revoke your own administrator rights; ask another administrator")
+    user.is_admin = is_admin
+    audit.record(session, actor, "user.admin" if is_admin else "user.unadmin", object_type="user",
+                 object_id=user.id, object_name=user.username)
+    return user
+
+
+def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> User:
+    """Disable or re-enable an account. A disabled user cannot log in and their
+    session cookie and API tokens stop working at once; their guests stay."""
+    user = _admin_target(session, actor, user_id)
+    if not active and user.id == actor.user_id:
+        raise PermissionDenied("you cannot disable your own account")
+    user.is_active = active
+    audit.record(session, actor, "user.enable" if active else "user.disable", object_type="user",
+                 object_id=user.id, object_name=user.username)
+    return user

@@ -1,0 +1,128 @@
+"""Hosts as people see them: capacity, state, and switching a host off for maintenance.
+
+A disabled host keeps its guests running and reachable; it only stops taking
+new ones (placement skips it). The flag survives restarts and ``hosts sync``:
+the virthosts file says which hosts exist, administrators say which take work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fogmachine.db.models import Host
+from fogmachine.errors import Conflict, NotFound
+from fogmachine.services import audit
+from fogmachine.services.actor import Actor
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def display_state(host: Host) -> str:
+    """up, down or unknown, or disabled when an administrator switched it off."""
+    return "disabled" if not host.enabled else host.state
+
+
+def _percent(part: float, whole: float) -> int:
+    if whole <= 0:
+        return 0
+    return max(0, min(100, round(100 * part / whole)))
+
+
+def host_to_dict(host: Host, cpu_overcommit: float) -> dict[str, Any]:
+    """A host's state and capacity as the dashboard and the live feed show it.
+
+    Memory is what libvirt reports free on the host (so it includes what other
+    tools use); vCPUs are what Fogmachine has committed against the host's
+    physical CPUs times ``cpu_overcommit``, the figure placement works with.
+    """
+    vcpu_capacity = int(host.cpus * cpu_overcommit)
+    used_mb = max(0, host.total_memory_mb - host.free_memory_mb)
+    return {
+        "name": host.name,
+        "virt_type": host.virt_type,
+        "state": host.state,
+        "display_state": display_state(host),
+        "enabled": host.enabled,
+        "in_config": host.in_config,
+        "state_reason": host.state_reason,
+        "total_memory_mb": host.total_memory_mb,
+        "free_memory_mb": host.free_memory_mb,
+        "memory_used_pct": _percent(used_mb, host.total_memory_mb),
+        "committed_memory_mb": host.committed_memory_mb,
+        "cpus": host.cpus,
+        "vcpu_capacity": vcpu_capacity,
+        "committed_vcpus": host.committed_vcpus,
+        "vcpus_free": max(0, vcpu_capacity - host.committed_vcpus),
+        "cpu_used_pct": _percent(host.committed_vcpus, vcpu_capacity),
+        "guest_count": host.guest_count,
+        "last_seen_at": _iso(host.last_seen_at),
+    }
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The cloud's capacity over the hosts that take new guests (enabled and up)."""
+
+    hosts_total: int
+    hosts_usable: int
+    memory_total_mb: int
+    memory_free_mb: int
+    vcpu_capacity: int
+    vcpus_committed: int
+    guests: int
+
+    @property
+    def memory_used_pct(self) -> int:
+        return _percent(self.memory_total_mb - self.memory_free_mb, self.memory_total_mb)
+
+    @property
+    def cpu_used_pct(self) -> int:
+        return _percent(self.vcpus_committed, self.vcpu_capacity)
+
+
+def list_hosts(session: Session) -> list[Host]:
+    """Every host, by name. Any logged-in user may see hosts; their guests are filtered elsewhere."""
+    return list(session.scalars(select(Host).order_by(Host.name)))
+
+
+def get_host(session: Session, host_name: str) -> Host:
+    """One host by name (any logged-in user may see hosts), or NotFound."""
+    host = session.scalar(select(Host).where(Host.name == host_name))
+    if host is None:
+        raise NotFound(f"no host named {host_name}")
+    return host
+
+
+def capacity(hosts: list[Host], cpu_overcommit: float) -> Capacity:
+    usable = [h for h in hosts if h.enabled and h.state == "up"]
+    return Capacity(
+        hosts_total=len(hosts),
+        hosts_usable=len(usable),
+        memory_total_mb=sum(h.total_memory_mb for h in usable),
+        memory_free_mb=sum(h.free_memory_mb for h in usable),
+        vcpu_capacity=sum(int(h.cpus * cpu_overcommit) for h in usable),
+        vcpus_committed=sum(h.committed_vcpus for h in usable),
+        guests=sum(h.guest_count for h in hosts),
+    )
+
+
+def set_enabled(session: Session, actor: Actor, host_name: str, enabled: bool) -> Host:
+    """Enable a host, or disable it for maintenance (administrators only)."""
+    actor.require_write()
+    actor.require_admin()
+    host = session.scalar(select(Host).where(Host.name == host_name).with_for_update())
+    if host is None:
+        raise NotFound(f"no host named {host_name}")
+    if enabled and not host.in_config:
+        raise Conflict(f"host {host.name} is no longer in virthosts.conf; add it there to enable it")
+    host.enabled = enabled
+    audit.record(session, actor, "host.enable" if enabled else "host.disable", object_type="host",
+                 object_id=host.id, object_name=host.name)
+    return host
