@@ -1,0 +1,194 @@
+"""The base of every API handler: who may call, what they may send, how refusals look.
+
+Each handler declares, per HTTP method, an ``Op``: its query parameters, its
+request body, its success status and response object, and the errors it may
+answer. ``prepare`` enforces the declaration before the handler body runs
+(method, size, credentials, scope, content type, query, body), and the OpenAPI
+document is generated from the very same declarations, so what is documented
+is what is checked.
+
+Authentication is a bearer token or the session cookie. A browser sends the
+cookie on its own, so a request authenticated by the cookie must also carry
+the XSRF token; a bearer token is never sent by a browser unasked, so requests
+that carry one, or carry no credentials at all (they are refused with 401
+anyway), skip the XSRF check. An API request is never redirected to a login
+page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from fogmachine.errors import AuthenticationRequired, FogmachineError, NotFound, PermissionDenied
+from fogmachine.services import tokens
+from fogmachine.services.actor import Actor
+from fogmachine.web.api.schema import INT_LIMIT, Field, Obj, Query
+from fogmachine.web.base import SESSION_COOKIE, SESSION_DAYS, JsonHandler
+
+# Far below the HTTP server's own limit (which drops the connection instead of
+# answering), so that an oversized body gets a JSON 413 a client can read.
+MAX_API_BODY = 64 * 1024
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class PayloadTooLarge(FogmachineError):
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedMediaType(FogmachineError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class MethodNotAllowed(FogmachineError):
+    status = 405
+    code = "method_not_allowed"
+
+
+EMPTY = Obj("Empty", (), description="No fields: send {} or nothing.")
+
+
+@dataclass(frozen=True)
+class Op:
+    """What one HTTP method of one route takes and answers; enforced and documented."""
+
+    summary: str
+    tag: str
+    description: str = ""
+    query: Query | None = None
+    body: Obj | None = None
+    status: int = 200
+    response: Obj | Field | None = None
+    errors: tuple[int, ...] = ()
+    public: bool = False
+    admin: bool = False
+    location: bool = False  # the answer carries a Location header
+    deprecated: bool = False
+    # Error statuses whose body is not the usual error shape (health's 503).
+    alternatives: tuple[tuple[int, Obj], ...] = ()
+
+    def all_errors(self, method: str, path_params: bool) -> tuple[int, ...]:
+        """Every error status this operation can answer, for the document."""
+        codes = set(self.errors)
+        if not self.public:
+            codes.update((401, 403))
+        if method in BODY_METHODS:
+            codes.update((400, 413, 415))
+        if self.query is not None and self.query.params:
+            codes.add(400)
+        if path_params:
+            codes.add(404)
+        return tuple(sorted(codes))
+
+
+class ApiHandler(JsonHandler):
+    """Enforces the handler's ``api`` declarations, then hands over parsed input."""
+
+    api: ClassVar[dict[str, Op]] = {}
+    params: dict[str, Any]
+    data: dict[str, Any]
+    identity: tokens.CachedIdentity | None = None
+
+    @property
+    def op(self) -> Op | None:
+        return self.api.get(self.request.method.lower()) if self.request.method else None
+
+    def check_xsrf_cookie(self) -> None:
+        # Forgery needs the browser's session cookie: without a valid one there is
+        # nothing to forge, and the request is refused with 401 in prepare.
+        if self.bearer_token() is not None:
+            return
+        if not self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_DAYS):
+            return
+        super().check_xsrf_cookie()
+
+    async def prepare(self) -> None:
+        op = self.op
+        if op is None:
+            raise MethodNotAllowed(f"{self.request.method} is not allowed here; allowed: "
+                                   f"{', '.join(sorted(m.upper() for m in self.api))}")
+        self._check_size()
+        if not op.public:
+            await self._authenticate()
+            actor = self.actor  # 401 without credentials
+            if self.request.method not in SAFE_METHODS:
+                actor.require_write()
+            if op.admin:
+                actor.require_admin()
+        self.params = (op.query or Query()).parse(self.request.query_arguments)
+        self.data = self._parse_body(op) if self.request.method in BODY_METHODS else {}
+
+    async def _authenticate(self) -> None:
+        """A bearer token through the token cache, else the session cookie (BaseHandler's way)."""
+        self.identity = None
+        token = self.bearer_token()
+        if token is None:
+            await super().prepare()
+            user = self.current_user
+            if user is not None:
+                self.identity = tokens.CachedIdentity(user.id, user.username, user.is_admin, "write", None)
+            return
+        self.current_user = None
+        self.identity = await tokens.authenticate(self.ctx, token)
+        if self.identity is None:
+            raise AuthenticationRequired("the API token is unknown, revoked or expired")
+
+    def _check_size(self) -> None:
+        declared = self.request.headers.get("Content-Length", "")
+        too_big = len(self.request.body or b"") > MAX_API_BODY
+        if declared.isdigit() and int(declared) > MAX_API_BODY:
+            too_big = True
+        if too_big:
+            raise PayloadTooLarge(f"the request body is larger than {MAX_API_BODY} bytes",
+                                  details={"max_bytes": MAX_API_BODY})
+
+    def _parse_body(self, op: Op) -> dict[str, Any]:
+        raw = self.request.body or b""
+        schema = op.body or EMPTY
+        if raw.strip():
+            content_type = self.request.headers.get("Content-Type", "")
+            if content_type.split(";", 1)[0].strip().lower() != "application/json":
+                raise UnsupportedMediaType(
+                    f"send the request body as application/json, not {content_type or 'without a Content-Type'}",
+                    details={"expected": "application/json"})
+        return schema.parse(raw)
+
+    def path_id(self, value: str, what: str) -> int:
+        """A numeric id from the path; one beyond any real id is simply not found."""
+        number = int(value)
+        if number < 1 or number > INT_LIMIT:
+            raise NotFound(f"no {what} with id {value}")
+        return number
+
+    @property
+    def actor(self) -> Actor:
+        who = self.identity
+        if who is None:
+            raise AuthenticationRequired("send an API token (Authorization: Bearer fm_...) or log in")
+        return Actor(user_id=who.user_id, username=who.username, is_admin=who.is_admin,
+                     remote_addr=self.request.remote_ip or "", scope=who.scope)
+
+    def require_admin(self) -> None:
+        if not self.actor.is_admin:
+            raise PermissionDenied("only administrators may do this")
+
+    def created(self, location: str, payload: Any, status: int = 201) -> None:
+        self.set_header("Location", location)
+        self.write_json(payload, status)
+
+    def no_content(self) -> None:
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(sorted(m.upper() for m in self.api)))
+        super().write_error(status_code, **kwargs)
+
+
+def int_param(name: str, description: str) -> Field:
+    return Field(name, "integer", description, minimum=1, maximum=INT_LIMIT)
