@@ -147,6 +147,34 @@ def cmd_config_check(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cobbler_install_snippets(config: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fogmachine.cobbler.client import CobblerClient, public_url
+    from fogmachine.cobbler.scripts import DEFAULT_DIR, find_scripts, install
+
+    if not config.cobbler_url:
+        raise CliError("cobbler_url is not set: configure Cobbler first (see README, Cobbler)")
+    directory = Path(args.directory) if args.directory else DEFAULT_DIR
+    scripts = find_scripts(directory)
+    if not scripts:
+        raise CliError(f"no kickstarts/ or snippets/ under {directory}")
+
+    async def run() -> None:
+        client = CobblerClient(config.cobbler_url, config.cobbler_user, config.cobbler_password,
+                               timeout=config.cobbler_timeout)
+        try:
+            await install(client, scripts)
+        finally:
+            await client.stop()
+
+    asyncio.run(run())
+    for script in scripts:
+        print(f"installed {script.kind} {script.name}")
+    print(f"{len(scripts)} file(s) from {directory} installed into Cobbler at {public_url(config.cobbler_url)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fogmachine", description="Fogmachine, a self-service mini-cloud.")
     parser.add_argument("--version", action="version", version=f"fogmachine {__version__}")
@@ -184,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="configuration", description="configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
     add("check", cmd_config_check, "read the configuration and virthosts, reach the database", cfg_sub)
+
+    cobbler = sub.add_parser("cobbler", help="the Cobbler server", description="the Cobbler server")
+    cobbler_sub = cobbler.add_subparsers(dest="cobbler_command", required=True, metavar="COMMAND")
+    snip = add("install-snippets", cmd_cobbler_install_snippets,
+               "install ks_scripts/ kickstarts and snippets into Cobbler through its API", cobbler_sub)
+    snip.add_argument("--from", dest="directory", help="folder with kickstarts/ and snippets/ (default: ks_scripts)")
     return parser
 
 

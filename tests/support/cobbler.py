@@ -1,0 +1,102 @@
+"""The loopback Cobbler 3.3 server for the tests (tests/infra/cobbler_server.sh).
+
+Tests that need it skip with the reason when it does not answer. They use
+objects of their own (``fmtest-*``), seeded once per session, so they never
+disturb what other tests or the infra smoke check put into Cobbler.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import xmlrpc.client
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+XMLRPC_URL = "http://127.0.0.1:25151/"
+SVC_URL = "http://127.0.0.1:25152/cblr/svc/op"
+USER = "cobbler"
+PASSWORD = "cobbler"
+STATE = Path(os.environ.get("FM_TEST_STATE", "/var/tmp/fogmachine-test"))
+KERNEL = STATE / "tiny" / "vmlinuz"
+INITRD = STATE / "tiny" / "initrd.img"
+PROFILE = "fmtest-tiny"  # has fogmachine in autoinstall_meta, user-mode networking
+HIDDEN_PROFILE = "fmtest-hidden"  # no fogmachine key: not in the catalog
+IMAGE = "fmtest-image"
+TEMPLATE = "fogmachine-minimal.ks"
+
+
+@cache
+def unreachable() -> str | None:
+    try:
+        proxy = xmlrpc.client.ServerProxy(XMLRPC_URL)
+        import socket
+
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(3)
+        try:
+            proxy.version()
+        finally:
+            socket.setdefaulttimeout(old)
+    except Exception as exc:  # any failure means: skip with this reason
+        return (f"Cobbler at {XMLRPC_URL} not answering ({type(exc).__name__}: {exc}); "
+                "start it with: bash tests/infra/cobbler_server.sh start")
+    if not KERNEL.exists() or not INITRD.exists():
+        return f"tiny guest kernel/initrd missing in {STATE / 'tiny'}; build with: bash tests/infra/tiny_guest.sh build"
+    return None
+
+
+def require() -> None:
+    reason = unreachable()
+    if reason:
+        pytest.skip(reason)
+
+
+def _seed_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("cobbler_seed", ROOT / "tests" / "infra" / "cobbler_seed.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def proxy() -> tuple[xmlrpc.client.ServerProxy, str]:
+    server = xmlrpc.client.ServerProxy(XMLRPC_URL, allow_none=True)
+    return server, server.login(USER, PASSWORD)
+
+
+@cache
+def seed() -> None:
+    """Install ks_scripts through Fogmachine's own code path, then seed the fmtest objects (once)."""
+    from fogmachine.cobbler.scripts import find_scripts
+
+    server, token = proxy()
+    for script in find_scripts():
+        writer = server.write_autoinstall_template if script.kind == "template" else server.write_autoinstall_snippet
+        writer(script.name, script.text, token)
+    template = (ROOT / "ks_scripts" / "kickstarts" / TEMPLATE).read_text()
+    seed_mod = _seed_module()
+    seed_mod.seed(XMLRPC_URL, USER, PASSWORD, str(KERNEL), str(INITRD), distro=PROFILE, profile=PROFILE,
+                  autoinstall_name=TEMPLATE, template=template, kernel_options="console=ttyS0 panic=-1",
+                  autoinstall_meta={"fogmachine": 1, "fogmachine_network": "user"}, virt_ram=256, virt_cpus=1,
+                  virt_type="qemu", virt_file_size=0, image=IMAGE)
+    # Same distro: repeat its kernel options, seed() sets them again.
+    seed_mod.seed(XMLRPC_URL, USER, PASSWORD, str(KERNEL), str(INITRD), distro=PROFILE, profile=HIDDEN_PROFILE,
+                  autoinstall_name=TEMPLATE, template=template, kernel_options="console=ttyS0 panic=-1",
+                  autoinstall_meta={"other": 1}, image=None)
+
+
+def system_names() -> list[str]:
+    server, _ = proxy()
+    return list(server.get_item_names("system"))
+
+
+def remove_systems(prefix: str) -> None:
+    server, token = proxy()
+    for name in server.get_item_names("system"):
+        if name.startswith(prefix):
+            server.remove_system(name, token)

@@ -1,0 +1,102 @@
+"""Placement rules, as pure functions over host rows and what their guests use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from fogmachine import placement
+from fogmachine.db.models import Step
+from fogmachine.placement import Demand, Usage
+
+
+@dataclass
+class H:
+    id: int
+    name: str
+    total_memory_mb: int = 8192
+    cpus: int = 4
+    virt_type: str = "kvm"
+    enabled: bool = True
+    state: str = "up"
+
+
+@dataclass
+class G:
+    host_id: int | None
+    ram_mb: int
+    vcpus: int
+    step: str = Step.READY
+
+
+def test_usage_counts_provisioning_guests_but_not_failed_or_retired() -> None:
+    guests = [G(1, 1024, 1, Step.REGISTERING), G(1, 2048, 2, Step.INSTALLING), G(1, 4096, 4, Step.FAILED),
+              G(1, 512, 1, Step.RETIRED), G(2, 256, 1), G(None, 999, 9)]
+    usage = placement.usage_of(guests)
+    assert usage == {1: Usage(3072, 3, 2), 2: Usage(256, 1, 1)}
+
+
+def test_room_reasons() -> None:
+    demand = Demand(2048, 2, "kvm")
+    assert placement.room_on(H(1, "a"), Usage(), demand, 1.0).fits
+    assert placement.room_on(H(1, "a", enabled=False), Usage(), demand, 1.0).reason == "disabled"
+    assert placement.room_on(H(1, "a", state="down"), Usage(), demand, 1.0).reason == "host is down"
+    assert "cannot run" in placement.room_on(H(1, "a", virt_type="qemu"), Usage(), demand, 1.0).reason
+    assert placement.room_on(H(1, "a"), Usage(7000, 0), demand, 1.0).reason == "1192 MiB free"
+    assert placement.room_on(H(1, "a"), Usage(0, 3), demand, 1.0).reason == "1 vCPUs free"
+    # cpu_overcommit multiplies the physical CPUs
+    assert placement.room_on(H(1, "a"), Usage(0, 3), demand, 2.0).fits
+    assert placement.room_on(H(1, "a", total_memory_mb=0), Usage(), demand, 1.0).reason == "capacity not known yet"
+    assert placement.room_on(H(1, "a"), Usage(), demand, 1.0, excluded=True).reason.startswith("a domain")
+
+
+@pytest.mark.parametrize(("host", "guest", "ok"), [
+    ("kvm", "kvm", True), ("kvm", "qemu", True), ("qemu", "qemu", True), ("qemu", "kvm", False),
+    ("test", "kvm", True), ("test", "xen", True), ("xen", "kvm", False), ("lxc", "lxc", True),
+])
+def test_virt_type_compatibility(host: str, guest: str, ok: bool) -> None:
+    assert placement.compatible(host, guest) is ok
+
+
+def test_domain_type_follows_the_host_for_test_and_kvm() -> None:
+    assert placement.domain_type("test", "kvm") == "test"
+    assert placement.domain_type("kvm", "qemu") == "kvm"
+    assert placement.domain_type("qemu", "qemu") == "qemu"
+
+
+def _rooms() -> list[placement.Room]:
+    hosts = [H(1, "big", 16384), H(2, "mid", 8192), H(3, "small", 4096), H(4, "off", 65536, enabled=False)]
+    usage = {1: Usage(4096, 2), 2: Usage(1024, 1), 3: Usage(1024, 1)}
+    return placement.rooms(hosts, usage, Demand(2048, 1, "kvm"), 1.0)
+
+
+def test_spread_takes_the_most_free_memory_and_pack_the_least_that_fits() -> None:
+    rooms = _rooms()
+    assert placement.choose(rooms, "spread").name == "big"  # type: ignore[union-attr]
+    assert placement.choose(rooms, "pack").name == "small"  # type: ignore[union-attr]
+
+
+def test_ties_are_broken_by_vcpus_then_name() -> None:
+    rooms = placement.rooms([H(1, "b"), H(2, "a"), H(3, "c", cpus=8)], {}, Demand(1024, 1, "kvm"), 1.0)
+    assert placement.choose(rooms, "spread").name == "c"  # type: ignore[union-attr]
+    assert placement.choose(rooms, "pack").name == "a"  # type: ignore[union-attr]
+
+
+def test_no_room_message_says_what_was_asked_and_the_most_free() -> None:
+    hosts = [H(1, "a", 4096), H(2, "b", 8192), H(3, "x", 65536, virt_type="xen")]
+    usage = {1: Usage(1024, 4), 2: Usage(6144, 1)}
+    demand = Demand(4096, 2, "kvm")
+    rooms = placement.rooms(hosts, usage, demand, 1.0)
+    assert placement.choose(rooms, "spread") is None
+    message = placement.no_room_message(demand, rooms)
+    assert "4096 MiB and 2 vCPU(s) (kvm)" in message
+    assert "3072 MiB (on a)" in message and "3 vCPU(s)" in message
+    assert placement.most_free(rooms, demand) == {"ram_mb": 3072, "vcpus": 3, "host": "a"}
+
+
+def test_no_usable_host_at_all() -> None:
+    demand = Demand(512, 1, "lxc")
+    rooms = placement.rooms([H(1, "a")], {}, demand, 1.0)
+    assert placement.no_room_message(demand, rooms).endswith("runs lxc guests")
+    assert placement.most_free(rooms, demand)["host"] is None
