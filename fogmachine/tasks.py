@@ -49,7 +49,7 @@ class TaskRegistry:
         self.process_id = process_id or ctx.extras.setdefault("process_id", leases.new_process_id())
         self.tasks: dict[str, PeriodicTask] = {}
         self._callbacks: list[tornado.ioloop.PeriodicCallback] = []
-        self._running: set[asyncio.Task[object]] = set()
+        self.on_stop: list[Callable[[], None]] = []
         self.add(PeriodicTask(f"{leases.PROCESS_PREFIX}{self.process_id}", HEARTBEAT_INTERVAL, self._heartbeat,
                               exclusive=False, jitter=0.0))
 
@@ -101,6 +101,8 @@ class TaskRegistry:
         for callback in self._callbacks:
             callback.stop()
         self._callbacks.clear()
+        for hook in self.on_stop:
+            hook()
         try:
             await self.ctx.db.run(self._release_all)
         except Exception:
@@ -110,3 +112,19 @@ class TaskRegistry:
         for name, task in self.tasks.items():
             lease_name = name if not task.exclusive else f"task:{name}"
             leases.release(session, lease_name, self.process_id)
+
+
+def build_registry(ctx: Context) -> TaskRegistry:
+    """The server's periodic tasks: expiry, notices, history purge."""
+    from fogmachine.notify import Mailer
+    from fogmachine.services import expiry, notices
+
+    registry = TaskRegistry(ctx)
+    mailer = Mailer(ctx.config)
+    registry.on_stop.append(mailer.close)
+    config = ctx.config
+    registry.add(PeriodicTask("expiry", config.expiry_interval, lambda: expiry.retire_expired(ctx)))
+    registry.add(PeriodicTask("notices", config.notice_interval, lambda: notices.run(ctx.db, config, mailer)))
+    registry.add(PeriodicTask("purge", 3600, lambda: expiry.purge_history(ctx)))
+    ctx.extras["tasks"] = registry
+    return registry

@@ -148,7 +148,9 @@ class Guest(Base):
     # ``name`` while the guest is live, NULL once retired: a unique column that lets
     # the database itself refuse two live guests of one name, even from two processes.
     live_name: Mapped[str | None] = mapped_column(String(63), unique=True, default=None)
-    domain_name: Mapped[str] = mapped_column(String(255))
+    # The libvirt domain's name on its host; NULL once retired, so the name (and the
+    # unique host/domain pair) is free for a new guest while the history row stays.
+    domain_name: Mapped[str | None] = mapped_column(String(255), default=None)
     managed: Mapped[bool] = mapped_column(Boolean, default=True)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None, index=True)
     host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), default=None, index=True)

@@ -109,18 +109,33 @@ class Database:
             session.close()
 
     def run_sync(self, fn: Callable[..., T], *args: Any, lock: bool = False, **kwargs: Any) -> T:
-        """Run ``fn(session, ...)`` in one transaction. ``lock`` takes SQLite's write
-        lock at the start; on MariaDB and PostgreSQL ``fn`` locks rows itself."""
+        """Run ``fn(session, ...)`` in one transaction.
+
+        ``lock`` takes SQLite's write lock at BEGIN, for units that read and then
+        write; on MariaDB and PostgreSQL ``fn`` locks the rows it needs itself.
+        On SQLite, an unlocked unit that turns out to write after another
+        connection committed fails with "database is locked" (its read snapshot
+        is stale); it is run once more under the write lock, which cannot fail
+        that way. So ``fn`` must be database work only, safe to run again.
+        """
         try:
-            with self.session() as session:
-                if lock:
-                    session.connection(execution_options={LOCK_OPTION: True})
-                return fn(session, *args, **kwargs)
+            try:
+                return self._attempt(fn, args, kwargs, lock)
+            except OperationalError as exc:
+                if lock or self.backend != "sqlite" or "database is locked" not in str(exc.orig):
+                    raise
+                return self._attempt(fn, args, kwargs, True)
         except (OperationalError, DBAPIError) as exc:
             if is_connection_error(exc):
                 log.warning("database unreachable: %s", type(exc.orig or exc).__name__)
                 raise DatabaseUnavailable("the database is unreachable; try again shortly") from exc
             raise
+
+    def _attempt(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], lock: bool) -> T:
+        with self.session() as session:
+            if lock:
+                session.connection(execution_options={LOCK_OPTION: True})
+            return fn(session, *args, **kwargs)
 
     async def run(self, fn: Callable[..., T], *args: Any, lock: bool = False, **kwargs: Any) -> T:
         """Run ``fn(session, *args, **kwargs)`` in one transaction on the pool."""

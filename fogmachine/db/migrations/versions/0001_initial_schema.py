@@ -96,7 +96,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=63), nullable=False),
     sa.Column('live_name', sa.String(length=63), nullable=True),
-    sa.Column('domain_name', sa.String(length=255), nullable=False),
+    sa.Column('domain_name', sa.String(length=255), nullable=True),
     sa.Column('managed', sa.Boolean(), nullable=False),
     sa.Column('owner_id', sa.Integer(), nullable=True),
     sa.Column('host_id', sa.Integer(), nullable=True),

@@ -1,0 +1,99 @@
+"""Retiring guests whose reservation ended, and forgetting old history.
+
+Retiring tears down everything the guest holds outside the database (see
+``teardown``) and keeps its row as history: step ``retired``, visible to its
+owner and admins for ``retired_keep_days``, then purged. When a part cannot be
+removed (its host is down), the guest stays as it is and the next pass tries
+again; nothing is marked retired that still runs somewhere.
+
+The expiry task is exclusive (one process at a time holds its lease), and the
+final update re-checks the row under a lock, so each guest is retired, and
+audited, exactly once even with several Fogmachine processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, joinedload
+
+from fogmachine.context import Context
+from fogmachine.db.models import ApiToken, Guest, GuestState, Step, utcnow
+from fogmachine.errors import FogmachineError
+from fogmachine.services import audit, teardown
+from fogmachine.services.actor import Actor
+
+log = logging.getLogger(__name__)
+
+
+def _expired_ids(session: Session, now: dt.datetime) -> list[int]:
+    return list(session.scalars(
+        select(Guest.id).where(Guest.managed.is_(True), Guest.step != Step.RETIRED, Guest.expires_at <= now)
+        .order_by(Guest.expires_at)
+    ))
+
+
+def _holdings(session: Session, guest_id: int) -> teardown.Holdings | None:
+    guest = session.scalar(select(Guest).options(joinedload(Guest.host)).where(Guest.id == guest_id))
+    if guest is None or guest.step == Step.RETIRED:
+        return None
+    return teardown.Holdings.of(guest)
+
+
+def _finish(session: Session, actor: Actor, guest_id: int, reason: str) -> bool:
+    guest = session.scalar(select(Guest).where(Guest.id == guest_id).with_for_update())
+    if guest is None or guest.step == Step.RETIRED:
+        return False
+    now = utcnow()
+    guest.step, guest.state, guest.retired_at = Step.RETIRED, GuestState.UNDEFINED, now
+    guest.live_name = guest.domain_name = None  # the name is free for a new guest
+    guest.step_reason = reason
+    guest.cobbler_system = guest.volume_path = ""
+    audit.record(session, actor, "guest.retire", object_type="guest", object_id=guest.id, object_name=guest.name,
+                 message=reason)
+    return True
+
+
+def _failed(session: Session, actor: Actor, guest_id: int, name: str, message: str) -> None:
+    audit.record(session, actor, "guest.retire", object_type="guest", object_id=guest_id, object_name=name,
+                 result="failed", message=message)
+
+
+async def retire(ctx: Context, actor: Actor, guest_id: int, reason: str = "reservation expired") -> bool:
+    """Retire one guest; True when this call retired it."""
+    holdings = await ctx.db.run(_holdings, guest_id)
+    if holdings is None:
+        return False
+    try:
+        await teardown.release(ctx, holdings)
+    except FogmachineError as exc:
+        log.warning("cannot retire guest %s yet: %s", holdings.name, exc.message)
+        await ctx.db.run(_failed, actor, guest_id, holdings.name, exc.message)
+        return False
+    done = await ctx.db.run(_finish, actor, guest_id, reason, lock=True)
+    if done:
+        log.info("retired guest %s: %s", holdings.name, reason)
+    return done
+
+
+async def retire_expired(ctx: Context, now: dt.datetime | None = None) -> int:
+    """One pass of the expiry task; returns how many guests it retired."""
+    actor = Actor.system("expiry")
+    retired = 0
+    for guest_id in await ctx.db.run(_expired_ids, now or utcnow()):
+        retired += await retire(ctx, actor, guest_id)
+    return retired
+
+
+def _purge(session: Session, keep_days: int, now: dt.datetime) -> int:
+    cutoff = now - dt.timedelta(days=keep_days)
+    result = session.execute(delete(Guest).where(Guest.step == Step.RETIRED, Guest.retired_at < cutoff))
+    session.execute(delete(ApiToken).where(ApiToken.expires_at < now))
+    return result.rowcount or 0
+
+
+async def purge_history(ctx: Context, now: dt.datetime | None = None) -> int:
+    """Delete retired guests older than ``retired_keep_days`` and expired API tokens."""
+    return await ctx.db.run(_purge, ctx.config.retired_keep_days, now or utcnow())
