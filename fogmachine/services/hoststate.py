@@ -1,0 +1,195 @@
+"""What the hypervisors say, written into the database in one unit of work per host.
+
+The virt layer reads a host (``HostSnapshot``: facts plus every domain) and
+calls ``apply_snapshot``; a lost host goes through ``apply_down``. Both write
+only what differs from the rows, so the periodic resync of an unchanged host
+costs reads and no writes.
+
+How domains map to guest rows:
+
+* a domain whose XML carries Fogmachine's mark (``<fogmachine:guest id=N>``)
+  belongs to guest N; a domain with no mark belongs to the row of this host
+  with its domain name, if there is one;
+* any other domain becomes a row with ``managed=False`` and no owner: shown to
+  admins, never touched by Fogmachine, removed again when the domain goes;
+* a managed guest whose domain is gone while its host answers becomes
+  ``missing`` (never deleted: someone has to look at it); while the host is
+  down its guests are ``unknown``; a guest still being provisioned (state
+  ``undefined``) is left alone until its domain appears.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from fogmachine.db.models import Guest, GuestState, Host, HostState, Step, utcnow
+from fogmachine.virt.inventory import DomainInfo, HostSnapshot
+
+log = logging.getLogger(__name__)
+
+# While a host is up its last_seen_at is refreshed when older than this, so an
+# unchanged host does not write on every resync.
+LAST_SEEN_SLACK = dt.timedelta(seconds=60)
+# States that mean "we have no libvirt state for this guest": left as they are when the host goes down.
+_NOT_LIVE = (GuestState.UNDEFINED, GuestState.UNKNOWN)
+
+
+def _set(obj: Any, attr: str, value: Any) -> int:
+    """Assign only when different; 1 when it changed (so callers can count real writes)."""
+    if getattr(obj, attr) != value:
+        setattr(obj, attr, value)
+        return 1
+    return 0
+
+
+def _apply_facts(host: Host, snapshot: HostSnapshot, free_slack_mb: int) -> int:
+    facts = snapshot.facts
+    changes = _set(host, "state", HostState.UP) + _set(host, "state_reason", "")
+    for attr in ("total_memory_mb", "cpus", "committed_memory_mb", "committed_vcpus", "guest_count",
+                 "hypervisor_type", "hypervisor_version"):
+        changes += _set(host, attr, getattr(facts, attr))
+    # Free memory on a real host moves by a few MiB all the time; only a real move is a change.
+    if changes or abs(host.free_memory_mb - facts.free_memory_mb) > free_slack_mb:
+        changes += _set(host, "free_memory_mb", facts.free_memory_mb)
+    return changes
+
+
+class _Macs:
+    """Which guest holds which MAC (the column is unique): decided before assigning one."""
+
+    def __init__(self, session: Session, domains: tuple[DomainInfo, ...]) -> None:
+        wanted = {d.mac for d in domains if d.mac}
+        self.owner: dict[str, object] = {}
+        if wanted:
+            for guest_id, mac in session.execute(select(Guest.id, Guest.mac).where(Guest.mac.in_(wanted))):
+                self.owner[mac] = guest_id
+
+    def assign(self, guest: Guest, mac: str | None) -> int:
+        if mac is None or guest.mac == mac:
+            return 0
+        holder = self.owner.get(mac)
+        if holder is not None and holder is not guest and holder != guest.id:
+            log.info("MAC %s of domain %s already belongs to guest %s; not recorded twice",
+                     mac, guest.domain_name, holder)
+            return 0
+        if guest.mac is not None:
+            self.owner.pop(guest.mac, None)
+        guest.mac = mac
+        self.owner[mac] = guest if guest.id is None else guest.id
+        return 1
+
+
+def _update_guest(guest: Guest, dom: DomainInfo, macs: _Macs) -> int:
+    changes = _set(guest, "state", dom.state) + _set(guest, "uuid", dom.uuid) + _set(guest, "vnc_port", dom.vnc_port)
+    changes += macs.assign(guest, dom.mac)
+    if not guest.managed:
+        changes += _set(guest, "ram_mb", dom.current_memory_mb) + _set(guest, "vcpus", dom.vcpus)
+    return changes
+
+
+def apply_snapshot(session: Session, host_id: int, snapshot: HostSnapshot, *, seen_at: dt.datetime | None = None,
+                   free_slack_mb: int = 0) -> int:
+    """Make the host row and its guest rows match ``snapshot``; returns how many things changed."""
+    host = session.get(Host, host_id)
+    if host is None:  # removed from virthosts.conf meanwhile
+        return 0
+    seen_at = seen_at or utcnow()
+    changes = _apply_facts(host, snapshot, free_slack_mb)
+
+    rows = list(session.scalars(select(Guest).where(Guest.host_id == host_id)))
+    by_id = {g.id: g for g in rows}
+    by_name = {g.domain_name: g for g in rows}
+    marked_elsewhere = {d.guest_id for d in snapshot.domains if d.guest_id and d.guest_id not in by_id}
+    if marked_elsewhere:
+        for guest in session.scalars(select(Guest).where(Guest.id.in_(marked_elsewhere))):
+            by_id[guest.id] = guest
+    macs = _Macs(session, snapshot.domains)
+
+    seen: set[int] = set()
+    for dom in snapshot.domains:
+        guest = _match(session, host_id, dom, by_id, by_name)
+        if guest is None:
+            continue
+        if guest.id is None:  # a new unmanaged row
+            changes += 1
+            _update_guest(guest, dom, macs)
+            continue
+        seen.add(guest.id)
+        if guest.step == Step.RETIRED:
+            continue
+        changes += _update_guest(guest, dom, macs)
+
+    for guest in rows:
+        if guest.id in seen or guest.step == Step.RETIRED:
+            continue
+        if not guest.managed:
+            session.delete(guest)  # someone else's domain went away: so does its mirror
+            changes += 1
+        elif guest.state != GuestState.UNDEFINED:
+            changes += _set(guest, "state", GuestState.MISSING)
+
+    if changes or host.last_seen_at is None or seen_at - host.last_seen_at > LAST_SEEN_SLACK:
+        host.last_seen_at = seen_at
+    return changes
+
+
+def _match(session: Session, host_id: int, dom: DomainInfo, by_id: dict[int, Guest],
+           by_name: dict[str, Guest]) -> Guest | None:
+    """The row for ``dom``: by Fogmachine's mark, else by name on this host, else a new unmanaged row."""
+    if dom.guest_id is not None:
+        guest = by_id.get(dom.guest_id)
+        if guest is not None and guest.managed and guest.step != Step.RETIRED:
+            if guest.host_id == host_id:
+                if guest.domain_name != dom.name and dom.name not in by_name:
+                    by_name.pop(guest.domain_name, None)
+                    guest.domain_name = dom.name  # renamed behind our back
+                    by_name[dom.name] = guest
+                return guest
+            if guest.host_id is None or guest.state in (GuestState.MISSING, GuestState.UNDEFINED,
+                                                         GuestState.UNKNOWN):
+                clash = by_name.get(dom.name)
+                if clash is not None and clash is not guest:
+                    if clash.managed:
+                        log.warning("host %s: domain %s is marked for guest %s but guest %s has that name here",
+                                    host_id, dom.name, guest.id, clash.id)
+                        return clash
+                    session.delete(clash)
+                    session.flush()
+                log.info("guest %s (%s) found on host %s: moved", guest.id, guest.name, host_id)
+                guest.host_id = host_id
+                guest.domain_name = dom.name
+                by_name[dom.name] = guest
+                return guest
+            log.warning("host %s: domain %s is marked for guest %s, which lives on host %s; shown as is",
+                        host_id, dom.name, guest.id, guest.host_id)
+    existing = by_name.get(dom.name)
+    if existing is not None:
+        return existing
+    guest = Guest(name=dom.name[:63], live_name=None, domain_name=dom.name, managed=False, owner_id=None,
+                  host_id=host_id, step=Step.READY, state=dom.state)
+    session.add(guest)
+    by_name[dom.name] = guest
+    return guest
+
+
+def apply_down(session: Session, host_id: int, reason: str, *, last_seen_at: dt.datetime | None = None) -> int:
+    """Mark the host down with ``reason`` and its guests' state unknown."""
+    host = session.get(Host, host_id)
+    if host is None:
+        return 0
+    changes = _set(host, "state", HostState.DOWN) + _set(host, "state_reason", reason[:2000])
+    if last_seen_at is not None and (host.last_seen_at is None or last_seen_at > host.last_seen_at):
+        host.last_seen_at = last_seen_at
+        changes += 1
+    result = session.execute(
+        update(Guest)
+        .where(Guest.host_id == host_id, Guest.step != Step.RETIRED, Guest.state.not_in(_NOT_LIVE))
+        .values(state=GuestState.UNKNOWN, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return changes + (result.rowcount or 0)

@@ -1,0 +1,263 @@
+"""Power actions on a guest, and deleting it: the one service pages, API and tasks share.
+
+Each action checks who may act (a guest the actor may not see is not found),
+refuses what Fogmachine must not touch (domains it did not create, retired
+guests), reads the domain's state fresh from its host and refuses what makes
+no sense in it with a sentence a user understands ("guest web1 is already
+running") instead of whatever libvirt would say. Then it acts through the
+host's connection, resyncs the host so the returned row already shows the new
+state, and audits the outcome, failed or not.
+
+A graceful shutdown only asks the guest: the request returns as soon as it is
+sent, and a background check after ``shutdown_timeout`` records (audit event
+with result ``ignored``, and the guest's ``step_reason``) when the guest is
+still running, so the user knows to destroy it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from fogmachine.context import Context
+from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step
+from fogmachine.errors import Conflict, FogmachineError, HostUnreachable, NotFound, PermissionDenied, ValidationError
+from fogmachine.services import audit, teardown
+from fogmachine.services.actor import Actor
+from fogmachine.services.guests import get_guest
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("start", "stop", "restart", "pause", "unpause", "destroy", "refresh")
+IGNORED_SHUTDOWN = "ignored the shutdown request"
+_RUNNING = (GuestState.RUNNING, GuestState.BLOCKED)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The guest's facts copied out of its row, so no ORM object crosses threads."""
+
+    id: int
+    name: str
+    domain_name: str
+    host: str | None
+    owner_id: int | None
+    managed: bool
+    step: str
+    state: str
+    holdings: teardown.Holdings
+
+
+def _load(session: Session, actor: Actor, guest_id: int) -> _Target:
+    guest = get_guest(session, actor, guest_id)
+    host = guest.host.name if guest.host is not None else None
+    return _Target(guest.id, guest.name, guest.domain_name, host, guest.owner_id, guest.managed, guest.step,
+                   guest.state, teardown.Holdings.of(guest))
+
+
+def _loaded(session: Session, guest_id: int) -> Guest:
+    guest = session.scalar(
+        select(Guest).options(joinedload(Guest.owner), joinedload(Guest.host)).where(Guest.id == guest_id))
+    if guest is None:
+        raise NotFound(f"no guest with id {guest_id}")
+    return guest
+
+
+def _record(session: Session, actor: Actor, target: _Target, action: str, result: str, message: str) -> None:
+    audit.record(session, actor, f"guest.{action}", object_type="guest", object_id=target.id,
+                 object_name=target.name, result=result, message=message)
+
+
+def _finish(session: Session, actor: Actor, target: _Target, action: str, message: str) -> Guest:
+    _record(session, actor, target, action, "ok", message)
+    guest = _loaded(session, target.id)
+    if action in ("start", "destroy", "stop", "restart") and IGNORED_SHUTDOWN in guest.step_reason:
+        guest.step_reason = ""  # that warning was about an earlier boot
+    return guest
+
+
+def _allowed(actor: Actor, target: _Target, action: str) -> None:
+    """Who may do what to this guest, before anything is asked of a host."""
+    if not actor.may_act_on(target.owner_id):
+        raise PermissionDenied(f"you may not act on guest {target.name}")
+    if action == "refresh":
+        return
+    if not target.managed:
+        raise Conflict(f"guest {target.name} was not created by Fogmachine; it is shown, never touched")
+    if target.step == Step.RETIRED:
+        raise Conflict(f"guest {target.name} is retired")
+    if target.host is None:
+        raise Conflict(f"guest {target.name} is not on any host")
+    if target.state == GuestState.UNDEFINED and target.step in IN_PROGRESS_STEPS:
+        raise Conflict(f"guest {target.name} is still being provisioned")
+
+
+def state_conflict(name: str, state: str, action: str) -> str | None:
+    """Why ``action`` makes no sense for a guest in libvirt ``state``; None when it does."""
+    if action == "start":
+        if state in _RUNNING or state == GuestState.SHUTDOWN:
+            return f"guest {name} is already running"
+        if state == GuestState.PAUSED:
+            return f"guest {name} is paused; unpause it instead"
+        if state == GuestState.SUSPENDED:
+            return f"guest {name} is suspended by its own power management"
+        return None
+    if action == "destroy":
+        return f"guest {name} is not running" if state == GuestState.SHUTOFF else None
+    if action == "unpause":
+        if state == GuestState.PAUSED:
+            return None
+        return f"guest {name} is not paused" if state in _RUNNING else f"guest {name} is not running"
+    # stop, restart, pause: a running guest only
+    if state in _RUNNING:
+        return None
+    if state == GuestState.PAUSED:
+        return {"pause": f"guest {name} is already paused",
+                "stop": f"guest {name} is paused; unpause it to shut it down, or destroy it",
+                "restart": f"guest {name} is paused; unpause it first"}[action]
+    if state == GuestState.SHUTDOWN and action == "stop":
+        return f"guest {name} is already shutting down"
+    return f"guest {name} is not running"
+
+
+def _connection(ctx: Context, target: _Target):  # type: ignore[no-untyped-def]
+    if ctx.hosts is None:
+        raise HostUnreachable("the hypervisor layer is not running in this process")
+    assert target.host is not None
+    try:
+        conn = ctx.hosts.get(target.host)
+    except NotFound:
+        raise HostUnreachable(f"host {target.host} is no longer watched (it left virthosts.conf)") from None
+    if not conn.connected:
+        reason = f": {conn.reason}" if conn.reason else ""
+        raise HostUnreachable(f"host {target.host} is down{reason}", details={"host": target.host})
+    return conn
+
+
+_OPS: dict[str, tuple[str, str]] = {
+    # action: (HostConnection method, what the audit log says)
+    "start": ("start", "started"),
+    "stop": ("shutdown", "shutdown requested"),
+    "restart": ("reboot", "reboot requested"),
+    "pause": ("suspend", "paused"),
+    "unpause": ("resume", "unpaused"),
+    "destroy": ("destroy", "powered off"),
+}
+
+
+async def perform(ctx: Context, actor: Actor, guest_id: int, action: str) -> Guest:
+    """Do ``action`` (one of ACTIONS) to the guest and return its row, already resynced."""
+    if action not in ACTIONS:
+        raise ValidationError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}", field="action")
+    if action != "refresh":
+        actor.require_write()
+    target = await ctx.db.run(_load, actor, guest_id)
+    domain_id = -1
+    try:
+        _allowed(actor, target, action)
+        if target.host is None:  # refresh of a guest without a host: nothing to ask
+            return await ctx.db.run(_finish, actor, target, action, "no host", lock=True)
+        conn = _connection(ctx, target)
+        if action == "refresh":
+            await conn.resync()
+            message = "resynced from its host"
+        else:
+            method, message = _OPS[action]
+            try:
+                current = await conn.domain(target.domain_name, label=target.name)
+            except NotFound:
+                raise Conflict(f"guest {target.name} has no domain on host {target.host} any more") from None
+            domain_id = current.domain_id
+            problem = state_conflict(target.name, current.state, action)
+            if problem:
+                raise Conflict(problem, details={"state": current.state})
+            await getattr(conn, method)(target.domain_name, label=target.name)
+            await _resync_quietly(conn)
+    except FogmachineError as exc:
+        await _audit_failure(ctx, actor, target, action, exc)
+        raise
+    guest = await ctx.db.run(_finish, actor, target, action, message, lock=True)
+    if action == "stop" and ctx.hosts is not None:
+        ctx.hosts.spawn(_watch_shutdown(ctx, actor, target, domain_id, ctx.config.shutdown_timeout),
+                        name=f"shutdown-watch-{target.name}")
+    return guest
+
+
+async def _resync_quietly(conn) -> None:  # type: ignore[no-untyped-def]
+    """The action happened; a failed resync only means the row catches up with the next event."""
+    try:
+        await conn.resync()
+    except FogmachineError as exc:
+        log.info("resync after an action on %s failed: %s", conn.name, exc.message)
+
+
+async def _audit_failure(ctx: Context, actor: Actor, target: _Target, action: str, exc: FogmachineError) -> None:
+    try:
+        await ctx.db.run(_record, actor, target, action, "failed", exc.message, lock=True)
+    except FogmachineError:
+        log.warning("could not audit the failed %s of guest %s: %s", action, target.name, exc.message)
+
+
+def _mark_ignored(session: Session, actor: Actor, target: _Target, message: str) -> None:
+    _record(session, actor, target, "stop", "ignored", message)
+    guest = session.get(Guest, target.id)
+    if guest is not None and guest.step == Step.READY:
+        guest.step_reason = message
+
+
+async def _watch_shutdown(ctx: Context, actor: Actor, target: _Target, domain_id: int, timeout: float) -> None:
+    """After ``timeout``, note whether the guest ignored the shutdown (same boot, still running)."""
+    await asyncio.sleep(timeout)
+    try:
+        conn = _connection(ctx, target)
+        current = await conn.domain(target.domain_name, label=target.name)
+    except FogmachineError:
+        return  # gone, or its host is down: nothing meaningful to say
+    if current.domain_id == domain_id and current.state in (*_RUNNING, GuestState.SHUTDOWN):
+        message = f"guest {target.name} {IGNORED_SHUTDOWN} for {timeout:g} s; destroy powers it off"
+        log.info("%s", message)
+        await ctx.db.run(_mark_ignored, actor, target, message, lock=True)
+
+
+async def delete(ctx: Context, actor: Actor, guest_id: int) -> None:
+    """Power off, undefine, remove its volume and Cobbler system, then delete the row.
+
+    Nothing is touched while the guest's host is down (HostUnreachable); a part
+    already gone counts as done, so a delete interrupted half-way can be repeated.
+    """
+    actor.require_write()
+    target = await ctx.db.run(_load, actor, guest_id)
+    try:
+        _allowed_delete(actor, target)
+        if target.host is not None:
+            _connection(ctx, target)
+        await teardown.release(ctx, target.holdings)
+        await ctx.db.run(_delete_row, actor, target, lock=True)
+    except FogmachineError as exc:
+        await _audit_failure(ctx, actor, target, "delete", exc)
+        raise
+
+
+def _allowed_delete(actor: Actor, target: _Target) -> None:
+    if not actor.may_act_on(target.owner_id):
+        raise PermissionDenied(f"you may not delete guest {target.name}")
+    if not target.managed:
+        raise Conflict(f"guest {target.name} was not created by Fogmachine; it is shown, never touched")
+    if target.step == Step.RETIRED:
+        raise Conflict(f"guest {target.name} is retired; its record is kept as history")
+    if target.step in IN_PROGRESS_STEPS:
+        raise Conflict(f"guest {target.name} is still being provisioned; delete it once it is ready or failed")
+
+
+def _delete_row(session: Session, actor: Actor, target: _Target) -> None:
+    guest = session.scalar(select(Guest).where(Guest.id == target.id).with_for_update())
+    if guest is not None:
+        session.delete(guest)
+    parts = [p for p, held in (("domain", target.host), ("volume", target.holdings.volume_path),
+                               ("Cobbler system", target.holdings.cobbler_system)) if held]
+    _record(session, actor, target, "delete", "ok",
+            f"removed {', '.join(parts)} and the record" if parts else "removed the record")

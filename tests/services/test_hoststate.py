@@ -1,0 +1,133 @@
+"""Applying host snapshots to rows: only real changes are written; down hosts make guests unknown."""
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from fogmachine.db import migrate
+from fogmachine.db.models import Guest, GuestState, Host, Step, utcnow
+from fogmachine.db.session import Database
+from fogmachine.services import hoststate
+from fogmachine.virt.inventory import DomainInfo, HostFacts, HostSnapshot
+
+
+def dom(name, state="running", *, mac=None, guest_id=None, memory=512, vcpus=1, vnc=None, uuid=None):
+    return DomainInfo(name=name, uuid=uuid or f"00000000-0000-4000-8000-{abs(hash(name)) % 10**12:012d}",
+                      state=state, domain_id=1 if state in ("running", "paused") else -1, memory_mb=memory,
+                      current_memory_mb=memory, vcpus=vcpus, macs=(mac,) if mac else (), vnc_port=vnc,
+                      guest_id=guest_id)
+
+
+def snap(*domains, free=4096):
+    return HostSnapshot(HostFacts(total_memory_mb=8192, free_memory_mb=free, cpus=4, committed_memory_mb=512,
+                                  committed_vcpus=1, guest_count=len(domains), hypervisor_type="QEMU",
+                                  hypervisor_version="7.2.0"), tuple(domains))
+
+
+@pytest.fixture
+def db(database_url):
+    database = Database(database_url, threads=2)
+    migrate.ensure_schema(database.engine)
+    with database.session() as s:
+        s.add(Host(name="h", uri="test:///h", virt_type="test"))
+    yield database
+    database.dispose()
+
+
+def host_id(db):
+    with db.session() as s:
+        return s.scalar(select(Host.id).where(Host.name == "h"))
+
+
+def apply(db, snapshot, **kwargs):
+    with db.session() as s:
+        return hoststate.apply_snapshot(s, host_id(db), snapshot, **kwargs)
+
+
+def test_unchanged_snapshot_writes_nothing(db):
+    first = snap(dom("a", mac="52:54:00:00:00:01", vnc=5900), dom("b", "shutoff"))
+    assert apply(db, first) > 0
+    with db.session() as s:
+        stamps = [(r.id, r.updated_at) for r in s.scalars(select(Guest))]
+        stamps.append(("host", s.scalar(select(Host.updated_at))))
+    assert apply(db, first) == 0
+    # free memory wobbling within the slack is not a change either
+    assert apply(db, snap(*first.domains, free=4100), free_slack_mb=32) == 0
+    with db.session() as s:
+        again = [(r.id, r.updated_at) for r in s.scalars(select(Guest))]
+        again.append(("host", s.scalar(select(Host.updated_at))))
+        assert s.scalar(select(Host.free_memory_mb)) == 4096
+    assert again == stamps
+    assert apply(db, snap(*first.domains, free=5000), free_slack_mb=32) == 1
+
+
+def test_host_facts_and_unmanaged_rows(db):
+    apply(db, snap(dom("a", mac="52:54:00:00:00:01", vnc=5901, memory=1024, vcpus=2)))
+    with db.session() as s:
+        host = s.scalar(select(Host).where(Host.name == "h"))
+        assert (host.state, host.hypervisor_type, host.hypervisor_version, host.guest_count) == ("up", "QEMU",
+                                                                                              "7.2.0", 1)
+        guest = s.scalar(select(Guest))
+        assert (guest.name, guest.managed, guest.owner_id, guest.live_name) == ("a", False, None, None)
+        assert (guest.mac, guest.vnc_port, guest.ram_mb, guest.vcpus) == ("52:54:00:00:00:01", 5901, 1024, 2)
+
+
+def test_down_host_makes_guests_unknown_and_back(db):
+    hid = host_id(db)
+    with db.session() as s:
+        s.add(Guest(name="prov", live_name="prov", domain_name="prov", host_id=hid, step=Step.DEFINING))
+        s.add(Guest(name="old", domain_name="old", host_id=hid, step=Step.RETIRED, state=GuestState.UNDEFINED))
+    apply(db, snap(dom("a"), dom("b", "shutoff")))
+    seen = (utcnow() + dt.timedelta(seconds=5)).replace(microsecond=0)  # forward only; MariaDB keeps seconds
+    with db.session() as s:
+        assert hoststate.apply_down(s, hid, "connection lost", last_seen_at=seen) > 0
+    with db.session() as s:
+        host = s.scalar(select(Host).where(Host.name == "h"))
+        assert (host.state, host.state_reason, host.last_seen_at) == ("down", "connection lost", seen)
+        states = {g.name: g.state for g in s.scalars(select(Guest))}
+    # provisioning and retired guests have no libvirt state to lose
+    assert states == {"a": "unknown", "b": "unknown", "prov": "undefined", "old": "undefined"}
+    with db.session() as s:
+        assert hoststate.apply_down(s, hid, "connection lost", last_seen_at=seen) == 0
+    apply(db, snap(dom("a"), dom("b", "shutoff")))
+    with db.session() as s:
+        assert {g.name: g.state for g in s.scalars(select(Guest))}["a"] == "running"
+        assert s.scalar(select(Host.state)) == "up"
+
+
+def test_missing_managed_and_vanished_unmanaged(db):
+    hid = host_id(db)
+    with db.session() as s:
+        s.add(Guest(name="mine", live_name="mine", domain_name="mine", host_id=hid, step=Step.READY,
+                    state=GuestState.RUNNING))
+    apply(db, snap(dom("mine"), dom("theirs")))
+    apply(db, snap())
+    with db.session() as s:
+        rows = {g.name: g for g in s.scalars(select(Guest))}
+    assert set(rows) == {"mine"}
+    assert rows["mine"].state == GuestState.MISSING
+
+
+def test_mark_moves_a_missing_guest_to_the_host_where_it_appears(db):
+    with db.session() as s:
+        other = Host(name="other", uri="test:///o", virt_type="test")
+        s.add(other)
+        s.flush()
+        guest = Guest(name="mig", live_name="mig", domain_name="mig", host_id=other.id, step=Step.READY,
+                      state=GuestState.MISSING)
+        s.add(guest)
+        s.flush()
+        gid = guest.id
+    apply(db, snap(dom("mig", guest_id=gid)))
+    with db.session() as s:
+        guest = s.get(Guest, gid)
+        assert (guest.host_id, guest.state, guest.managed) == (host_id(db), "running", True)
+        assert s.scalar(select(Guest.id).where(Guest.managed.is_(False))) is None
+
+
+def test_mark_of_an_unknown_guest_is_just_unmanaged(db):
+    apply(db, snap(dom("foreign", guest_id=999)))
+    with db.session() as s:
+        guest = s.scalar(select(Guest))
+        assert (guest.name, guest.managed) == ("foreign", False)

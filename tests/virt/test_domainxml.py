@@ -1,0 +1,103 @@
+"""Domain XML built and read with xml.etree, and Fogmachine's mark surviving libvirt."""
+
+import xml.etree.ElementTree as ET
+
+import libvirt
+import pytest
+
+from fogmachine.errors import ValidationError
+from fogmachine.virt.domainxml import FOGMACHINE_NS, DomainSpec, build_domain_xml, parse_domain_xml
+from fogmachine.virt.errors import silence_libvirt
+from tests.support import testhosts
+
+UUID = "5b0f7a7e-2f6f-4b8a-9d0e-1f2a3b4c5d6e"
+
+
+def test_round_trip_of_everything_fogmachine_reads():
+    spec = DomainSpec(name="web1", uuid=UUID, memory_mb=2048, vcpus=2, mac="52:54:00:aa:bb:cc",
+                      network=("bridge", "br0"), disk_path="/var/lib/libvirt/images/web1.qcow2", guest_id=42)
+    parsed = parse_domain_xml(build_domain_xml(spec))
+    assert (parsed.name, parsed.uuid, parsed.domain_type) == ("web1", UUID, "qemu")
+    assert (parsed.memory_mb, parsed.current_memory_mb, parsed.vcpus) == (2048, 2048, 2)
+    assert parsed.macs == ("52:54:00:aa:bb:cc",)
+    assert parsed.guest_id == 42
+    assert parsed.vnc_port is None  # autoport: -1 until the domain runs
+
+
+def test_network_boot_bridge_and_network_sources():
+    root = ET.fromstring(build_domain_xml(DomainSpec(name="a", memory_mb=512, vcpus=1, network=("network", "lab"))))
+    assert [b.get("dev") for b in root.findall("./os/boot")] == ["network", "hd"]
+    assert root.find("./devices/interface").get("type") == "network"
+    assert root.find("./devices/interface/source").get("network") == "lab"
+    assert root.find("./devices/graphics").attrib == {"type": "vnc", "port": "-1", "autoport": "yes",
+                                                      "listen": "127.0.0.1"}
+    bridged = ET.fromstring(build_domain_xml(DomainSpec(name="b", memory_mb=512, vcpus=1, network=("bridge", "br0"))))
+    assert bridged.find("./devices/interface/source").attrib == {"bridge": "br0"}
+    user = ET.fromstring(build_domain_xml(DomainSpec(name="c", memory_mb=512, vcpus=1, vnc=False)))
+    assert user.find("./devices/interface").get("type") == "user"
+    assert user.find("./devices/graphics") is None
+
+
+def test_kernel_boot_text_is_escaped_not_formatted():
+    nasty = "console=ttyS0 ks=http://10.0.2.2/ks?a=1&b=<2> \"quoted\" 'single'"
+    xml = build_domain_xml(DomainSpec(name="k", memory_mb=256, vcpus=1, boot="kernel", kernel="/boot/vmlinuz",
+                                      initrd="/boot/initrd.img", cmdline=nasty, serial_log="/var/log/k & co.log"))
+    root = ET.fromstring(xml)
+    assert root.findtext("./os/cmdline") == nasty
+    assert root.find("./devices/serial/source").get("path") == "/var/log/k & co.log"
+    assert root.find("./os/boot") is None
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"name": "web 1"}, "name"),
+    ({"name": "<x>"}, "name"),
+    ({"name": ""}, "name"),
+    ({"memory_mb": 0}, "memory_mb"),
+    ({"vcpus": True}, "vcpus"),
+    ({"mac": "52:54:00:AA:BB"}, "mac"),
+    ({"uuid": "not-a-uuid"}, "uuid"),
+    ({"network": ("vlan", "x")}, "network"),
+    ({"boot": "kernel"}, "kernel"),
+    ({"domain_type": "vmware"}, "domain_type"),
+])
+def test_bad_specs_are_refused_with_the_field(changes, field):
+    values = {"name": "ok", "memory_mb": 256, "vcpus": 1, **changes}
+    with pytest.raises(ValidationError) as info:
+        build_domain_xml(DomainSpec(**values))
+    assert info.value.field == field
+
+
+def test_parse_units_vnc_port_and_foreign_metadata():
+    xml = f"""<domain type='kvm'><name>x</name><uuid>{UUID}</uuid>
+      <metadata><other:thing xmlns:other='http://example.org/x' id='9'/></metadata>
+      <memory unit='GiB'>4</memory><currentMemory>1048576</currentMemory><vcpu current='2'>4</vcpu>
+      <devices><interface type='bridge'><mac address='52:54:00:00:00:0A'/></interface>
+      <interface type='network'><mac address='52:54:00:00:00:0b'/></interface>
+      <graphics type='spice' port='5930'/><graphics type='vnc' port='5901'/></devices></domain>"""
+    parsed = parse_domain_xml(xml)
+    assert (parsed.memory_mb, parsed.current_memory_mb, parsed.vcpus) == (4096, 1024, 2)
+    assert parsed.macs == ("52:54:00:00:00:0a", "52:54:00:00:00:0b")
+    assert parsed.vnc_port == 5901
+    assert parsed.guest_id is None  # someone else's metadata is not Fogmachine's mark
+
+
+@pytest.mark.parametrize("xml", ["<domain", "<node/>"])
+def test_parse_rejects_what_is_not_a_domain(xml):
+    with pytest.raises(ValidationError):
+        parse_domain_xml(xml)
+
+
+def test_the_mark_survives_libvirt(tmp_path):
+    """Defined on the test driver and read back through XMLDesc, the guest id is still there."""
+    silence_libvirt()
+    conn = libvirt.open(testhosts.write_host(tmp_path, "h"))
+    try:
+        spec = DomainSpec(name="marked", domain_type="test", memory_mb=128, vcpus=1, mac="52:54:00:01:02:03",
+                          guest_id=7)
+        dom = conn.defineXML(build_domain_xml(spec))
+        described = dom.XMLDesc(0)
+        assert FOGMACHINE_NS in described
+        parsed = parse_domain_xml(described)
+        assert (parsed.guest_id, parsed.macs, parsed.memory_mb) == (7, ("52:54:00:01:02:03",), 128)
+    finally:
+        conn.close()

@@ -1,0 +1,148 @@
+"""HostManager: hosts watched concurrently, what they hold written to the database, live."""
+
+import asyncio
+
+import libvirt
+import pytest
+from sqlalchemy import func, select
+
+from fogmachine.db.models import Guest, GuestState, Host, Step
+from fogmachine.errors import NotFound
+from fogmachine.virt import HostManager
+from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
+from tests.support import testhosts
+from tests.support.hostfleet import fleet  # noqa: F401
+
+
+def three_domains(prefix: str, octet: int) -> dict:
+    domain = testhosts.TestDomain
+    return {"cpus": 4, "memory_mb": 8192, "domains": [
+        domain(f"{prefix}-run", memory_mb=1024, vcpus=2, mac=f"52:54:00:00:{octet:02x}:01", vnc_port=5900),
+        domain(f"{prefix}-off", memory_mb=2048, state="shutoff", mac=f"52:54:00:00:{octet:02x}:02"),
+        domain(f"{prefix}-paused", memory_mb=512, state="paused")]}
+
+
+async def test_start_watches_every_host_at_once(make_config, fleet, database_url):  # noqa: F811
+    config = make_config(hosts={"a": three_domains("a", 1), "b": three_domains("b", 2),
+                                "nofile": "test:///nonexistent/host.xml",
+                                "closed": "qemu+tcp://127.0.0.1:1/system"},
+                         database_connection=database_url, resync_interval="3600")
+    running = await fleet(config)
+    hosts = {h.name: h for h in await running.db(lambda s: list(s.scalars(select(Host))))}
+    assert {n: h.state for n, h in hosts.items()} == {"a": "up", "b": "up", "nofile": "down", "closed": "down"}
+    a = hosts["a"]
+    assert (a.total_memory_mb, a.free_memory_mb, a.cpus) == (8192, 8192 - 1536, 4)
+    assert (a.committed_memory_mb, a.committed_vcpus, a.guest_count) == (1536, 3, 3)
+    assert (a.hypervisor_type, a.state_reason) == ("TEST", "")
+    assert a.last_seen_at is not None
+    assert "Connection refused" in hosts["closed"].state_reason
+    assert hosts["nofile"].state_reason.endswith("test host file /nonexistent/host.xml does not exist")
+    assert hosts["nofile"].last_seen_at is None
+
+    guests = {g.name: g for g in await running.db(lambda s: list(s.scalars(select(Guest))))}
+    assert set(guests) == {"a-run", "a-off", "a-paused", "b-run", "b-off", "b-paused"}
+    run = guests["a-run"]
+    assert (run.managed, run.owner_id, run.step, run.live_name) == (False, None, Step.READY, None)
+    assert (run.state, run.mac, run.vnc_port, run.ram_mb, run.vcpus) == ("running", "52:54:00:00:01:01", 5900,
+                                                                          1024, 2)
+    assert guests["a-off"].state == "shutoff" and guests["a-paused"].state == "paused"
+    assert run.uuid and len(run.uuid) == 36
+
+    assert isinstance(running.ctx.hosts, HostManager)
+    assert running.hosts.get("a").connected
+    with pytest.raises(NotFound):
+        running.hosts.get("zzz")
+
+
+async def test_changes_behind_our_back_reach_the_database(make_config, fleet):  # noqa: F811
+    """Raw libvirt calls (not Fogmachine's) change states; the events bring them to the rows."""
+    running = await fleet(make_config(hosts={"a": three_domains("a", 1)}, resync_interval="3600"))
+    host = running.hosts.get("a")
+    raw = host._conn  # the test driver keeps one state per connection: act on the same one
+
+    def state(name):
+        return lambda: running.db(lambda s: s.scalar(select(Guest.state).where(Guest.domain_name == name)))
+
+    await asyncio.to_thread(lambda: raw.lookupByName("a-run").suspend())
+    assert await running.wait_for(state("a-run"), lambda v: v == "paused") == "paused"
+    await asyncio.to_thread(lambda: raw.lookupByName("a-off").create())
+    assert await running.wait_for(state("a-off"), lambda v: v == "running") == "running"
+    row = await running.host_row("a")
+    assert row.committed_memory_mb == 1024 + 2048 + 512
+
+    # a domain defined by someone else shows up as unmanaged; undefined, its mirror goes away
+    xml = build_domain_xml(DomainSpec(name="stranger", domain_type="test", memory_mb=64, vcpus=1))
+    await asyncio.to_thread(raw.defineXML, xml)
+    stranger = await running.wait_for(lambda: running.guest_row("stranger"), lambda g: g is not None)
+    assert stranger is not None and not stranger.managed and stranger.state == "shutoff"
+    await asyncio.to_thread(lambda: raw.lookupByName("stranger").undefine())
+    assert await running.wait_for(lambda: running.guest_row("stranger"), lambda g: g is None) is None
+
+
+async def test_managed_guest_is_matched_by_its_mark_and_goes_missing(make_config, fleet, database_url):  # noqa: F811
+    running = await fleet(make_config(hosts={"a": {}}, database_connection=database_url, resync_interval="3600"))
+    owner = await running.add_user("ann")
+    host_id = (await running.host_row("a")).id
+
+    def add_guest(s):
+        guest = Guest(name="web1", live_name="web1", domain_name="web1", owner_id=owner, host_id=host_id,
+                      step=Step.READY, state=GuestState.UNDEFINED, mac="52:54:00:aa:00:01")
+        s.add(guest)
+        s.flush()
+        return guest.id
+
+    gid = await running.db(add_guest)
+    host = running.hosts.get("a")
+    spec = DomainSpec(name="web1", domain_type="test", memory_mb=256, vcpus=1, mac="52:54:00:aa:00:01",
+                      guest_id=gid)
+    await host.define(build_domain_xml(spec))
+    await host.resync()
+    guest = await running.guest_row("web1")
+    assert (guest.id, guest.managed, guest.owner_id, guest.state) == (gid, True, owner, "shutoff")
+    count = await running.db(lambda s: s.scalar(select(func.count()).select_from(Guest)))
+    assert count == 1  # matched, not mirrored as an unmanaged second row
+
+    await asyncio.to_thread(lambda: host._conn.lookupByName("web1").undefine())
+    missing = await running.wait_for(lambda: running.guest_row("web1"), lambda g: g.state == "missing")
+    assert missing.state == GuestState.MISSING and missing.id == gid  # kept, never deleted
+
+
+async def test_provisioning_guest_without_domain_is_left_alone(make_config, fleet):  # noqa: F811
+    running = await fleet(make_config(hosts={"a": {}}, resync_interval="3600"))
+    host_id = (await running.host_row("a")).id
+
+    def add(s):
+        s.add(Guest(name="new", live_name="new", domain_name="new", host_id=host_id, step=Step.DEFINING))
+
+    await running.db(add)
+    await running.hosts.get("a").resync()
+    assert (await running.guest_row("new")).state == GuestState.UNDEFINED
+
+
+async def test_same_mac_on_two_hosts_does_not_break_the_resync(make_config, fleet):  # noqa: F811
+    mac = "52:54:00:de:ad:01"
+    running = await fleet(make_config(hosts={"a": {"domains": [testhosts.TestDomain("clone", mac=mac)]},
+                                             "b": {"domains": [testhosts.TestDomain("clone", mac=mac)]}}))
+    rows = await running.db(lambda s: list(s.scalars(select(Guest).where(Guest.domain_name == "clone"))))
+    assert len(rows) == 2
+    assert sorted(str(r.mac) for r in rows) == sorted([mac, "None"])
+    assert {h.state for h in await running.db(lambda s: list(s.scalars(select(Host))))} == {"up"}
+
+
+async def test_reconnect_after_the_connection_drops(make_config, fleet):  # noqa: F811
+    running = await fleet(make_config(hosts={"a": {"domains": [testhosts.TestDomain("web1")]}}, resync_interval="3600"))
+    host = running.hosts.get("a")
+    loop = asyncio.get_running_loop()
+    await asyncio.to_thread(host._close_callback, host._conn, libvirt.VIR_CONNECT_CLOSE_REASON_ERROR, loop)
+    down = await running.wait_for(lambda: running.host_row("a"), lambda h: h.state == "down")
+    assert down.state_reason == "connection lost (I/O error)"
+    # it may already be back; either way its guest was unknown or is running again, never missing
+    up = await running.wait_for(lambda: running.host_row("a"), lambda h: h.state == "up")
+    assert up.state == "up" and up.state_reason == ""
+    assert (await running.guest_row("web1")).state == "running"
+
+
+async def test_the_server_attaches_the_manager(make_config, start_server):
+    server = await start_server(make_config(hosts={"a": {"domains": [testhosts.TestDomain("web1")]}}))
+    assert isinstance(server.ctx.hosts, HostManager)
+    assert server.ctx.hosts.get("a").connected
