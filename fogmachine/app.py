@@ -61,7 +61,13 @@ def make_app(ctx: Context, **overrides: Any) -> tornado.web.Application:
 
 def build_components(ctx: Context) -> list[Component]:
     """The adapters and tasks the running server needs, in start order."""
-    return []
+    components: list[Component] = []
+    # First: provisioning and the pages use the hosts, so they start before and stop after them.
+    from fogmachine.virt import HostManager
+
+    ctx.hosts = HostManager(ctx)
+    components.append(ctx.hosts)
+    return components
 
 
 def open_database(config: Config) -> Database:
