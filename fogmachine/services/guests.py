@@ -72,6 +72,21 @@ def get_guest(session: Session, actor: Actor, guest_id: int, *, for_update: bool
     return guest
 
 
+def find_guest_id(session: Session, actor: Actor, ref: str) -> int:
+    """A guest's id from its id or its MAC address, as the original's ``/guest/<id-or-mac>/...`` routes
+    name guests; NotFound (not forbidden) for a guest the actor may not see, as everywhere."""
+    text = ref.strip().lower().replace("-", ":")
+    if text.isdigit():
+        guest_id = int(text)
+        if guest_id < 1 or guest_id > 2**31 - 1:
+            raise NotFound(f"no guest with id {ref}")
+        return get_guest(session, actor, guest_id).id
+    guest = session.scalar(select(Guest).where(Guest.mac == text))
+    if guest is None or not (actor.is_admin or (guest.managed and guest.owner_id == actor.user_id)):
+        raise NotFound(f"no guest with MAC address {ref}")
+    return guest.id
+
+
 def _iso(value: dt.datetime | None) -> str | None:
     return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") if value is not None else None
 

@@ -118,7 +118,7 @@ class ApiHandler(JsonHandler):
                 actor.require_write()
             if op.admin:
                 actor.require_admin()
-        self.params = (op.query or Query()).parse(self.request.query_arguments)
+        self.params = (op.query or Query()).parse(self.query_arguments())
         self.data = self._parse_body(op) if self.request.method in BODY_METHODS else {}
 
     async def _authenticate(self) -> None:
@@ -135,6 +135,9 @@ class ApiHandler(JsonHandler):
         self.identity = await tokens.authenticate(self.ctx, token)
         if self.identity is None:
             raise AuthenticationRequired("the API token is unknown, revoked or expired")
+
+    def query_arguments(self) -> dict[str, list[bytes]]:
+        return self.request.query_arguments
 
     def _check_size(self) -> None:
         declared = self.request.headers.get("Content-Length", "")

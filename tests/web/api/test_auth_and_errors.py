@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from fogmachine.db.models import ApiToken
 from fogmachine.web.api.base import MAX_API_BODY
-from tests.web.api.conftest import cookie_header
+from tests.support.apiclient import cookie_header
 
 
 def _shape(reply) -> dict:

@@ -32,7 +32,7 @@ def _app(srv) -> tornado.web.Application:
 def _route(app: tornado.web.Application, method: str, path: str):
     """The handler class the application routes ``method path`` to, and its path kwargs."""
     start = tornado.httputil.RequestStartLine(method.upper(), path, "HTTP/1.1")
-    request = tornado.httputil.HTTPServerRequest(method=method.upper(), uri=path, start_line=start,
+    request = tornado.httputil.HTTPServerRequest(start_line=start,
                                                  headers=tornado.httputil.HTTPHeaders({"Host": "localhost"}))
     for rule in app.wildcard_router.rules:
         match = rule.matcher.match(request)

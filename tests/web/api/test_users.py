@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fogmachine.db.models import User
-from tests.web.api.conftest import PASSWORD
+from tests.support.apiclient import PASSWORD
 
 
 def _user(session, user_id):
