@@ -23,7 +23,7 @@ from fogmachine.context import Context
 from fogmachine.db import migrate
 from fogmachine.db.session import Database
 from fogmachine.logs import log_request
-from fogmachine.web import api, pages
+from fogmachine.web import api, callbacks, pages
 from fogmachine.web.base import NotFoundHandler
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def make_app(ctx: Context, **overrides: Any) -> tornado.web.Application:
         "compress_response": True,
     }
     settings.update(overrides)
-    handlers = api.routes() + pages.routes()
+    handlers = api.routes() + pages.routes() + callbacks.default_handlers
     return tornado.web.Application(handlers, **settings)
 
 
@@ -67,7 +67,26 @@ def build_components(ctx: Context) -> list[Component]:
 
     ctx.hosts = HostManager(ctx)
     components.append(ctx.hosts)
+    components.extend(provisioning_components(ctx))
     return components
+
+
+def provisioning_components(ctx: Context) -> list[Component]:
+    """Cobbler (when configured), the catalog and the provisioning tasks, attached to the context."""
+    from fogmachine.catalog import Catalog
+    from fogmachine.cobbler import CobblerClient
+    from fogmachine.services.checkout import provisioner
+
+    made: list[Component] = []
+    if ctx.config.cobbler_url:
+        ctx.cobbler = CobblerClient(ctx.config.cobbler_url, ctx.config.cobbler_user, ctx.config.cobbler_password,
+                                    timeout=ctx.config.cobbler_timeout)
+        made.append(ctx.cobbler)
+    ctx.catalog = Catalog(ctx.config, ctx.cobbler)
+    made.append(ctx.catalog)
+    # Stopped before the hosts and Cobbler: running provisioning finishes (or is undone) first.
+    made.append(provisioner(ctx))
+    return made
 
 
 def open_database(config: Config) -> Database:

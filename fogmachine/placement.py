@@ -173,9 +173,3 @@ def usage_by_host(session: Session, host_ids: Iterable[int]) -> dict[int, Usage]
     )
     return {host_id: Usage(int(ram), int(vcpus), int(count)) for host_id, ram, vcpus, count in rows}
 
-
-def refresh_committed(session: Session, host: Host) -> None:
-    """Store what the host's guests hold on its row (the dashboard reads it; placement recounts anyway)."""
-    used = usage_by_host(session, [host.id]).get(host.id, Usage())
-    host.committed_memory_mb = used.ram_mb
-    host.committed_vcpus = used.vcpus

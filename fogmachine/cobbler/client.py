@@ -212,6 +212,9 @@ class CobblerClient:
     async def list_images(self) -> list[dict[str, Any]]:
         return await self.call("get_images")
 
+    async def list_systems(self) -> list[dict[str, Any]]:
+        return await self.call("get_systems")
+
     async def list_distros(self) -> list[dict[str, Any]]:
         return await self.call("get_distros")
 

@@ -26,6 +26,7 @@ KERNEL = STATE / "tiny" / "vmlinuz"
 INITRD = STATE / "tiny" / "initrd.img"
 PROFILE = "fmtest-tiny"  # has fogmachine in autoinstall_meta, user-mode networking
 HIDDEN_PROFILE = "fmtest-hidden"  # no fogmachine key: not in the catalog
+XEN_PROFILE = "fmtest-xen"  # a xen profile: Fogmachine's domain builder refuses it (a define-step failure)
 IMAGE = "fmtest-image"
 TEMPLATE = "fogmachine-minimal.ks"
 
@@ -88,6 +89,9 @@ def seed() -> None:
     seed_mod.seed(XMLRPC_URL, USER, PASSWORD, str(KERNEL), str(INITRD), distro=PROFILE, profile=HIDDEN_PROFILE,
                   autoinstall_name=TEMPLATE, template=template, kernel_options="console=ttyS0 panic=-1",
                   autoinstall_meta={"other": 1}, image=None)
+    seed_mod.seed(XMLRPC_URL, USER, PASSWORD, str(KERNEL), str(INITRD), distro=PROFILE, profile=XEN_PROFILE,
+                  autoinstall_name=TEMPLATE, template=template, kernel_options="console=ttyS0 panic=-1",
+                  autoinstall_meta={"fogmachine": 1}, virt_type="xenpv", image=None)
 
 
 def system_names() -> list[str]:

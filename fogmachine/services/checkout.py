@@ -1,0 +1,468 @@
+"""Checking a guest out: the one way the pages, the API and scripts make a guest.
+
+``checkout`` does what must be decided before the caller gets an answer:
+validate the request, ask the catalog (Cobbler, fresh) for the profile or
+image, place the guest and claim its capacity in the SAME transaction that
+inserts its row. Then it returns the row at once (the API answers 202) and the
+rest runs in the background, each step written to ``guest.step``:
+
+    registering  the Cobbler system (name, profile or image, hostname, the MAC,
+                 autoinstall_meta with the phone-home server and token)
+    defining     a volume where the host has a storage pool, then the domain
+    booting      starting it
+    installing   waiting for the guest's phone-home (``/guest/<mac>/set``)
+    ready        (or ``failed`` with the reason in ``step_reason``)
+
+Nothing is left half-made: when a step fails, what the earlier steps made is
+undone in reverse (domain destroyed and undefined, volume deleted, Cobbler
+system removed), the guest is marked failed, and its capacity is released
+(placement does not count failed guests). If the guest row disappears while
+the steps run (the owner deleted it), the steps undo what they made and stop.
+
+No Cobbler ``sync``: Cobbler 3.3's ``save_system`` already writes the one
+system's boot files (and DHCP entry, when Cobbler manages DHCP). Direct kernel
+boot needs nothing from sync at all.
+
+The phone-home token is random, shown to the guest only (through Cobbler's
+autoinstall_meta or the kernel command line) and stored as a SHA-256 hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import secrets
+import uuid as uuidmod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fogmachine import placement
+from fogmachine.catalog import CatalogEntry
+from fogmachine.cobbler import SystemSpec
+from fogmachine.config import Config
+from fogmachine.context import Context
+from fogmachine.db.models import Guest, GuestState, Host, Step, TargetKind, utcnow
+from fogmachine.errors import FogmachineError, NoCapacity, PermissionDenied, ValidationError
+from fogmachine.services import audit, leases
+from fogmachine.services.actor import Actor
+from fogmachine.services.reservations import validate_days
+from fogmachine.services.tokens import hash_token
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+MAX_PURPOSE = 2000
+MAC_PREFIX = "52:54:00"
+EXTRAS_KEY = "provisioning"
+# The kernel argument that carries the autoinstall URL, per Cobbler distro breed (as koan does it).
+AUTOINSTALL_ARG = {"redhat": "ks", "suse": "autoyast", "debian": "url", "ubuntu": "url"}
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    name: str
+    target: str
+    days: Any
+    purpose: str
+
+
+# -- validation ------------------------------------------------------------------------------------
+
+def validate_name(name: Any) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ValidationError(
+            "name must be a DNS label: 1 to 63 lower-case letters, digits or '-', starting with a letter "
+            "and not ending with '-'", field="name")
+    return name
+
+
+def validate_purpose(purpose: Any) -> str:
+    if not isinstance(purpose, str) or not purpose.strip():
+        raise ValidationError("purpose is required: say what the guest is for", field="purpose")
+    purpose = purpose.strip()
+    if len(purpose) > MAX_PURPOSE:
+        raise ValidationError(f"purpose must be at most {MAX_PURPOSE} characters", field="purpose")
+    return purpose
+
+
+def validate(req: CheckoutRequest, config: Config) -> tuple[str, int, str]:
+    """(name, days, purpose), or ValidationError naming the first bad field."""
+    name = validate_name(req.name)
+    days = validate_days(req.days, config.max_days)
+    purpose = validate_purpose(req.purpose)
+    return name, days, purpose
+
+
+def new_mac() -> str:
+    return MAC_PREFIX + "".join(f":{b:02x}" for b in secrets.token_bytes(3))
+
+
+def autoinstall_base(config: Config) -> str:
+    """Cobbler's svc URL as guests see it: ``cobbler_autoinstall_url``, or derived from ``cobbler_url``."""
+    if config.cobbler_autoinstall_url:
+        return config.cobbler_autoinstall_url.rstrip("/")
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(config.cobbler_url)
+    return f"{parts.scheme}://{parts.hostname}/cblr/svc/op"
+
+
+def autoinstall_url(config: Config, system: str) -> str:
+    return f"{autoinstall_base(config)}/autoinstall/system/{system}"
+
+
+def phonehome_url(config: Config, mac: str, token: str, name: str) -> str:
+    return f"{config.server_url}/guest/{mac}/set?" + urlencode({"token": token, "hostname": name})
+
+
+def kernel_cmdline(config: Config, entry: CatalogEntry, name: str, mac: str, token: str) -> str:
+    """The kernel command line: the profile's own options plus, with Cobbler, where the autoinstall file is."""
+    if entry.kind == TargetKind.LOCAL:
+        return entry.cmdline.format_map({"name": name, "mac": mac, "server": config.server_url,
+                                         "phonehome_url": phonehome_url(config, mac, token, name)})
+    url = autoinstall_url(config, name)
+    breed = entry.breed.lower()
+    if breed in ("debian", "ubuntu"):
+        extra = f"auto-install/enable=true priority=critical url={url} hostname={name}"
+    else:
+        extra = f"{AUTOINSTALL_ARG.get(breed, 'autoinstall')}={url}"
+    return f"{entry.cmdline} {extra}".strip()
+
+
+# -- the claim: one transaction -------------------------------------------------------------------
+
+def _name_taken(session: Session, name: str) -> bool:
+    return session.scalar(select(Guest.id).where(Guest.live_name == name)) is not None
+
+
+def _unique_mac(session: Session) -> str:
+    for _ in range(20):
+        mac = new_mac()
+        if session.scalar(select(Guest.id).where(Guest.mac == mac)) is None:
+            return mac
+    raise RuntimeError("could not find a free MAC address in 20 tries")
+
+
+def _claim(session: Session, actor: Actor, config: Config, name: str, entry: CatalogEntry, days: int,
+           purpose: str, token_hash: str, worker: str, with_cobbler: bool) -> Guest:
+    if _name_taken(session, name):
+        raise ValidationError(f"a guest named {name} already exists", field="name")
+    demand = placement.Demand(entry.ram_mb, entry.vcpus, entry.virt_type)
+    hosts = placement.lock_hosts(session)
+    usage = placement.usage_by_host(session, [h.id for h in hosts])
+    # A host that already has a domain of this name (someone else's) cannot take ours.
+    clashing = set(session.scalars(select(Guest.host_id).where(Guest.domain_name == name)))
+    candidates = placement.rooms(hosts, usage, demand, config.cpu_overcommit, excluded=clashing)
+    chosen = placement.choose(candidates, config.placement_policy)
+    if chosen is None:
+        raise NoCapacity(placement.no_room_message(demand, candidates), details={
+            "requested": {"ram_mb": demand.ram_mb, "vcpus": demand.vcpus, "virt_type": demand.virt_type},
+            "most_free": placement.most_free(candidates, demand)})
+    host = next(h for h in hosts if h.id == chosen.host_id)
+    guest = Guest(
+        name=name, live_name=name, domain_name=name, managed=True, owner_id=actor.user_id, host_id=host.id,
+        target=entry.name, target_kind=entry.kind, ram_mb=entry.ram_mb, vcpus=entry.vcpus, disk_gb=entry.disk_gb,
+        purpose=purpose, expires_at=utcnow() + dt.timedelta(days=days), state=GuestState.UNDEFINED,
+        step=Step.REGISTERING if with_cobbler else Step.DEFINING, uuid=str(uuidmod.uuid4()),
+        mac=_unique_mac(session), phonehome_token_hash=token_hash, cobbler_system="", worker=worker,
+    )
+    session.add(guest)
+    session.flush()
+    audit.record(session, actor, "guest.checkout", object_type="guest", object_id=guest.id, object_name=name,
+                 message=f"{entry.kind} {entry.name} on {host.name} for {days} day(s): "
+                         f"{entry.ram_mb} MiB, {entry.vcpus} vCPU(s)")
+    guest.host = host
+    return guest
+
+
+def _claim_or_explain(session: Session, *args: Any) -> Guest:
+    try:
+        with session.begin_nested():
+            return _claim(session, *args)
+    except IntegrityError:
+        # Only another checkout of the same name, committed between our check and our insert, gets here.
+        name = args[3]
+        if _name_taken(session, name):
+            raise ValidationError(f"a guest named {name} already exists", field="name") from None
+        raise
+
+
+def _record_refusal(session: Session, actor: Actor, name: str, target: str, message: str) -> None:
+    audit.record(session, actor, "guest.checkout", object_type="guest", object_name=name, result="refused",
+                 message=f"{target}: {message}")
+
+
+# -- the public entry points ----------------------------------------------------------------------
+
+async def checkout(ctx: Context, actor: Actor, req: CheckoutRequest) -> Guest:
+    """Validate, place and claim; return the new guest (step registering or defining) and provision it
+    in the background. Raises ValidationError (400), NoCapacity (409) or the catalog's backend error (502)."""
+    actor.require_write()
+    if actor.user_id is None:
+        raise PermissionDenied("a guest needs an owner: check out as a user")
+    name, days, purpose = validate(req, ctx.config)
+    entry = await ctx.catalog.resolve(req.target)
+    token = secrets.token_urlsafe(32)
+    worker = ctx.extras.setdefault("process_id", leases.new_process_id())
+    try:
+        guest = await ctx.db.run(_claim_or_explain, actor, ctx.config, name, entry, days, purpose,
+                                 hash_token(token), worker, ctx.cobbler is not None, lock=True)
+    except NoCapacity as exc:
+        await ctx.db.run(_record_refusal, actor, name, entry.name, exc.message)
+        raise
+    provisioner(ctx).spawn(guest.id, _provision(ctx, Job(guest.id, name, guest.host.name, guest.mac or "",
+                                                          str(guest.uuid), entry, token)))
+    return guest
+
+
+def _preview(session: Session, config: Config, entry: CatalogEntry) -> dict[str, Any]:
+    demand = placement.Demand(entry.ram_mb, entry.vcpus, entry.virt_type)
+    hosts = list(session.scalars(select(Host).order_by(Host.name)))
+    usage = placement.usage_by_host(session, [h.id for h in hosts])
+    candidates = placement.rooms(hosts, usage, demand, config.cpu_overcommit)
+    chosen = placement.choose(candidates, config.placement_policy)
+    return {
+        "target": entry.to_dict(),
+        "host": chosen.name if chosen else None,
+        "fits": chosen is not None,
+        "reason": "" if chosen else placement.no_room_message(demand, candidates),
+        "policy": config.placement_policy,
+        "hosts": [{"name": r.name, "free_ram_mb": r.free_ram_mb, "free_vcpus": r.free_vcpus, "fits": r.fits,
+                   "reason": r.reason} for r in candidates],
+    }
+
+
+async def preview(ctx: Context, actor: Actor, target: str) -> dict[str, Any]:
+    """Which host would take ``target`` now, or why none can (nothing is claimed)."""
+    if actor.user_id is None and not actor.is_admin:
+        raise PermissionDenied("log in to preview a checkout")
+    entry = await ctx.catalog.resolve(target)
+    return await ctx.db.run(_preview, ctx.config, entry)
+
+
+# -- the background steps -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    guest_id: int
+    name: str
+    host: str
+    mac: str
+    uuid: str
+    entry: CatalogEntry
+    token: str
+
+
+class _Gone(Exception):
+    """The guest row was deleted (or retired) while it was being provisioned."""
+
+
+def _own_row(session: Session, job: Job) -> Guest | None:
+    """The job's guest row, or None when it is gone. The UUID check matters: SQLite reuses the id of a
+    deleted row, and the hosts' resync may have made a mirror row for our domain under that id."""
+    guest = session.scalar(select(Guest).where(Guest.id == job.guest_id).with_for_update())
+    if guest is None or not guest.managed or guest.uuid != job.uuid:
+        return None
+    return guest
+
+
+def _advance(session: Session, job: Job, step: Step | None, **fields: Any) -> None:
+    guest = _own_row(session, job)
+    if guest is None or guest.step in (Step.FAILED, Step.RETIRED):
+        raise _Gone()
+    for key, value in fields.items():
+        setattr(guest, key, value)
+    if step is not None:
+        guest.step = step
+        guest.step_reason = ""
+
+
+def _fail(session: Session, job: Job, reason: str, kept: dict[str, str]) -> bool:
+    guest = _own_row(session, job)
+    if guest is None:
+        return False
+    guest.step = Step.FAILED
+    guest.step_reason = reason
+    guest.state = GuestState.UNDEFINED
+    guest.phonehome_token_hash = ""
+    guest.worker = ""
+    # What could not be cleaned up stays on the row, so deleting the guest tries again.
+    guest.cobbler_system = kept.get("cobbler_system", "")
+    guest.volume_path = kept.get("volume_path", "")
+    audit.record(session, Actor.system("provisioning"), "guest.provision", object_type="guest",
+                 object_id=guest.id, object_name=guest.name, result="failed", message=reason)
+    return True
+
+
+@dataclass
+class _Undo:
+    """What the steps made so far, undone in reverse on failure.
+
+    ``kept`` names the parts (``cobbler_system``, ``volume_path``) whose undo failed, so the failed row
+    still points at them and deleting the guest tries again.
+    """
+
+    steps: list[tuple[str, Callable[[], Awaitable[Any]], tuple[str, str] | None]] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+
+    def push(self, what: str, fn: Callable[[], Awaitable[Any]], column: tuple[str, str] | None = None) -> None:
+        self.steps.append((what, fn, column))
+
+    async def run(self) -> list[str]:
+        """Undo everything; returns what could not be undone."""
+        left = []
+        for what, fn, column in reversed(self.steps):
+            try:
+                await fn()
+            except Exception as exc:
+                message = exc.message if isinstance(exc, FogmachineError) else f"{type(exc).__name__}: {exc}"
+                log.warning("undo failed: %s: %s", what, message)
+                left.append(f"{what} ({message})")
+                if column is not None:
+                    self.kept[column[0]] = column[1]
+        self.steps.clear()
+        return left
+
+
+async def _ignore_missing(coro: Awaitable[Any]) -> None:
+    from fogmachine.errors import Conflict, NotFound
+
+    try:
+        await coro
+    except (NotFound, Conflict):
+        pass
+
+
+async def _provision(ctx: Context, job: Job) -> None:
+    undo = _Undo()
+    entry, config = job.entry, ctx.config
+    try:
+        if ctx.cobbler is not None:
+            await _register(ctx, job, undo)
+            await ctx.db.run(_advance, job, Step.DEFINING, cobbler_system=job.name, lock=True)
+        conn = ctx.hosts.get(job.host)
+        host_type = await ctx.db.run(_host_virt_type, job.host)
+        disk_path = None
+        if entry.disk_gb > 0:
+            disk_path = await conn.create_volume(job.name, entry.disk_gb)
+            if disk_path:
+                path = disk_path
+                undo.push("delete the volume", lambda: _ignore_missing(conn.delete_volume(path)),
+                          ("volume_path", path))
+                await ctx.db.run(_advance, job, None, volume_path=path, lock=True)
+        from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
+
+        spec = DomainSpec(
+            name=job.name, uuid=job.uuid, memory_mb=entry.ram_mb, vcpus=entry.vcpus,
+            domain_type=placement.domain_type(host_type, entry.virt_type), mac=job.mac, network=entry.network,
+            disk_path=disk_path, boot="kernel" if entry.boot == "kernel" else "network",
+            kernel=entry.kernel or None, initrd=entry.initrd or None,
+            cmdline=kernel_cmdline(config, entry, job.name, job.mac, job.token) if entry.boot == "kernel" else "",
+            guest_id=job.guest_id,
+        )
+        await conn.define(build_domain_xml(spec))
+        undo.push("undefine the domain", lambda: _ignore_missing(conn.undefine(job.name)))
+        await ctx.db.run(_advance, job, Step.BOOTING, state=GuestState.SHUTOFF, lock=True)
+        await conn.start(job.name)
+        undo.push("power off the domain", lambda: _ignore_missing(conn.destroy(job.name)))
+        final = Step.INSTALLING if entry.phonehome else Step.READY
+        await ctx.db.run(_advance, job, final, state=GuestState.RUNNING, worker="", lock=True)
+        log.info("guest %s started on %s; %s", job.name, job.host,
+                 "waiting for its phone-home" if entry.phonehome else "ready")
+    except _Gone:
+        left = await undo.run()
+        log.info("guest %s was deleted while being provisioned; undone%s", job.name,
+                 f" except {', '.join(left)}" if left else "")
+    except asyncio.CancelledError:
+        # The server is stopping: undo (shielded from the cancellation), mark failed, then let it end.
+        await asyncio.shield(_give_up(ctx, job, undo, "Fogmachine stopped while the guest was being provisioned"))
+        raise
+    except FogmachineError as exc:
+        await _give_up(ctx, job, undo, exc.message)
+    except Exception as exc:
+        log.exception("provisioning guest %s failed", job.name)
+        await _give_up(ctx, job, undo, f"internal error: {type(exc).__name__}; the server log has the details")
+
+
+async def _register(ctx: Context, job: Job, undo: _Undo) -> None:
+    entry = job.entry
+    meta = {"fogmachine_server": ctx.config.server_url, "fogmachine_token": job.token,
+            "fogmachine_mac": job.mac}
+    spec = SystemSpec(
+        name=job.name, mac=job.mac, hostname=job.name,
+        profile=entry.name if entry.kind == TargetKind.PROFILE else None,
+        image=entry.name if entry.kind == TargetKind.IMAGE else None,
+        autoinstall_meta=meta, netboot_enabled=entry.boot == "network",
+    )
+    await ctx.cobbler.create_system(spec)
+    undo.push("remove the Cobbler system", lambda: ctx.cobbler.remove_system(job.name),
+              ("cobbler_system", job.name))
+
+
+def _host_virt_type(session: Session, host_name: str) -> str:
+    return session.scalar(select(Host.virt_type).where(Host.name == host_name)) or "qemu"
+
+
+async def _give_up(ctx: Context, job: Job, undo: _Undo, reason: str) -> None:
+    left = await undo.run()
+    if left:
+        reason = f"{reason} (cleanup incomplete: could not {'; '.join(left)})"
+    try:
+        marked = await ctx.db.run(_fail, job, reason, undo.kept, lock=True)
+    except FogmachineError as exc:
+        log.error("guest %s failed (%s) and could not be marked failed: %s", job.name, reason, exc.message)
+        return
+    if marked:
+        log.warning("guest %s failed: %s", job.name, reason)
+
+
+# -- the running provisioning tasks -----------------------------------------------------------------
+
+class Provisioner:
+    """The background provisioning tasks of this process; a Component, so the server waits for them."""
+
+    def __init__(self, ctx: Context, stop_timeout: float = 30.0) -> None:
+        self.ctx = ctx
+        self.stop_timeout = stop_timeout
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+
+    def spawn(self, guest_id: int, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self.tasks[guest_id] = task
+        task.add_done_callback(lambda _t: self.tasks.pop(guest_id, None))
+        return task
+
+    async def wait(self, guest_id: int | None = None) -> None:
+        """Wait until the given (or every) running provisioning has finished its steps."""
+        tasks = [self.tasks[guest_id]] if guest_id in self.tasks else [] if guest_id is not None \
+            else list(self.tasks.values())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        pending = list(self.tasks.values())
+        if not pending:
+            return
+        _done, still = await asyncio.wait(pending, timeout=self.stop_timeout)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.gather(*still, return_exceptions=True)
+
+
+def provisioner(ctx: Context) -> Provisioner:
+    found = ctx.extras.get(EXTRAS_KEY)
+    if found is None:
+        found = ctx.extras[EXTRAS_KEY] = Provisioner(ctx)
+    return found

@@ -1,0 +1,101 @@
+"""What a guest tells Fogmachine about itself after its install (the "phone-home").
+
+The 2009 original trusted anyone who knew a guest's MAC. Here each guest gets
+its own random token at checkout (Cobbler hands it to the installer through
+``autoinstall_meta``); only its SHA-256 is stored, compared in constant time.
+An unknown MAC and a wrong token get the same refusal, so the answer does not
+tell which MACs exist, and nothing is changed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from fogmachine.db.models import Guest, Step
+from fogmachine.errors import PermissionDenied, ValidationError
+from fogmachine.services import audit
+from fogmachine.services.actor import Actor
+from fogmachine.services.tokens import hash_token
+
+log = logging.getLogger(__name__)
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# Steps at which a phone-home means "installed": later ones (ready) just update the address.
+ACCEPTING = (Step.REGISTERING, Step.DEFINING, Step.BOOTING, Step.INSTALLING, Step.READY)
+
+
+def normalize_mac(mac: str) -> str | None:
+    text = mac.strip().lower().replace("-", ":")
+    return text if MAC_RE.match(text) else None
+
+
+def _guest_by_token(session: Session, mac: str, token: str, remote_addr: str, for_update: bool) -> Guest:
+    normalized = normalize_mac(mac)
+    guest = None
+    if normalized is not None and token:
+        query = select(Guest).options(joinedload(Guest.owner)).where(Guest.mac == normalized,
+                                                                     Guest.managed.is_(True))
+        if for_update:
+            query = query.with_for_update()
+        guest = session.scalars(query).unique().first()
+    expected = guest.phonehome_token_hash if guest is not None else ""
+    # Compare even when the guest is unknown, so both refusals cost the same.
+    matches = hmac.compare_digest(hash_token(token or ""), expected or "0" * 64)
+    if guest is None or not expected or not matches or guest.step not in ACCEPTING:
+        why = "unknown MAC" if guest is None else "wrong token" if not matches or not expected \
+            else f"guest is {guest.step}"
+        log.warning("phone-home refused for MAC %s from %s: %s", mac[:40], remote_addr or "?", why)
+        raise PermissionDenied("unknown guest or wrong token")
+    return guest
+
+
+def _clean_ip(ip: str) -> str:
+    if not ip:
+        return ""
+    try:
+        return str(ipaddress.ip_address(ip.strip()))
+    except ValueError:
+        raise ValidationError(f"ip {ip[:64]!r} is not an IP address", field="ip") from None
+
+
+def _clean_hostname(hostname: str) -> str:
+    hostname = hostname.strip()
+    if hostname and not HOSTNAME_RE.match(hostname):
+        raise ValidationError(f"hostname {hostname[:64]!r} is not a host name", field="hostname")
+    return hostname.rstrip(".")
+
+
+def record_address(session: Session, mac: str, token: str, ip: str, hostname: str, remote_addr: str) -> Guest:
+    """The guest announced itself: keep its IP and hostname and mark it ready."""
+    guest = _guest_by_token(session, mac, token, remote_addr, for_update=True)
+    ip, hostname = _clean_ip(ip), _clean_hostname(hostname)
+    first = guest.step != Step.READY
+    if ip:
+        guest.ip = ip
+    if hostname:
+        guest.hostname = hostname
+    guest.step = Step.READY
+    guest.step_reason = ""
+    audit.record(session, Actor(user_id=None, username="phone-home", remote_addr=remote_addr),
+                 "guest.ready" if first else "guest.phonehome", object_type="guest", object_id=guest.id,
+                 object_name=guest.name, message=f"ip {guest.ip or '-'}, hostname {guest.hostname or '-'}")
+    log.info("guest %s phoned home from %s: ip %s, hostname %s", guest.name, remote_addr, guest.ip, guest.hostname)
+    return guest
+
+
+def owner_of(session: Session, mac: str, token: str, remote_addr: str) -> dict[str, Any]:
+    """The owner's username, e-mail and SSH key, for the installer to set up their account."""
+    guest = _guest_by_token(session, mac, token, remote_addr, for_update=False)
+    owner = guest.owner
+    if owner is None:
+        return {"username": "", "email": "", "ssh_key": ""}
+    return {"username": owner.username, "email": owner.email, "ssh_key": owner.ssh_key}

@@ -1,0 +1,57 @@
+"""The routes guests call from their installer: ``/guest/<mac>/set`` and ``/guest/<mac>/getuser``.
+
+These keep the 2009 original's paths so existing kickstart snippets work with
+one change (the token). Guests are not browsers: no session, no XSRF cookie;
+the guest's own phone-home token is the credential. Answers are short JSON
+(a shell script only looks at the HTTP status).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fogmachine.services import phonehome
+from fogmachine.web.base import JsonHandler
+
+MAC_PATTERN = r"([0-9A-Fa-f:-]{12,17})"
+
+
+class GuestCallbackHandler(JsonHandler):
+    """No user to load and no XSRF: a guest authenticates with its token alone."""
+
+    async def prepare(self) -> None:
+        self.current_user = None
+
+    def check_xsrf_cookie(self) -> None:
+        pass
+
+    def arg(self, name: str) -> str:
+        # Query string or form body (POST), whichever the guest's tool sends.
+        return (self.get_argument(name, "") or "")[:512]
+
+
+class SetHandler(GuestCallbackHandler):
+    async def get(self, mac: str) -> None:
+        # lock: reads then writes; on SQLite the write lock must be held from BEGIN.
+        guest = await self.ctx.db.run(phonehome.record_address, mac, self.arg("token"), self.arg("ip"),
+                                      self.arg("hostname"), self.request.remote_ip or "", lock=True)
+        self.write_json({"name": guest.name, "ip": guest.ip, "hostname": guest.hostname, "step": guest.step})
+
+    async def post(self, mac: str) -> None:
+        await self.get(mac)
+
+
+class GetUserHandler(GuestCallbackHandler):
+    async def get(self, mac: str) -> None:
+        owner: dict[str, Any] = await self.ctx.db.run(phonehome.owner_of, mac, self.arg("token"),
+                                                      self.request.remote_ip or "")
+        self.write_json(owner)
+
+    async def post(self, mac: str) -> None:
+        await self.get(mac)
+
+
+default_handlers = [
+    (rf"/guest/{MAC_PATTERN}/set", SetHandler),
+    (rf"/guest/{MAC_PATTERN}/getuser", GetUserHandler),
+]
