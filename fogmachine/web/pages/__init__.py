@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fogmachine.web.pages import overview
+from fogmachine.web import live
+from fogmachine.web.pages import admin, auth, checkout, overview, profile, reservations
 
 
 def routes() -> list[tuple[str, Any]]:
     handlers: list[tuple[str, Any]] = []
-    for module in (overview,):
+    for module in (overview, auth, reservations, checkout, profile, admin, live):
         handlers.extend(module.default_handlers)
     return handlers

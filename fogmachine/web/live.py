@@ -1,0 +1,296 @@
+"""Live updates: guest states, provisioning steps and host states pushed to open pages.
+
+Why the database and not in-process events: several Fogmachine processes may
+share one database, and a change made by any of them (a libvirt event seen by
+process B, a phone-home answered by process C, a CLI command) must reach a
+page served by process A. So each process runs ONE poller (``LiveFeed``) that
+reads what changed and fans it out over WebSockets to its own browsers; the
+database pays one small query per process per interval, not one per browser.
+
+How changes are found:
+
+* Hosts are few (tens): every poll reads them all and diffs them.
+* Guests are many: every poll reads the rows whose ``updated_at`` falls in a
+  window reaching ``overlap_s`` back from now, plus the ids of all live guests
+  (to see deletions). The window overlaps the previous one on purpose:
+  MariaDB's DATETIME has one-second resolution, a transaction commits a little
+  after it stamped ``updated_at``, and another machine's clock may lag a
+  little. Rows seen again are diffed by content, so an overlap costs a few
+  rows read twice, never a duplicate message.
+* Every ``full_scan_s`` a full read of live guests catches anything a
+  window missed (a clock skewed by more than the overlap, a transaction held
+  open longer than it) and re-checks the subscribed users (disabled, demoted).
+
+Who gets what: a user's socket receives only their own managed guests; an
+administrator's receives every guest; everyone receives host states (any
+logged-in user may see the hosts page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import tornado.websocket
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from fogmachine.db.models import Guest, Host, Step, User, utcnow
+from fogmachine.services.guests import guest_to_dict
+from fogmachine.services.hosts import host_to_dict
+from fogmachine.web.base import BaseHandler
+from fogmachine.web.pages.view import guest_actions, when
+
+if TYPE_CHECKING:
+    from fogmachine.context import Context
+
+log = logging.getLogger(__name__)
+# Fields of a guest that its rows never show: a change in them alone is no news.
+QUIET_FIELDS = ("updated_at",)
+PING_INTERVAL_S = 30.0
+
+
+def _guest_payload(guest: Guest) -> dict[str, Any]:
+    data = guest_to_dict(guest)
+    data["owner_id"] = guest.owner_id
+    data["actions"] = guest_actions(data)
+    data["expires_text"] = when(data["expires_at"])
+    for name in QUIET_FIELDS:
+        data.pop(name, None)
+    return data
+
+
+@dataclass
+class Snapshot:
+    """What one poll read from the database."""
+
+    hosts: list[dict[str, Any]]
+    guests: list[dict[str, Any]]
+    live_ids: set[int]
+    users: dict[int, tuple[bool, bool]] = field(default_factory=dict)  # id -> (active, admin)
+
+
+def _read(session: Session, since: dt.datetime | None, user_ids: list[int], overcommit: float) -> Snapshot:
+    hosts = [host_to_dict(h, overcommit) for h in session.scalars(select(Host).order_by(Host.name))]
+    query = select(Guest).options(joinedload(Guest.owner), joinedload(Guest.host))
+    # A full read takes every live guest; a window read takes retired ones too (they leave the pages).
+    query = query.where(Guest.step != Step.RETIRED) if since is None else query.where(Guest.updated_at >= since)
+    guests = [_guest_payload(g) for g in session.scalars(query).unique()]
+    live_ids = set(session.scalars(select(Guest.id).where(Guest.step != Step.RETIRED)))
+    users: dict[int, tuple[bool, bool]] = {}
+    if user_ids:
+        for uid, active, admin in session.execute(
+                select(User.id, User.is_active, User.is_admin).where(User.id.in_(user_ids))):
+            users[uid] = (active, admin)
+    return Snapshot(hosts, guests, live_ids, users)
+
+
+class Subscriber:
+    """One open page. ``send`` must not block; it gets one JSON-able message."""
+
+    def __init__(self, user_id: int, is_admin: bool) -> None:
+        self.user_id = user_id
+        self.is_admin = is_admin
+        # The snapshot is owed after the first poll numbered above this; None once sent.
+        self.snapshot_after: int | None = None
+
+    def may_see(self, guest: dict[str, Any]) -> bool:
+        return self.is_admin or (guest.get("managed", True) and guest.get("owner_id") == self.user_id)
+
+    def send(self, message: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Called when the user behind the subscription was disabled."""
+
+
+class LiveFeed:
+    """The one database poller of this process, and its subscribers (a server Component)."""
+
+    def __init__(self, ctx: Context, *, interval_s: float = 0.4, overlap_s: float = 3.0,
+                 full_scan_s: float = 10.0) -> None:
+        self.ctx = ctx
+        self.interval_s = interval_s
+        self.overlap_s = overlap_s
+        self.full_scan_s = full_scan_s
+        self.hosts: dict[str, dict[str, Any]] = {}
+        self.guests: dict[int, dict[str, Any]] = {}
+        self.subscribers: set[Subscriber] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._last_full = 0.0
+        self._polls_started = 0
+        self._failing = False
+        self.polls = 0
+
+    async def start(self) -> None:
+        self.ctx.extras["live"] = self
+        await self.poll_once(full=True)
+        self._task = asyncio.create_task(self._run(), name="fogmachine-live-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for sub in list(self.subscribers):
+            sub.close()
+        self.subscribers.clear()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            full = time.monotonic() - self._last_full >= self.full_scan_s
+            try:
+                await self.poll_once(full=full)
+                if self._failing:
+                    log.info("live updates: the database answers again")
+                    self._failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A database outage must not kill the feed; say so once, not every 0.4 s.
+                if not self._failing:
+                    log.warning("live updates paused: %s", exc)
+                    self._failing = True
+                await asyncio.sleep(min(5.0, self.interval_s * 10))
+
+    async def poll_once(self, *, full: bool = False) -> None:
+        """Read the changes, update the cache, send each subscriber what it may see."""
+        self._polls_started += 1
+        poll = self._polls_started
+        since = None if full else utcnow() - dt.timedelta(seconds=self.overlap_s)
+        user_ids = sorted({s.user_id for s in self.subscribers}) if full else []
+        snap = await self.ctx.db.run(_read, since, user_ids, self.ctx.config.cpu_overcommit)
+        self.polls += 1
+        if full:
+            self._last_full = time.monotonic()
+            self._recheck_users(snap.users)
+        changed_hosts = []
+        seen_hosts = set()
+        for host in snap.hosts:
+            seen_hosts.add(host["name"])
+            if self.hosts.get(host["name"]) != host:
+                self.hosts[host["name"]] = host
+                changed_hosts.append(host)
+        for name in set(self.hosts) - seen_hosts:
+            del self.hosts[name]
+        changed_guests = []
+        for guest in snap.guests:
+            gid = guest["id"]
+            if guest["step"] == Step.RETIRED or gid not in snap.live_ids:
+                if self.guests.pop(gid, None) is not None:
+                    changed_guests.append(guest)  # clients drop the row
+                continue
+            if self.guests.get(gid) != guest:
+                self.guests[gid] = guest
+                changed_guests.append(guest)
+        gone = [self.guests.pop(gid) for gid in set(self.guests) - snap.live_ids]
+        self._fan_out(poll, changed_hosts, changed_guests, gone)
+
+    def _recheck_users(self, users: dict[int, tuple[bool, bool]]) -> None:
+        for sub in list(self.subscribers):
+            active, admin = users.get(sub.user_id, (False, False))
+            if not active:
+                self.unsubscribe(sub)
+                sub.close()
+            else:
+                sub.is_admin = admin
+
+    def _fan_out(self, poll: int, hosts: list[dict[str, Any]], guests: list[dict[str, Any]],
+                 gone: list[dict[str, Any]]) -> None:
+        for sub in list(self.subscribers):
+            if sub.snapshot_after is not None:
+                if poll > sub.snapshot_after:
+                    sub.snapshot_after = None
+                    self._send(sub, self._snapshot(sub))
+                continue  # no updates before its snapshot: the snapshot has them
+            mine = [g for g in guests if sub.may_see(g)]
+            mine_gone = [g["id"] for g in gone if sub.may_see(g)]
+            if not (hosts or mine or mine_gone):
+                continue
+            self._send(sub, {"type": "update", "hosts": hosts, "guests": mine, "gone": mine_gone})
+
+    def _send(self, sub: Subscriber, message: dict[str, Any]) -> None:
+        try:
+            sub.send(message)
+        except Exception:
+            log.debug("dropping a live subscriber that failed to take a message", exc_info=True)
+            self.unsubscribe(sub)
+
+    def subscribe(self, sub: Subscriber) -> None:
+        """Add a page; it gets a snapshot of everything it may see after the next poll.
+
+        Not from the cache at once: the cache may be older than the page the
+        browser just rendered, and a snapshot older than the page would remove a
+        guest the page rightly shows. A poll that *starts* after the subscription
+        read the database after the page did.
+        """
+        sub.snapshot_after = self._polls_started
+        self.subscribers.add(sub)
+
+    def _snapshot(self, sub: Subscriber) -> dict[str, Any]:
+        guests = [g for g in self.guests.values() if sub.may_see(g)]
+        return {"type": "snapshot", "hosts": list(self.hosts.values()), "guests": guests, "gone": []}
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+
+class _SocketSubscriber(Subscriber):
+    def __init__(self, handler: LiveSocket, user_id: int, is_admin: bool) -> None:
+        super().__init__(user_id, is_admin)
+        self.handler = handler
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.handler.write_message(json.dumps(message, separators=(",", ":"), default=str))
+
+    def close(self) -> None:
+        self.handler.close(4001, "logged out")
+
+
+class LiveSocket(tornado.websocket.WebSocketHandler, BaseHandler):
+    """``/live``: the page's WebSocket. Only a logged-in session may open one; the
+    default same-origin check (``check_origin``) refuses other sites' pages."""
+
+    subscriber: _SocketSubscriber | None = None
+
+    @property
+    def ping_interval(self) -> float | None:
+        return PING_INTERVAL_S
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.current_user is None:
+            self.set_status(401)
+            self.finish("log in first")
+            return
+        if self.ctx.extras.get("live") is None:
+            self.set_status(503)
+            self.finish("live updates are not running")
+            return
+        await super().get(*args, **kwargs)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        feed: LiveFeed = self.ctx.extras["live"]
+        user = self.current_user
+        assert user is not None
+        self.subscriber = _SocketSubscriber(self, user.id, user.is_admin)
+        feed.subscribe(self.subscriber)
+
+    def on_message(self, message: str | bytes) -> None:
+        """The page sends nothing that matters; the feed talks, the page listens."""
+
+    def on_close(self) -> None:
+        feed: LiveFeed | None = self.ctx.extras.get("live")
+        if feed is not None and self.subscriber is not None:
+            feed.unsubscribe(self.subscriber)
+
+
+default_handlers = [(r"/live", LiveSocket)]

@@ -1,0 +1,110 @@
+"""The administrators' page: every host and guest with its owner, users, maintenance.
+
+Every handler here calls a service that refuses non-administrators itself
+(``Actor.require_admin``); the page never relies on hiding a button.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fogmachine.config import Config
+from fogmachine.db.models import Host, User
+from fogmachine.errors import FogmachineError
+from fogmachine.services import accounts
+from fogmachine.services import hosts as host_service
+from fogmachine.services.actor import Actor
+from fogmachine.services.guests import GuestFilter, guest_to_dict, list_guests
+from fogmachine.web.pages.common import DashboardHandler, login_required
+
+PAGE_SIZE = 200
+USER_OPS = {
+    "make-admin": (accounts.set_admin, True, "{} is now an administrator."),
+    "revoke-admin": (accounts.set_admin, False, "{} is no longer an administrator."),
+    "disable": (accounts.set_active, False, "{} is disabled: they can no longer log in."),
+    "enable": (accounts.set_active, True, "{} is enabled again."),
+}
+HOST_OPS = {
+    "enable": (True, "Host {} takes new guests again."),
+    "disable": (False, "Host {} is disabled for maintenance: its guests keep running, no new ones go there."),
+}
+
+
+def _admin_page(session: Session, config: Config, actor: Actor, page: int) -> dict[str, Any]:
+    users = accounts.list_users(session, actor)  # refuses non-administrators
+    hosts = host_service.list_hosts(session)
+    guests, total = list_guests(session, actor, GuestFilter(include_unmanaged=True, offset=page * PAGE_SIZE,
+                                                            limit=PAGE_SIZE))
+    return {
+        "users": users,
+        "hosts": [host_service.host_to_dict(h, config.cpu_overcommit) for h in hosts],
+        "guests": [guest_to_dict(g) for g in guests],
+        "total_guests": total,
+        "page": page,
+        "pages": max(1, -(-total // PAGE_SIZE)),
+    }
+
+
+class AdminHandler(DashboardHandler):
+    @login_required
+    async def get(self) -> None:
+        try:
+            page = max(0, int(self.get_query_argument("page", "1")) - 1)
+        except ValueError:
+            page = 0
+        data = await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, page)
+        self.render("admin.html", new_user=None, error=None, error_field=None, **data)
+
+
+class AdminCreateUserHandler(DashboardHandler):
+    @login_required
+    async def post(self) -> None:
+        new = accounts.NewUser(
+            username=self.get_body_argument("username", "").strip().lower(),
+            password=self.get_body_argument("password", ""),
+            email=self.get_body_argument("email", "").strip(),
+            is_admin=self.get_body_argument("is_admin", "") == "yes",
+        )
+        try:
+            user = await accounts.register(self.ctx, self.actor, new, self.request.remote_ip or "")
+        except FogmachineError as exc:
+            if exc.status in (401, 403, 404):
+                raise
+            data = await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, 0)
+            self.form_error("admin.html", exc, new_user=new, **data)
+            return
+        role = "administrator" if user.is_admin else "user"
+        self.done(f"Created {role} {user.username}.", "/admin#users")
+
+
+class AdminUserHandler(DashboardHandler):
+    @login_required
+    async def post(self, user_id: str, op: str) -> None:
+        fn, value, message = USER_OPS[op]
+
+        def said(user: User) -> str:
+            return message.format(user.username)
+
+        await self.attempt(self.ctx.db.run(fn, self.actor, int(user_id), value), said, "/admin#users")
+
+
+class AdminHostHandler(DashboardHandler):
+    @login_required
+    async def post(self, host_name: str, op: str) -> None:
+        enabled, message = HOST_OPS[op]
+
+        def said(host: Host) -> str:
+            return message.format(host.name)
+
+        await self.attempt(self.ctx.db.run(host_service.set_enabled, self.actor, host_name, enabled), said,
+                           self.back("/admin#hosts"))
+
+
+default_handlers = [
+    (r"/admin", AdminHandler),
+    (r"/admin/users", AdminCreateUserHandler),
+    (r"/admin/users/(\d{1,18})/(" + "|".join(USER_OPS) + ")", AdminUserHandler),
+    (r"/admin/hosts/([A-Za-z0-9][A-Za-z0-9._-]{0,63})/(" + "|".join(HOST_OPS) + ")", AdminHostHandler),
+]

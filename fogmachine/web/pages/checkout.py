@@ -1,0 +1,83 @@
+"""Checkout: the catalog with each target's size, and the form that checks a guest out.
+
+Before the form is sent, the page says which host would take the chosen
+target or why none can (``checkout.preview``): the page asks
+``/checkout/preview`` as the choice changes, and renders the same answer
+server-side for a chosen ``?target=`` so it works without script too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fogmachine.errors import FogmachineError
+from fogmachine.services import checkout
+from fogmachine.web.pages.common import DashboardHandler, login_required
+
+DEFAULT_DAYS = 7
+
+
+class CheckoutHandler(DashboardHandler):
+    async def _catalog(self) -> tuple[list[Any], str, bool]:
+        catalog = self.ctx.catalog
+        if catalog is None:
+            return [], "The catalog is not available on this server.", True
+        found = await catalog.entries()
+        return list(found.entries), getattr(found, "error", ""), bool(found.stale)
+
+    async def _preview(self, target: str) -> dict[str, Any] | None:
+        if not target:
+            return None
+        try:
+            return await checkout.preview(self.ctx, self.actor, target)
+        except FogmachineError as exc:
+            return {"fits": False, "host": None, "reason": exc.message, "hosts": []}
+
+    async def _show(self, form: dict[str, Any], *, error: FogmachineError | None = None) -> None:
+        entries, catalog_error, stale = await self._catalog()
+        preview = await self._preview(form.get("target", ""))
+        values = {"entries": entries, "catalog_error": catalog_error, "catalog_stale": stale, "form": form,
+                  "preview": preview, "default_days": min(DEFAULT_DAYS, self.ctx.config.max_days)}
+        if error is not None:
+            self.form_error("checkout.html", error, **values)
+        else:
+            self.render("checkout.html", error=None, error_field=None, **values)
+
+    @login_required
+    async def get(self) -> None:
+        form = {"target": self.get_query_argument("target", ""), "name": "", "purpose": "",
+                "days": str(min(DEFAULT_DAYS, self.ctx.config.max_days))}
+        await self._show(form)
+
+    @login_required
+    async def post(self) -> None:
+        form = {key: self.get_body_argument(key, "").strip() for key in ("name", "target", "days", "purpose")}
+        days: int | str = int(form["days"]) if form["days"].isdigit() else form["days"]
+        try:
+            guest = await checkout.checkout(
+                self.ctx, self.actor, checkout.CheckoutRequest(name=form["name"], target=form["target"], days=days,
+                                                               purpose=form["purpose"]))
+        except FogmachineError as exc:
+            if exc.status in (401, 403):
+                raise
+            await self._show(form, error=exc)
+            return
+        self.done(f"{guest.name} is on its way: watch it here as it is provisioned.", "/guests")
+
+
+class PreviewHandler(DashboardHandler):
+    """The preview as JSON, for the checkout page's script."""
+
+    @login_required
+    async def get(self) -> None:
+        target = self.get_query_argument("target", "")
+        try:
+            answer = await checkout.preview(self.ctx, self.actor, target)
+        except FogmachineError as exc:
+            answer = {"fits": False, "host": None, "reason": exc.message, "hosts": []}
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(answer, default=str))
+
+
+default_handlers = [(r"/checkout", CheckoutHandler), (r"/checkout/preview", PreviewHandler)]

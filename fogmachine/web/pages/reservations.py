@@ -1,0 +1,106 @@
+"""My reservations: the actor's guests, and every action on a guest's row.
+
+Each action is a POST to ``/guests/ID/ACTION`` answered by a redirect back
+with a flash (post, redirect, get: a reload never repeats an action). The
+lifecycle service decides who may act on which guest; a guest the actor may
+not see answers 404 here exactly as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fogmachine.db.models import Guest
+from fogmachine.services import lifecycle, reservations
+from fogmachine.services.actor import Actor
+from fogmachine.services.guests import GuestFilter, get_guest, guest_to_dict, list_guests
+from fogmachine.web.pages import view
+from fogmachine.web.pages.common import DashboardHandler, login_required, safe_next
+
+LIFECYCLE_ACTIONS = ("start", "stop", "restart", "pause", "unpause", "destroy", "refresh")
+ROW_VIEWS = ("reservations", "mine", "admin")
+MAX_LISTED = 1000
+
+
+def _my_guests(session: Session, actor: Actor) -> list[dict[str, Any]]:
+    guests, _ = list_guests(session, actor, GuestFilter(owner=actor.username, limit=MAX_LISTED))
+    return [guest_to_dict(g) for g in guests]
+
+
+def _guest(session: Session, actor: Actor, guest_id: int) -> dict[str, Any]:
+    return guest_to_dict(get_guest(session, actor, guest_id))
+
+
+class ReservationsHandler(DashboardHandler):
+    @login_required
+    async def get(self) -> None:
+        guests = await self.ctx.db.run(_my_guests, self.actor)
+        self.render("reservations.html", guests=guests)
+
+
+class GuestRowHandler(DashboardHandler):
+    """One guest's row, for the live page to insert a guest it has not seen yet."""
+
+    @login_required
+    async def get(self, guest_id: str) -> None:
+        row_view = self.get_query_argument("view", "reservations")
+        if row_view not in ROW_VIEWS:
+            row_view = "reservations"
+        guest = await self.ctx.db.run(_guest, self.actor, int(guest_id))
+        self.render("guest_row.html", guest=guest, row_view=row_view,
+                    back="/admin" if row_view == "admin" else "/guests")
+
+
+class GuestActionHandler(DashboardHandler):
+    @login_required
+    async def post(self, guest_id: str, action: str) -> None:
+        def said(guest: Guest) -> str:
+            return f"{guest.name}: {view.ACTION_DONE.get(action, action)}."
+
+        await self.attempt(lifecycle.perform(self.ctx, self.actor, int(guest_id), action), said,
+                           self.back("/guests"))
+
+
+class GuestExtendHandler(DashboardHandler):
+    @login_required
+    async def post(self, guest_id: str) -> None:
+        days = self.get_body_argument("days", "")
+
+        def said(guest: Guest) -> str:
+            return f"{guest.name}: extended by {days} day(s), now expires {view.when(guest.expires_at)}."
+
+        await self.attempt(
+            self.ctx.db.run(reservations.extend, self.ctx.config, self.actor, int(guest_id), days),
+            said, self.back("/guests"))
+
+
+class GuestDeleteHandler(DashboardHandler):
+    """Deleting asks first: the button's script confirms in the page; without
+    script (or without ``confirm=yes``) a confirmation page asks instead."""
+
+    @login_required
+    async def get(self, guest_id: str) -> None:
+        guest = await self.ctx.db.run(_guest, self.actor, int(guest_id))
+        back = safe_next(self.get_query_argument("back", None), "/guests")
+        self.render("confirm_delete.html", guest=guest, back=back)
+
+    @login_required
+    async def post(self, guest_id: str) -> None:
+        guest = await self.ctx.db.run(_guest, self.actor, int(guest_id))
+        back = self.back("/guests")
+        if self.get_body_argument("confirm", "") != "yes":
+            self.render("confirm_delete.html", guest=guest, back=back)
+            return
+        await self.attempt(lifecycle.delete(self.ctx, self.actor, int(guest_id)),
+                           f"{guest['name']}: deleted.", back)
+
+
+default_handlers = [
+    (r"/guests", ReservationsHandler),
+    (r"/guests/(\d{1,18})/row", GuestRowHandler),
+    (r"/guests/(\d{1,18})/(" + "|".join(LIFECYCLE_ACTIONS) + ")", GuestActionHandler),
+    (r"/guests/(\d{1,18})/extend", GuestExtendHandler),
+    (r"/guests/(\d{1,18})/delete", GuestDeleteHandler),
+]

@@ -1,0 +1,105 @@
+"""Presentation helpers the templates and the live feed share.
+
+``guest_actions`` decides which buttons a guest's row shows for its state.
+It is only a courtesy to the user: the lifecycle service checks every action
+again and answers "already running" and the like; what the row shows and what
+the feed pushes come from this one function so they never disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fogmachine.db.models import IN_PROGRESS_STEPS, GuestState, Step, utcnow
+
+RUNNING_STATES = (GuestState.RUNNING, GuestState.BLOCKED)
+STOPPED_STATES = (GuestState.SHUTOFF, GuestState.SHUTDOWN, GuestState.CRASHED, GuestState.NOSTATE)
+# In the order the buttons appear.
+ALL_ACTIONS = ("start", "stop", "restart", "pause", "unpause", "destroy", "refresh", "extend", "delete")
+ACTION_LABELS = {
+    "start": "Start", "stop": "Stop", "restart": "Restart", "pause": "Pause", "unpause": "Unpause",
+    "destroy": "Power off", "refresh": "Refresh", "extend": "Extend", "delete": "Delete",
+}
+ACTION_DONE = {
+    "start": "started", "stop": "asked to shut down", "restart": "restarting", "pause": "paused",
+    "unpause": "running again", "destroy": "powered off", "refresh": "refreshed",
+}
+
+
+def guest_actions(guest: dict[str, Any]) -> list[str]:
+    """The actions that make sense for a guest (as ``guest_to_dict`` gives it) right now."""
+    if not guest.get("managed", True) or guest.get("step") == Step.RETIRED:
+        return []
+    state = guest.get("state")
+    step = guest.get("step")
+    actions: list[str] = []
+    if step not in IN_PROGRESS_STEPS:
+        if state in STOPPED_STATES:
+            actions.append("start")
+        if state in RUNNING_STATES:
+            actions += ["stop", "restart", "pause"]
+        if state == GuestState.PAUSED:
+            actions.append("unpause")
+        if state in (*RUNNING_STATES, GuestState.PAUSED):
+            actions.append("destroy")
+        actions.append("refresh")
+    actions += ["extend", "delete"]
+    return actions
+
+
+def parse_iso(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
+def time_left(expires_at: dt.datetime | str | None, now: dt.datetime | None = None) -> str:
+    """'3 d 4 h', '5 h 10 min', '12 min', 'expired' — the short form the rows show."""
+    if isinstance(expires_at, str):
+        expires_at = parse_iso(expires_at)
+    if expires_at is None:
+        return "no expiry"
+    seconds = int((expires_at - (now or utcnow())).total_seconds())
+    if seconds <= 0:
+        return "expired"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{max(minutes, 1)} min"
+
+
+def when(value: dt.datetime | str | None) -> str:
+    """A UTC time as the pages print it."""
+    if isinstance(value, str):
+        value = parse_iso(value)
+    if value is None:
+        return "-"
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def mib(value: int | None) -> str:
+    """Memory in MiB, printed in GiB from 1 GiB up."""
+    value = value or 0
+    if value >= 1024:
+        return f"{value / 1024:.1f} GiB".replace(".0 GiB", " GiB")
+    return f"{value} MiB"
+
+
+def state_class(state: str | None) -> str:
+    return f"state state-{state or 'unknown'}"
+
+
+NAMESPACE = {
+    "guest_actions": guest_actions,
+    "action_labels": ACTION_LABELS,
+    "all_actions": ALL_ACTIONS,
+    "time_left": time_left,
+    "when": when,
+    "mib": mib,
+    "state_class": state_class,
+}

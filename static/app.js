@@ -1,0 +1,101 @@
+// Fogmachine pages: confirmations, time left, the checkout preview. Plain JS, no dependencies.
+"use strict";
+
+(function () {
+  // Forms with data-confirm ask first; the server also asks (confirm=yes) when script is off.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute("data-confirm");
+    if (question) {
+      if (!window.confirm(question)) { event.preventDefault(); return; }
+      var field = form.querySelector("input[name=confirm]");
+      if (field) { field.value = "yes"; }
+    }
+    // One press, one request: a second click while the first is on its way does nothing.
+    var buttons = form.querySelectorAll("button[type=submit]");
+    window.setTimeout(function () { buttons.forEach(function (b) { b.disabled = true; }); }, 0);
+  });
+
+  // Time left, recomputed in the browser from the expiry the server gave.
+  function timeLeft(iso) {
+    var ms = Date.parse(iso) - Date.now();
+    if (isNaN(ms)) { return ""; }
+    if (ms <= 0) { return "expired"; }
+    var minutes = Math.floor(ms / 60000), days = Math.floor(minutes / 1440), hours = Math.floor((minutes % 1440) / 60);
+    if (days) { return days + " d " + hours + " h"; }
+    if (hours) { return hours + " h " + (minutes % 60) + " min"; }
+    return Math.max(minutes, 1) + " min";
+  }
+  function refreshTimes(root) {
+    (root || document).querySelectorAll(".timeleft[data-expires]").forEach(function (el) {
+      var text = timeLeft(el.getAttribute("data-expires"));
+      if (text) { el.textContent = text; el.classList.toggle("expired", text === "expired"); }
+    });
+  }
+  window.fmTimeLeft = timeLeft;
+  window.fmRefreshTimes = refreshTimes;
+  refreshTimes();
+  window.setInterval(refreshTimes, 30000);
+
+  // Checkout: say which host would take the chosen target, or why none can.
+  var form = document.getElementById("checkout-form");
+  var box = document.getElementById("preview");
+  if (form && box) {
+    var seq = 0;
+    var render = function (answer) {
+      box.textContent = "";
+      var p = document.createElement("p");
+      p.className = "preview-answer";
+      if (answer.fits) {
+        p.appendChild(document.createTextNode("Host "));
+        var strong = document.createElement("strong");
+        strong.textContent = answer.host;
+        p.appendChild(strong);
+        p.appendChild(document.createTextNode(" would take it."));
+      } else {
+        p.textContent = answer.reason || "No host can take it now.";
+      }
+      box.appendChild(p);
+      if (answer.hosts && answer.hosts.length) {
+        var ul = document.createElement("ul");
+        ul.className = "preview-hosts small";
+        answer.hosts.forEach(function (h) {
+          var li = document.createElement("li");
+          li.className = h.fits ? "fits" : "nofit";
+          var name = document.createElement("strong");
+          name.textContent = h.name;
+          li.appendChild(name);
+          li.appendChild(document.createTextNode(": " + (h.fits ? "room for it" : h.reason) + " "));
+          var free = document.createElement("span");
+          free.className = "muted";
+          free.textContent = "(" + mib(h.free_ram_mb) + ", " + h.free_vcpus + " vCPUs free)";
+          li.appendChild(free);
+          ul.appendChild(li);
+        });
+        box.appendChild(ul);
+      }
+      box.setAttribute("data-state", answer.fits ? "ok" : "no");
+    };
+    var mib = function (value) {
+      value = value || 0;
+      return value >= 1024 ? (Math.round(value / 102.4) / 10) + " GiB" : value + " MiB";
+    };
+    form.addEventListener("change", function (event) {
+      if (event.target.name !== "target") { return; }
+      var mine = ++seq;
+      box.setAttribute("data-state", "busy");
+      box.textContent = "Looking for a host…";
+      fetch("/checkout/preview?target=" + encodeURIComponent(event.target.value), {credentials: "same-origin"})
+        .then(function (r) { return r.json(); })
+        .then(function (answer) {
+          if (mine !== seq) { return; }
+          render(answer);
+        })
+        .catch(function () {
+          if (mine !== seq) { return; }
+          box.setAttribute("data-state", "no");
+          box.textContent = "Could not ask the server; the checkout will still say if no host can take it.";
+        });
+    });
+  }
+})();

@@ -1,0 +1,161 @@
+// Live updates: the server pushes guest and host changes over a WebSocket (/live);
+// this script applies them to whatever rows the page shows. Plain JS, no dependencies.
+"use strict";
+
+(function () {
+  var me = document.body.getAttribute("data-user");
+  var status = document.getElementById("live-status");
+  var retry = 1000;
+  var loading = {};
+
+  function setStatus(text, ok) {
+    if (!status) { return; }
+    status.hidden = false;
+    status.textContent = text;
+    status.className = "live-status " + (ok ? "on" : "off");
+  }
+
+  function setText(root, field, value) {
+    root.querySelectorAll('[data-field="' + field + '"]').forEach(function (el) {
+      if (el.textContent !== value) { el.textContent = value; }
+    });
+  }
+
+  function applyGuest(g) {
+    var rows = document.querySelectorAll('[data-guest-id="' + g.id + '"]');
+    rows.forEach(function (row) {
+      var before = row.getAttribute("data-state") + "/" + row.getAttribute("data-step");
+      row.querySelectorAll('[data-field="state"]').forEach(function (el) {
+        el.textContent = g.state; el.className = "state state-" + g.state;
+      });
+      row.querySelectorAll('[data-field="step"]').forEach(function (el) {
+        el.textContent = g.step; el.className = "step step-" + g.step; el.title = g.step_reason || "";
+      });
+      setText(row, "step_reason", g.step === "failed" ? (g.step_reason || "") : "");
+      setText(row, "ip", g.ip || "—");
+      setText(row, "hostname", g.hostname || "");
+      setText(row, "host", g.host || "—");
+      setText(row, "expires_text", g.expires_text || "");
+      row.querySelectorAll(".timeleft").forEach(function (el) {
+        if (g.expires_at) { el.setAttribute("data-expires", g.expires_at); }
+      });
+      row.querySelectorAll("[data-action]").forEach(function (form) {
+        var allowed = (g.actions || []).indexOf(form.getAttribute("data-action")) >= 0;
+        form.hidden = !allowed;
+        form.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
+      });
+      row.setAttribute("data-state", g.state);
+      row.setAttribute("data-step", g.step);
+      if (before !== "null/null" && before !== g.state + "/" + g.step) {
+        row.classList.remove("flash-row"); void row.offsetWidth; row.classList.add("flash-row");
+      }
+    });
+    if (window.fmRefreshTimes) { rows.forEach(function (row) { window.fmRefreshTimes(row); }); }
+    return rows.length;
+  }
+
+  function removeGuest(id) {
+    document.querySelectorAll('[data-guest-id="' + id + '"]').forEach(function (row) {
+      var list = row.closest("[data-live-list]");
+      row.remove();
+      if (list) { showEmpty(list); }
+    });
+  }
+
+  function showEmpty(list) {
+    var any = list.querySelector("[data-guest-id]") !== null;
+    list.hidden = !any;
+    var empty = document.getElementById("no-guests");
+    if (empty && list.getAttribute("data-live-list") === "reservations") { empty.hidden = any; }
+  }
+
+  // A guest this page lists but has no row for yet: ask the server for the row (one template, one look).
+  function insertGuest(g, type) {
+    document.querySelectorAll("[data-live-list]").forEach(function (list) {
+      var view = list.getAttribute("data-live-list");
+      if ((view === "mine" || view === "reservations") && g.owner !== me) { return; }
+      // The admin list is paged: only a new guest (an update, not the snapshot) joins its last page.
+      if (view === "admin" && (type !== "update" || list.getAttribute("data-insert") !== "yes")) { return; }
+      var key = view + ":" + g.id;
+      if (loading[key] || list.querySelector('[data-guest-id="' + g.id + '"]')) { return; }
+      loading[key] = true;
+      fetch("/guests/" + g.id + "/row?view=" + view, {credentials: "same-origin"})
+        .then(function (r) { return r.ok ? r.text() : ""; })
+        .then(function (html) {
+          delete loading[key];
+          if (!html || list.querySelector('[data-guest-id="' + g.id + '"]')) { return; }
+          var tbody = list.tBodies[0];
+          var holder = document.createElement("tbody");
+          holder.innerHTML = html.trim();
+          var row = holder.firstElementChild;
+          if (!row) { return; }
+          var after = Array.prototype.find.call(tbody.rows, function (r) {
+            return Number(r.getAttribute("data-guest-id")) > g.id;
+          });
+          tbody.insertBefore(row, after || null);
+          showEmpty(list);
+          applyGuest(g);
+          row.classList.add("flash-row");
+        })
+        .catch(function () { delete loading[key]; });
+    });
+  }
+
+  function applyHost(h) {
+    document.querySelectorAll('[data-host="' + h.name + '"]').forEach(function (el) {
+      el.querySelectorAll('[data-field="display_state"]').forEach(function (s) {
+        s.textContent = h.display_state; s.className = "state state-" + h.display_state;
+      });
+      setText(el, "state_reason", (h.display_state === "down" || h.display_state === "unknown") ? (h.state_reason || "") : "");
+      setText(el, "guest_count", String(h.guest_count));
+      setText(el, "memory_text", mib(h.free_memory_mb) + " free of " + mib(h.total_memory_mb));
+      setText(el, "cpu_text", h.vcpus_free + " free of " + h.vcpu_capacity + " (" + h.cpus + " CPUs)");
+      [["memory_used_pct", h.memory_used_pct], ["cpu_used_pct", h.cpu_used_pct]].forEach(function (pair) {
+        el.querySelectorAll('[data-bar="' + pair[0] + '"]').forEach(function (bar) {
+          bar.style.width = pair[1] + "%";
+          bar.classList.toggle("hot", pair[1] >= 90);
+        });
+      });
+    });
+  }
+
+  function mib(value) {
+    value = value || 0;
+    if (value >= 1024) { return (Math.round(value / 102.4) / 10).toString() + " GiB"; }
+    return value + " MiB";
+  }
+
+  function apply(message) {
+    (message.hosts || []).forEach(applyHost);
+    var seen = {};
+    (message.guests || []).forEach(function (g) {
+      seen[g.id] = true;
+      if (g.step === "retired") { removeGuest(g.id); return; }
+      applyGuest(g);
+      insertGuest(g, message.type);
+    });
+    (message.gone || []).forEach(removeGuest);
+    if (message.type === "snapshot") {
+      // Rows for guests that ended while this page was not listening.
+      document.querySelectorAll("[data-live-list] [data-guest-id]").forEach(function (row) {
+        if (!seen[row.getAttribute("data-guest-id")]) { removeGuest(row.getAttribute("data-guest-id")); }
+      });
+    }
+    document.dispatchEvent(new CustomEvent("fm:live", {detail: message}));
+  }
+
+  function connect() {
+    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/live");
+    ws.onopen = function () { retry = 1000; setStatus("● live", true); };
+    ws.onmessage = function (event) {
+      try { apply(JSON.parse(event.data)); } catch (e) { if (window.console) { console.error(e); } }
+    };
+    ws.onclose = function (event) {
+      if (event.code === 4001) { setStatus("logged out", false); return; }
+      setStatus("○ reconnecting…", false);
+      window.setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 15000);
+    };
+  }
+  if (document.body.getAttribute("data-live") === "on" && "WebSocket" in window) { connect(); }
+})();

@@ -1,0 +1,122 @@
+"""Logging in and out, registering, the session cookie, throttling and XSRF, through real HTTP."""
+
+import re
+
+from sqlalchemy import select
+
+from fogmachine.db.models import User
+from fogmachine.services import accounts
+from fogmachine.web.pages.common import XSRF_MESSAGE
+from tests.web.pages.conftest import PASSWORD
+
+
+def cookie_line(reply, name):
+    return next(line for line in reply.headers.get_list("Set-Cookie") if line.startswith(name + "="))
+
+
+async def test_login_sets_a_safe_session_cookie_and_greets(site):
+    c = site.client()
+    r = await c.get("/login?next=/guests")
+    assert r.code == 200 and 'name="next" value="/guests"' in r.text and "_xsrf" in r.text
+    r = await c.post("/login", {"username": "alice", "password": PASSWORD, "next": "/guests"})
+    assert r.code == 303 and r.location == "/guests"
+    line = cookie_line(r, "fm_session")
+    assert "httponly" in line.lower() and "samesite=lax" in line.lower() and "secure" not in line.lower()
+    page = await c.follow(r)
+    assert page.code == 200 and ("ok", "Welcome, alice.") in page.flashes
+    assert (await c.get("/guests")).flashes == []  # a flash is shown once
+    # logged in, the login page sends you on
+    assert (await c.get("/login")).code == 302
+
+
+async def test_session_cookie_is_secure_behind_tls(site):
+    c = site.client()
+    r = await c.post("/login", {"username": "alice", "password": PASSWORD},
+                     headers={"X-Forwarded-Proto": "https"})
+    assert r.code == 303 and "secure" in cookie_line(r, "fm_session").lower()
+
+
+async def test_login_refuses_foreign_redirects(site):
+    c = site.client()
+    for target in ("//evil.example.org/x", "https://evil.example.org/", "/\\evil.example.org"):
+        r = await c.post("/login", {"username": "alice", "password": PASSWORD, "next": target})
+        assert r.code == 303 and r.location == "/"
+
+
+async def test_wrong_password_unknown_user_and_disabled_account_look_alike(site):
+    await site.ctx.db.run(lambda s: setattr(s.get(User, site.users["bob"]), "is_active", False))
+    c = site.client()
+    bodies = []
+    for username, password in (("alice", "not the password"), ("nobody", PASSWORD), ("bob", PASSWORD)):
+        r = await c.post("/login", {"username": username, "password": password})
+        assert r.code == 401
+        assert "wrong username or password" in r.text and "fm_session" not in c.cookies
+        bodies.append(re.sub(r'name="_xsrf" value="[^"]*"', "", r.text.replace(username, "NAME")))
+    assert bodies[0] == bodies[1] == bodies[2]
+    assert f'value="{"alice"}"' not in bodies[0]  # the name is kept in the form, the password never
+    assert "not the password" not in bodies[0]
+
+
+async def test_repeated_failures_answer_429(site):
+    c = site.client()
+    for _ in range(accounts.MAX_FAILURES_PER_USER):
+        assert (await c.post("/login", {"username": "alice", "password": "guess guess"})).code == 401
+    r = await c.post("/login", {"username": "alice", "password": PASSWORD})
+    assert r.code == 429 and "too many failed logins" in r.text
+    assert int(r.headers["Retry-After"]) > 0
+    # another user from the same address is not locked yet
+    assert (await site.client().post("/login", {"username": "bob", "password": PASSWORD})).code == 303
+
+
+async def test_login_without_xsrf_token_is_refused(site):
+    c = site.client()
+    await c.get("/login")
+    for token in (None, "2|deadbeef|0123456789abcdef|123"):
+        r = await c.post("/login", {"username": "alice", "password": PASSWORD}, xsrf=token)
+        assert r.code == 403 and XSRF_MESSAGE in r.text.replace("&#39;", "'") and "fm_session" not in c.cookies
+
+
+async def test_logout_needs_a_post_with_xsrf(site):
+    c = await site.as_user("alice")
+    assert (await c.get("/logout")).code == 405
+    assert (await c.post("/logout", xsrf=None)).code == 403
+    assert (await c.get("/guests")).code == 200
+    r = await c.post("/logout")
+    assert r.code == 303 and r.location == "/login"
+    page = await c.follow(r)
+    assert ("ok", "You are logged out.") in page.flashes
+    r = await c.get("/guests")
+    assert r.code == 303 and r.location == "/login?next=%2Fguests"
+
+
+async def test_register_logs_in_and_validates(site):
+    c = site.client()
+    assert "Create my account" in (await c.get("/register")).text
+    r = await c.post("/register", {"username": "Bad Name", "password": "long enough", "confirm_password":
+                                   "long enough"})
+    assert r.code == 400 and "username must be" in r.text and 'value="bad name"' in r.text
+    r = await c.post("/register", {"username": "dora", "password": "long enough", "confirm_password": "other one"})
+    assert r.code == 400 and "the two passwords differ" in r.text
+    r = await c.post("/register", {"username": "alice", "password": "long enough", "confirm_password":
+                                   "long enough"})
+    assert r.code == 409 and "user alice already exists" in r.text
+    r = await c.post("/register", {"username": "dora", "email": "dora@example.org", "password": "long enough",
+                                   "confirm_password": "long enough"})
+    assert r.code == 303
+    page = await c.follow(r)
+    assert "Your guests" in page.text and ("ok", "Welcome, dora: your account is ready.") in page.flashes
+    user = await site.ctx.db.run(lambda s: s.scalar(select(User).where(User.username == "dora")))
+    assert user.email == "dora@example.org" and not user.is_admin
+    assert (await c.post("/register", {"username": "eve"}, xsrf=None)).code == 403
+
+
+async def test_closed_registration(make_config, start_server, tmp_path):
+    from tests.web.pages.conftest import PageClient, write_catalog
+
+    srv = await start_server(make_config(open_registration="false", local_catalog=write_catalog(tmp_path)))
+    c = PageClient(srv)
+    r = await c.get("/register")
+    assert r.code == 200 and "Registration is closed" in r.text
+    r = await c.post("/register", {"username": "eve", "password": "long enough", "confirm_password": "long enough"})
+    assert r.code == 403 and "Registration is closed" in r.text
+    assert await srv.ctx.db.run(lambda s: s.scalar(select(User).where(User.username == "eve"))) is None

@@ -1,0 +1,165 @@
+"""Every template renders, with the data its handler gives it, in each of its shapes.
+
+Rendering goes through a real Tornado Application and RequestHandler (so
+``static_url``, ``xsrf_form_html`` and the layout's helpers are the real ones);
+only the HTTP connection under the request is a stand-in, because nothing is
+sent anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import tornado.httputil
+
+from fogmachine.app import TEMPLATES, make_app
+from fogmachine.catalog import CatalogEntry
+from fogmachine.context import Context
+from fogmachine.db.models import Guest, Host, User, utcnow
+from fogmachine.services.accounts import NewUser, UserSummary
+from fogmachine.services.guests import guest_to_dict
+from fogmachine.services.hosts import Capacity, host_to_dict
+from fogmachine.web.pages.common import DashboardHandler
+
+
+class _Connection:
+    """The request's connection; rendering never writes to it."""
+
+    def set_close_callback(self, callback: object) -> None:
+        pass
+
+
+def handler_for(config, path: str = "/", user: object = None) -> DashboardHandler:
+    app = make_app(Context(config=config, db=None))  # type: ignore[arg-type]
+    request = tornado.httputil.HTTPServerRequest(
+        start_line=tornado.httputil.RequestStartLine("GET", path, "HTTP/1.1"), connection=_Connection(),
+        headers=tornado.httputil.HTTPHeaders({"Host": "fog.example.org"}))
+    handler = DashboardHandler(app, request)
+    handler.current_user = user
+    return handler
+
+
+ALICE = SimpleNamespace(id=1, username="alice", is_admin=False)
+ROOT = SimpleNamespace(id=3, username="root", is_admin=True)
+
+
+def host(name="h1", **kw):
+    values = dict(name=name, uri="test:///x", virt_type="test", state="up", enabled=True, in_config=True,
+                  state_reason="", total_memory_mb=16384, free_memory_mb=15000, cpus=8, committed_vcpus=30,
+                  committed_memory_mb=1024, guest_count=2, last_seen_at=utcnow())
+    values.update(kw)
+    return host_to_dict(Host(**values), 4.0)
+
+
+def guest(gid=1, name="web1", owner="alice", **kw):
+    values = dict(id=gid, name=name, domain_name=name, managed=True, target="tiny", target_kind="local",
+                  ram_mb=512, vcpus=1, disk_gb=10, purpose="<b>testing</b>", state="running", step="ready",
+                  step_reason="", ip="10.0.0.5", hostname=f"{name}.lab", mac="52:54:00:00:00:01",
+                  expires_at=utcnow() + dt.timedelta(days=2), created_at=utcnow(), updated_at=utcnow())
+    values.update(kw)
+    g = Guest(**values)
+    g.owner = User(username=owner) if owner else None
+    g.host = Host(name="h1")
+    return guest_to_dict(g)
+
+
+CAPACITY = Capacity(hosts_total=2, hosts_usable=1, memory_total_mb=16384, memory_free_mb=15000,
+                    vcpu_capacity=32, vcpus_committed=30, guests=2)
+ENTRIES = [CatalogEntry(name="tiny", kind="local", ram_mb=256, vcpus=1, disk_gb=0, virt_type="test",
+                        description="a tiny guest"),
+           CatalogEntry(name="f40", kind="profile", ram_mb=2048, vcpus=2, disk_gb=20, virt_type="kvm")]
+USERS = [UserSummary(1, "alice", "alice@example.org", False, True, utcnow(), None, 1),
+         UserSummary(3, "root", "", True, True, utcnow(), utcnow(), 0),
+         UserSummary(4, "carl", "", False, False, utcnow(), None, 0)]
+PROFILE = {"email": "alice@example.org", "ssh_key": "ssh-ed25519 AAAA x", "description": "team A",
+           "notify_expiry": True, "notify_ready": False, "created_at": utcnow(), "last_login_at": None}
+FORM = {"target": "tiny", "name": "web2", "days": "3", "purpose": "demo"}
+HOSTS = [host(), host("h2", enabled=False), host("h3", state="down", state_reason="connection refused")]
+GUESTS = [guest(), guest(2, "db1", state="paused", step="failed", step_reason="boot failed"),
+          guest(3, "prov", state="undefined", step="booting", expires_at=None)]
+
+# (template, who is logged in, values, strings the page must contain)
+CASES = [
+    ("overview.html", ALICE, dict(hosts=HOSTS, capacity=CAPACITY, guests=GUESTS[:2]),
+     ["Your guests", "web1", "db1", "hosts taking guests", 'data-host="h2"', "disabled"]),
+    ("overview.html", ALICE, dict(hosts=[], capacity=CAPACITY, guests=[]), ["You have no guests", "No hosts yet"]),
+    ("overview.html", None, dict(hosts=HOSTS, capacity=CAPACITY, guests=[]), ["Log in", "h3", "connection refused"]),
+    ("hosts.html", ROOT, dict(hosts=HOSTS, guests_by_host={"h1": GUESTS, "h2": [], "h3": []}, capacity=CAPACITY,
+                              truncated=True),
+     ["Hosts and guests", "Owner", "No guests on this host.", "Only the first 3 guests"]),
+    ("hosts.html", ALICE, dict(hosts=HOSTS, guests_by_host={"h1": GUESTS[:1]}, capacity=CAPACITY, truncated=False),
+     ["Only your own guests are listed", "None of your guests is on this host"]),
+    ("checkout.html", ALICE, dict(entries=ENTRIES, catalog_error="", catalog_stale=False, form=FORM, preview=None,
+                                  default_days=7, error=None, error_field=None),
+     ["Pick a profile", "256 MiB", "2 GiB", "20 GB", 'value="profile:f40"', 'value="tiny" checked']),
+    ("checkout.html", ALICE, dict(entries=ENTRIES, catalog_error="Cobbler down", catalog_stale=True, form=FORM,
+                                  preview={"fits": True, "host": "h1", "hosts": [
+                                      {"name": "h1", "fits": True, "reason": "", "free_ram_mb": 9000,
+                                       "free_vcpus": 3},
+                                      {"name": "h2", "fits": False, "reason": "disabled", "free_ram_mb": 0,
+                                       "free_vcpus": 0}]},
+                                  default_days=7, error="name is taken", error_field="name"),
+     ["would take it", "<strong>h1</strong>", "disabled", "name is taken", "may be out of date"]),
+    ("checkout.html", ALICE, dict(entries=ENTRIES, catalog_error="", catalog_stale=False, form=FORM,
+                                  preview={"fits": False, "host": None, "reason": "no host has 999 GiB free"},
+                                  default_days=7, error=None, error_field=None), ["no host has 999 GiB free"]),
+    ("checkout.html", ALICE, dict(entries=[], catalog_error="cannot read catalog.conf", catalog_stale=True,
+                                  form=FORM, preview=None, default_days=7, error=None, error_field=None),
+     ["the catalog is empty", "cannot read catalog.conf"]),
+    ("reservations.html", ALICE, dict(guests=GUESTS), ["My reservations", "Pause", "Unpause", "boot failed",
+                                                      "&lt;b&gt;testing&lt;/b&gt;"]),
+    ("reservations.html", ALICE, dict(guests=[]), ["You have no guests"]),
+    ("guest_row.html", ALICE, dict(guest=GUESTS[0], row_view="reservations", back="/guests"),
+     ['data-guest-id="1"', 'action="/guests/1/pause"', 'action="/guests/1/extend"', "data-confirm"]),
+    ("guest_row.html", ALICE, dict(guest=GUESTS[0], row_view="mine", back="/"), ["web1.lab"]),
+    ("guest_row.html", ROOT, dict(guest=guest(9, "legacy", owner=None, managed=False), row_view="admin",
+                                  back="/admin"), ["not managed"]),
+    ("host_card.html", ALICE, dict(host=HOSTS[2]), ["connection refused", "state-down"]),
+    ("confirm_delete.html", ALICE, dict(guest=GUESTS[0], back="/guests"), ["Delete web1?", 'value="yes"']),
+    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=GUESTS, total_guests=450, page=1, pages=3,
+                              new_user=None, error=None, error_field=None),
+     ["Administration", "Make admin", "Enable", "you", "previous", "next", 'action="/admin/hosts/h2/enable"',
+      'data-insert="no"']),
+    ("admin.html", ROOT, dict(users=USERS, hosts=[], guests=[], total_guests=0, page=0, pages=1,
+                              new_user=NewUser("dup", "x", "d@example.org"), error="user dup already exists",
+                              error_field="username"),
+     ["user dup already exists", "No guests.", '<details class="card" open>']),
+    ("login.html", None, dict(username="alice", next="/guests", error="wrong username or password",
+                              error_field=None), ["wrong username or password", 'value="/guests"', "Register"]),
+    ("register.html", None, dict(username="x", email="", error="username must be", error_field="username"),
+     ["Create my account", "username must be"]),
+    ("profile.html", ALICE, dict(profile=PROFILE, error="the current password is wrong",
+                                 error_field="current_password"), ["ssh-ed25519 AAAA x", "the current password"]),
+    ("error.html", ALICE, dict(status_code=403, message="only administrators may do this"),
+     ["Not allowed", "only administrators"]),
+    ("error.html", None, dict(status_code=500, message="Something went wrong"), ["Error 500"]),
+    ("404.html", None, dict(status_code=404, message="No page at /x."), ["Not found", "No page at /x."]),
+    ("api_docs.html", None, {}, ["swagger-ui"]),
+]
+
+
+@pytest.mark.parametrize(("template", "user", "values", "expected"), CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_template_renders(make_config, template, user, values, expected):
+    handler = handler_for(make_config(), user=user)
+    html = handler.render_string(template, **values).decode()
+    for text in expected:
+        assert text in html, f"{text!r} missing from {template}"
+    if template not in ("guest_row.html", "host_card.html"):
+        assert html.lstrip().lower().startswith("<!doctype html>")
+
+
+def test_every_template_has_a_case():
+    on_disk = {p.name for p in Path(TEMPLATES).glob("*.html")} - {"base.html"}  # base: in every full page
+    assert on_disk == {c[0] for c in CASES}
+
+
+def test_closed_registration_hides_the_form(make_config):
+    handler = handler_for(make_config(open_registration="false"))
+    html = handler.render_string("register.html", username="", email="", error=None, error_field=None).decode()
+    assert "Registration is closed" in html and "<form method=\"post\" action=\"/register\"" not in html
+    html = handler.render_string("login.html", username="", next="/", error=None, error_field=None).decode()
+    assert "Accounts are made by the administrators" in html and 'href="/register"' not in html
