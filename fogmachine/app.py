@@ -68,6 +68,9 @@ def build_components(ctx: Context) -> list[Component]:
     ctx.hosts = HostManager(ctx)
     components.append(ctx.hosts)
     components.extend(provisioning_components(ctx))
+    from fogmachine.tasks import build_registry
+
+    components.append(build_registry(ctx))
     return components
 
 

@@ -50,6 +50,10 @@ class TaskRegistry:
         self.tasks: dict[str, PeriodicTask] = {}
         self._callbacks: list[tornado.ioloop.PeriodicCallback] = []
         self.on_stop: list[Callable[[], None]] = []
+        # Tasks also run once soon after start, once ``settle`` (e.g. first contact with the hosts) is done.
+        self.at_start: list[str] = []
+        self.settle: Callable[[], Awaitable[object]] | None = None
+        self._start_task: asyncio.Task[None] | None = None
         self.add(PeriodicTask(f"{leases.PROCESS_PREFIX}{self.process_id}", HEARTBEAT_INTERVAL, self._heartbeat,
                               exclusive=False, jitter=0.0))
 
@@ -96,11 +100,27 @@ class TaskRegistry:
             callback = tornado.ioloop.PeriodicCallback(self._tick(name), task.interval * 1000, jitter=task.jitter)
             callback.start()
             self._callbacks.append(callback)
+        if self.at_start:
+            self._start_task = asyncio.ensure_future(self._run_at_start())
+
+    async def wait_started(self) -> None:
+        """Wait until the tasks run at start have run (tests and tools use this)."""
+        if self._start_task is not None:
+            await asyncio.gather(self._start_task, return_exceptions=True)
+
+    async def _run_at_start(self) -> None:
+        if self.settle is not None:
+            await self.settle()
+        for name in self.at_start:
+            await self._tick(name)()
 
     async def stop(self) -> None:
         for callback in self._callbacks:
             callback.stop()
         self._callbacks.clear()
+        if self._start_task is not None and not self._start_task.done():
+            self._start_task.cancel()
+            await asyncio.gather(self._start_task, return_exceptions=True)
         for hook in self.on_stop:
             hook()
         try:
@@ -115,9 +135,9 @@ class TaskRegistry:
 
 
 def build_registry(ctx: Context) -> TaskRegistry:
-    """The server's periodic tasks: expiry, notices, history purge."""
+    """The server's periodic tasks: expiry, notices, reconciliation, history purge."""
     from fogmachine.notify import Mailer
-    from fogmachine.services import expiry, notices
+    from fogmachine.services import expiry, notices, reconcile
 
     registry = TaskRegistry(ctx)
     mailer = Mailer(ctx.config)
@@ -126,5 +146,9 @@ def build_registry(ctx: Context) -> TaskRegistry:
     registry.add(PeriodicTask("expiry", config.expiry_interval, lambda: expiry.retire_expired(ctx)))
     registry.add(PeriodicTask("notices", config.notice_interval, lambda: notices.run(ctx.db, config, mailer)))
     registry.add(PeriodicTask("purge", 3600, lambda: expiry.purge_history(ctx)))
+    registry.add(PeriodicTask("reconcile", config.reconcile_interval, lambda: reconcile.reconcile(ctx)))
+    registry.at_start.append("reconcile")
+    if ctx.hosts is not None:
+        registry.settle = lambda: ctx.hosts.wait_settled(config.libvirt_connect_timeout * 2)
     ctx.extras["tasks"] = registry
     return registry

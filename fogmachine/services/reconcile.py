@@ -1,0 +1,205 @@
+"""Reconciliation: make the hosts, Cobbler and the database agree again.
+
+Runs shortly after start and then periodically (one process at a time). It
+repairs what crashes and outages leave behind:
+
+* a checkout whose provisioning process died (its heartbeat lease expired) or
+  that is still not ready after ``provision_timeout``: everything it made is
+  torn down (by the guest's name, since a crash can come between making a part
+  and recording it) and the guest is marked failed with the reason;
+* a domain that carries Fogmachine's mark but whose guest row is gone or
+  retired: powered off and undefined;
+* a Cobbler system made by Fogmachine (its ``autoinstall_meta`` has
+  ``fogmachine_token``) that no live guest owns: removed;
+* a guest whose domain vanished (state ``missing``): left in place for its
+  owner to see, with the reason on the row and in the audit log.
+
+Every repair is logged and audited under the actor ``reconcile``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from fogmachine.context import Context
+from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step, TargetKind, utcnow
+from fogmachine.errors import FogmachineError
+from fogmachine.services import audit, leases, teardown
+from fogmachine.services.actor import Actor
+
+log = logging.getLogger(__name__)
+ACTOR = Actor.system("reconcile")
+MISSING_NOTE = "its domain vanished from its host"
+
+
+@dataclass
+class Report:
+    failed_provisioning: list[str] = field(default_factory=list)
+    orphan_domains: list[str] = field(default_factory=list)
+    orphan_systems: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any((self.failed_provisioning, self.orphan_domains, self.orphan_systems, self.missing, self.errors))
+
+
+@dataclass(frozen=True)
+class _Stuck:
+    guest_id: int
+    reason: str
+    holdings: teardown.Holdings
+
+
+def _stuck(session: Session, timeout: float, busy_here: set[int], now: dt.datetime) -> list[_Stuck]:
+    alive = leases.live_processes(session)
+    cutoff = now - dt.timedelta(seconds=timeout)
+    found = []
+    rows = session.scalars(
+        select(Guest).options(joinedload(Guest.host))
+        .where(Guest.managed.is_(True), Guest.step.in_([*IN_PROGRESS_STEPS, Step.INSTALLING]))
+    ).unique()
+    for guest in rows:
+        if guest.id in busy_here:
+            continue
+        if guest.step in IN_PROGRESS_STEPS and guest.worker and guest.worker not in alive:
+            reason = "provisioning was interrupted: the Fogmachine process doing it stopped"
+        elif guest.created_at < cutoff:
+            what = "phone home" if guest.step == Step.INSTALLING else "finish provisioning"
+            reason = f"did not {what} within {timeout:g} s"
+        else:
+            continue
+        holdings = teardown.Holdings.of(guest)
+        if guest.target_kind in (TargetKind.PROFILE, TargetKind.IMAGE) and not holdings.cobbler_system:
+            # A crash can come between creating the Cobbler system and recording it.
+            holdings = teardown.Holdings(holdings.name, holdings.host, holdings.domain_name, holdings.volume_path,
+                                         guest.name)
+        found.append(_Stuck(guest.id, reason, holdings))
+    return found
+
+
+def _mark_failed(session: Session, guest_id: int, reason: str, expected_steps: tuple[str, ...]) -> bool:
+    guest = session.scalar(select(Guest).where(Guest.id == guest_id).with_for_update())
+    if guest is None or guest.step not in expected_steps:
+        return False  # it moved on meanwhile (finished, deleted, ...)
+    guest.step, guest.step_reason, guest.state = Step.FAILED, reason, GuestState.UNDEFINED
+    guest.worker = guest.phonehome_token_hash = guest.cobbler_system = guest.volume_path = ""
+    audit.record(session, ACTOR, "guest.reconcile", object_type="guest", object_id=guest.id,
+                 object_name=guest.name, message=f"marked failed and cleaned up: {reason}")
+    return True
+
+
+def _known_guest_ids(session: Session, ids: set[int]) -> set[int]:
+    if not ids:
+        return set()
+    return set(session.scalars(select(Guest.id).where(Guest.id.in_(ids), Guest.managed.is_(True),
+                                                      Guest.step != Step.RETIRED)))
+
+
+def _owned_systems(session: Session) -> set[str]:
+    rows = session.execute(select(Guest.cobbler_system, Guest.live_name).where(Guest.step != Step.RETIRED))
+    return {name for pair in rows for name in pair if name}
+
+
+def _audit(session: Session, action: str, object_type: str, name: str, message: str) -> None:
+    audit.record(session, ACTOR, action, object_type=object_type, object_name=name, message=message)
+
+
+def _note_missing(session: Session) -> list[str]:
+    noted = []
+    for guest in session.scalars(select(Guest).options(joinedload(Guest.host)).where(
+            Guest.managed.is_(True), Guest.state == GuestState.MISSING, Guest.step != Step.RETIRED)).unique():
+        if guest.step_reason.startswith(MISSING_NOTE):
+            continue
+        host = guest.host.name if guest.host is not None else "?"
+        guest.step_reason = f"{MISSING_NOTE} ({host}); delete it or ask an admin"
+        audit.record(session, ACTOR, "guest.reconcile", object_type="guest", object_id=guest.id,
+                     object_name=guest.name, result="failed", message=guest.step_reason)
+        noted.append(guest.name)
+    return noted
+
+
+async def _fix_provisioning(ctx: Context, report: Report) -> None:
+    busy = set(ctx.extras.get("provisioning").tasks) if ctx.extras.get("provisioning") is not None else set()
+    for stuck in await ctx.db.run(_stuck, ctx.config.provision_timeout, busy, utcnow()):
+        try:
+            await teardown.release(ctx, stuck.holdings)
+        except FogmachineError as exc:
+            report.errors.append(f"guest {stuck.holdings.name}: {exc.message}")
+            continue
+        steps = (*IN_PROGRESS_STEPS, Step.INSTALLING)
+        if await ctx.db.run(_mark_failed, stuck.guest_id, stuck.reason, steps, lock=True):
+            log.warning("reconcile: guest %s %s; cleaned up and marked failed", stuck.holdings.name, stuck.reason)
+            report.failed_provisioning.append(stuck.holdings.name)
+
+
+async def _fix_domains(ctx: Context, report: Report) -> None:
+    if ctx.hosts is None:
+        return
+    for conn in ctx.hosts.all():
+        if not conn.connected:
+            continue
+        try:
+            domains = await conn.list_domains()
+        except FogmachineError as exc:
+            report.errors.append(f"host {conn.name}: {exc.message}")
+            continue
+        marked = {d.guest_id: d for d in domains if d.guest_id is not None}
+        known = await ctx.db.run(_known_guest_ids, set(marked))
+        for guest_id, dom in marked.items():
+            if guest_id in known:
+                continue
+            try:
+                await teardown.release(ctx, teardown.Holdings(dom.name, conn.name, dom.name, "", ""))
+            except FogmachineError as exc:
+                report.errors.append(f"domain {dom.name} on {conn.name}: {exc.message}")
+                continue
+            message = f"domain {dom.name} on {conn.name} belonged to guest {guest_id}, which is gone: removed"
+            log.warning("reconcile: %s", message)
+            await ctx.db.run(_audit, "domain.reconcile", "domain", dom.name, message)
+            report.orphan_domains.append(f"{conn.name}/{dom.name}")
+        conn.request_resync()
+
+
+async def _fix_cobbler(ctx: Context, report: Report) -> None:
+    if ctx.cobbler is None:
+        return
+    try:
+        systems = await ctx.cobbler.list_systems()
+    except FogmachineError as exc:
+        report.errors.append(f"Cobbler: {exc.message}")
+        return
+    ours = [s["name"] for s in systems
+            if isinstance(s.get("autoinstall_meta"), dict) and "fogmachine_token" in s["autoinstall_meta"]]
+    if not ours:
+        return
+    owned = await ctx.db.run(_owned_systems)
+    for name in ours:
+        if name in owned:
+            continue
+        try:
+            await ctx.cobbler.remove_system(name)
+        except FogmachineError as exc:
+            report.errors.append(f"Cobbler system {name}: {exc.message}")
+            continue
+        log.warning("reconcile: Cobbler system %s belonged to no guest: removed", name)
+        await ctx.db.run(_audit, "cobbler.reconcile", "cobbler_system", name, "belonged to no guest: removed")
+        report.orphan_systems.append(name)
+
+
+async def reconcile(ctx: Context) -> Report:
+    """One reconciliation pass; what it repaired is returned and logged."""
+    report = Report()
+    await _fix_provisioning(ctx, report)
+    await _fix_domains(ctx, report)
+    await _fix_cobbler(ctx, report)
+    report.missing = await ctx.db.run(_note_missing, lock=True)
+    for error in report.errors:
+        log.warning("reconcile: could not repair %s", error)
+    return report
+

@@ -1,0 +1,124 @@
+"""Reconciliation on a running server with test-driver hosts (and the real Cobbler)."""
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from fogmachine.db.models import AuditEvent, Guest, GuestState, Host, Step, TargetKind, User, utcnow
+from fogmachine.services import reconcile
+from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
+from tests.support import cobbler as cobbler_support
+
+
+async def domains(srv, host="h1"):
+    return {d.name for d in await srv.ctx.hosts.get(host).list_domains()}
+
+
+async def define(srv, name, guest_id, host="h1", start=True):
+    conn = srv.ctx.hosts.get(host)
+    await conn.define(build_domain_xml(DomainSpec(name=name, memory_mb=256, vcpus=1, domain_type="test",
+                                                  guest_id=guest_id)))
+    if start:
+        await conn.start(name)
+
+
+def add_guest(session, name, *, step, worker="", created_at=None, state=GuestState.UNDEFINED, **kw):
+    owner = session.scalar(select(User).where(User.username == "ann"))
+    if owner is None:
+        owner = User(username="ann")
+        session.add(owner)
+    host = session.scalar(select(Host).where(Host.name == "h1"))
+    guest = Guest(name=name, live_name=name, domain_name=name, owner=owner, host=host, step=step, worker=worker,
+                  state=state, ram_mb=256, vcpus=1, created_at=created_at or utcnow(),
+                  expires_at=utcnow() + dt.timedelta(days=1), **kw)
+    session.add(guest)
+    session.flush()
+    return guest.id
+
+
+async def test_orphan_domain_with_our_mark_is_removed_foreign_one_kept(make_config, start_server):
+    srv = await start_server(make_config())
+    await srv.ctx.extras["tasks"].wait_started()
+    await define(srv, "ghost", guest_id=4242)           # ours, but its guest is gone
+    await define(srv, "someone-else", guest_id=None)    # not ours: never touched
+    report = await reconcile.reconcile(srv.ctx)
+    assert report.orphan_domains == ["h1/ghost"]
+    names = await domains(srv)
+    assert "ghost" not in names and "someone-else" in names
+    audits = await srv.ctx.db.run(lambda s: s.scalars(select(AuditEvent.message).where(
+        AuditEvent.action == "domain.reconcile")).all())
+    assert audits == ["domain ghost on h1 belonged to guest 4242, which is gone: removed"]
+    assert not await reconcile.reconcile(srv.ctx)  # nothing left to repair
+
+
+async def test_interrupted_and_timed_out_provisioning_undone(make_config, start_server):
+    srv = await start_server(make_config(provision_timeout="600"))
+    ctx = srv.ctx
+    await ctx.extras["tasks"].wait_started()
+    dead = await ctx.db.run(add_guest, "halfway", step=Step.BOOTING, worker="gone-host:1:abc")
+    await define(srv, "halfway", guest_id=dead)
+    alive_worker = ctx.extras["process_id"]
+    busy = await ctx.db.run(add_guest, "inflight", step=Step.DEFINING, worker=alive_worker)
+    late = await ctx.db.run(add_guest, "silent", step=Step.INSTALLING, state=GuestState.RUNNING,
+                            created_at=utcnow() - dt.timedelta(seconds=601))
+    await define(srv, "silent", guest_id=late)
+    fresh = await ctx.db.run(add_guest, "patient", step=Step.INSTALLING, state=GuestState.RUNNING)
+    await define(srv, "patient", guest_id=fresh)
+
+    report = await reconcile.reconcile(ctx)
+    assert sorted(report.failed_provisioning) == ["halfway", "silent"]
+    rows = {g.name: g for g in await ctx.db.run(lambda s: s.scalars(select(Guest)).all())}
+    assert rows["halfway"].step == Step.FAILED
+    assert "the Fogmachine process doing it stopped" in rows["halfway"].step_reason
+    assert rows["silent"].step == Step.FAILED and "did not phone home within 600 s" in rows["silent"].step_reason
+    assert rows["inflight"].step == Step.DEFINING  # its process is alive
+    assert rows["patient"].step == Step.INSTALLING
+    names = await domains(srv)
+    assert "halfway" not in names and "silent" not in names and "patient" in names
+    assert busy and not (await reconcile.reconcile(ctx)).failed_provisioning
+
+
+async def test_missing_guest_is_noted_once(make_config, start_server):
+    srv = await start_server(make_config())
+    ctx = srv.ctx
+    await ctx.extras["tasks"].wait_started()
+    gid = await ctx.db.run(add_guest, "vanished", step=Step.READY, state=GuestState.RUNNING)
+    await define(srv, "vanished", guest_id=gid)
+    conn = ctx.hosts.get("h1")
+    await conn.resync()
+    assert (await ctx.db.run(lambda s: s.get(Guest, gid))).state == GuestState.RUNNING
+    await conn.destroy("vanished")  # gone behind Fogmachine's back
+    await conn.undefine("vanished")
+    await conn.resync()
+    assert (await ctx.db.run(lambda s: s.get(Guest, gid))).state == GuestState.MISSING
+    assert (await reconcile.reconcile(ctx)).missing == ["vanished"]
+    assert (await reconcile.reconcile(ctx)).missing == []
+    g = await ctx.db.run(lambda s: s.get(Guest, gid))
+    assert g.step == Step.READY and g.step_reason.startswith("its domain vanished from its host (h1)")
+
+
+@pytest.mark.cobbler
+async def test_orphan_cobbler_system_removed_owned_one_kept(make_config, start_server):
+    cobbler_support.require()
+    cobbler_support.seed()
+    srv = await start_server(make_config(cobbler_url=cobbler_support.XMLRPC_URL, cobbler_user="cobbler",
+                                         cobbler_password="cobbler"))
+    ctx = srv.ctx
+    from fogmachine.cobbler.client import SystemSpec
+
+    for name, mac in (("fmtest-orphan", "52:54:00:fe:00:01"), ("fmtest-owned", "52:54:00:fe:00:02")):
+        await ctx.cobbler.remove_system(name)
+        await ctx.cobbler.create_system(SystemSpec(name=name, mac=mac, hostname=name,
+                                                   profile=cobbler_support.PROFILE, image=None,
+                                                   autoinstall_meta={"fogmachine_token": "x"},
+                                                   netboot_enabled=False))
+    await ctx.db.run(add_guest, "fmtest-owned", step=Step.READY, state=GuestState.RUNNING,
+                     cobbler_system="fmtest-owned", target_kind=TargetKind.PROFILE)
+    try:
+        report = await reconcile.reconcile(ctx)
+        assert "fmtest-orphan" in report.orphan_systems and "fmtest-owned" not in report.orphan_systems
+        assert await ctx.cobbler.get_system("fmtest-orphan") is None
+        assert await ctx.cobbler.get_system("fmtest-owned") is not None
+    finally:
+        await ctx.cobbler.remove_system("fmtest-owned")
