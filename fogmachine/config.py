@@ -127,6 +127,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_lease_days", _positive_int, "90", "longest total lease after extensions, in days"),
     Setting("retired_keep_days", _non_negative_int, "30", "days a retired guest stays visible"),
     Setting("provision_timeout", _positive_float, "3600", "seconds a guest may stay provisioning"),
+    Setting("console_log_dir", _str, "", "directory on the hosts where guests' serial consoles are logged "
+            "(NAME.log); empty: none"),
     Setting("shutdown_timeout", _positive_float, "60", "seconds a guest gets to obey a graceful shutdown"),
     Setting("libvirt_connect_timeout", _positive_float, "5", "seconds a libvirt connection attempt may take"),
     Setting("libvirt_call_timeout", _positive_float, "30", "seconds one libvirt call may take"),

@@ -165,7 +165,8 @@ def _claim(session: Session, actor: Actor, config: Config, name: str, entry: Cat
     if chosen is None:
         raise NoCapacity(placement.no_room_message(demand, candidates), details={
             "requested": {"ram_mb": demand.ram_mb, "vcpus": demand.vcpus, "virt_type": demand.virt_type},
-            "most_free": placement.most_free(candidates, demand)})
+            "most_free": placement.most_free(candidates, demand),
+            "hosts": {r.name: r.reason for r in candidates}})
     host = next(h for h in hosts if h.id == chosen.host_id)
     guest = Guest(
         name=name, live_name=name, domain_name=name, managed=True, owner_id=actor.user_id, host_id=host.id,
@@ -366,6 +367,7 @@ async def _provision(ctx: Context, job: Job) -> None:
             disk_path=disk_path, boot="kernel" if entry.boot == "kernel" else "network",
             kernel=entry.kernel or None, initrd=entry.initrd or None,
             cmdline=kernel_cmdline(config, entry, job.name, job.mac, job.token) if entry.boot == "kernel" else "",
+            serial_log=f"{config.console_log_dir.rstrip('/')}/{job.name}.log" if config.console_log_dir else None,
             guest_id=job.guest_id,
         )
         await conn.define(build_domain_xml(spec))
