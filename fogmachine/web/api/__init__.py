@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fogmachine.web.api import audit, hosts, meta, openapi, tokens, users
+from fogmachine.web import legacy
+from fogmachine.web.api import audit, catalog, guests, hosts, meta, openapi, tokens, users
 
 API_PREFIX = "/api/v1"
-MODULES = (meta, hosts, users, tokens, audit, openapi)
+MODULES = (meta, hosts, guests, catalog, users, tokens, audit, openapi)
 
 
 def routes() -> list[tuple[Any, ...]]:
     handlers: list[tuple[Any, ...]] = []
-    for module in MODULES:
+    for module in (*MODULES, legacy):
         handlers.extend(module.default_handlers)
     return handlers
 

@@ -1,0 +1,205 @@
+"""Guests through the API, on libvirt test-driver hosts with the local catalog (catalog.conf)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+
+from fogmachine.db.models import AuditEvent, Guest
+from tests.support import testhosts
+
+CHECKOUT = {"name": "web1", "target": "small", "days": 3, "purpose": "tests"}
+
+
+async def settle(api, guest_id: int, as_: str = "alice") -> dict:
+    """Follow a guest until provisioning ends (ready or failed); bounded, never a timing assertion."""
+    for _ in range(200):
+        r = await api.call("GET", f"/api/v1/guests/{guest_id}", as_=as_)
+        assert r.code == 200, r.body
+        if r.json["step"] in ("ready", "failed"):
+            return r.json
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"guest {guest_id} still provisioning: {r.json}")
+
+
+async def checkout(api, as_: str = "alice", **changes) -> dict:
+    r = await api.call("POST", "/api/v1/guests", as_=as_, body={**CHECKOUT, **changes})
+    assert r.code == 202, r.body
+    assert r.headers["Location"] == f"/api/v1/guests/{r.json['id']}"
+    guest = await settle(api, r.json["id"], as_)
+    assert guest["step"] == "ready", guest
+    return guest
+
+
+def _guest(session, guest_id):
+    return session.get(Guest, guest_id)
+
+
+def _guest_count(session) -> int:
+    return session.scalar(select(func.count()).select_from(Guest))
+
+
+async def test_checkout_answers_202_with_location_then_becomes_ready(api):
+    r = await api.call("POST", "/api/v1/guests", body=CHECKOUT)
+    assert r.code == 202
+    made = r.json
+    assert made["name"] == "web1" and made["owner"] == "alice" and made["host"] in ("h1", "h2")
+    assert made["step"] in ("placing", "registering", "defining", "booting", "ready")
+    assert r.headers["Location"] == f"/api/v1/guests/{made['id']}"
+    guest = await settle(api, made["id"])
+    assert guest["step"] == "ready" and guest["state"] == "running"
+    assert guest["expires_at"] > guest["created_at"]
+
+
+async def test_checkout_refusals_name_the_field_and_leave_nothing(api):
+    before = api.run(_guest_count)
+    for body, field in ((dict(CHECKOUT, name="Web_1"), "name"), (dict(CHECKOUT, target="nope"), "target"),
+                        (dict(CHECKOUT, days=31), "days"), (dict(CHECKOUT, days="3"), "days"),
+                        ({k: v for k, v in CHECKOUT.items() if k != "purpose"}, "purpose"),
+                        (dict(CHECKOUT, host="h1"), "host")):
+        r = await api.call("POST", "/api/v1/guests", body=body)
+        assert r.code == 400, (body, r.body)
+        assert r.error["details"]["field"] == field, (field, r.body)
+    assert api.run(_guest_count) == before
+    r = await api.call("POST", "/api/v1/guests", as_="alice-read", body=CHECKOUT)
+    assert r.code == 403
+    assert api.run(_guest_count) == before
+
+
+async def test_duplicate_name_and_no_capacity(make_api):
+    api = await make_api(hosts={"h1": {"cpus": 2, "memory_mb": 2048}})
+    await checkout(api)
+    r = await api.call("POST", "/api/v1/guests", body=CHECKOUT)
+    assert r.code in (400, 409) and r.error["details"]["field"] == "name"
+    before = api.run(_guest_count)
+    r = await api.call("POST", "/api/v1/guests", body=dict(CHECKOUT, name="big", target="large"))
+    assert r.code == 409 and r.error["code"] == "no_capacity"
+    assert api.run(_guest_count) == before
+
+
+async def test_lifecycle_actions_and_conflicts(api):
+    guest = await checkout(api)
+    gid = guest["id"]
+    for action, state in (("pause", "paused"), ("unpause", "running"), ("destroy", "shutoff"),
+                          ("start", "running"), ("restart", "running"), ("refresh", "running")):
+        r = await api.call("POST", f"/api/v1/guests/{gid}/{action}")
+        assert r.code == 200, (action, r.body)
+        assert r.json["state"] == state, action
+    r = await api.call("POST", f"/api/v1/guests/{gid}/start")
+    assert r.code == 409 and "already running" in r.error["message"]
+    r = await api.call("POST", f"/api/v1/guests/{gid}/unpause", body={})
+    assert r.code == 409
+    r = await api.call("POST", f"/api/v1/guests/{gid}/stop")
+    assert r.code == 200
+    actions = api.run(lambda s: [e.action for e in s.scalars(select(AuditEvent).where(
+        AuditEvent.object_type == "guest", AuditEvent.result == "ok"))])
+    assert "guest.pause" in actions and "guest.restart" in actions
+
+
+async def test_extend(api):
+    guest = await checkout(api)
+    r = await api.call("POST", f"/api/v1/guests/{guest['id']}/extend", body={"days": 2})
+    assert r.code == 200
+    assert r.json["expires_at"] > guest["expires_at"]
+    r = await api.call("POST", f"/api/v1/guests/{guest['id']}/extend", body={"days": 30})
+    assert r.code == 200
+    r = await api.call("POST", f"/api/v1/guests/{guest['id']}/extend", body={"days": 30})
+    assert r.code == 200
+    r = await api.call("POST", f"/api/v1/guests/{guest['id']}/extend", body={"days": 30})
+    assert r.code == 400 and r.error["details"]["field"] == "days"  # past max_lease_days (90)
+    r = await api.call("POST", f"/api/v1/guests/{guest['id']}/extend", body={})
+    assert r.code == 400 and r.error["details"]["field"] == "days"
+    r = await api.call("POST", f"/api/v1/guests/{guest['id']}/extend", body={"days": 0})
+    assert r.code == 400 and r.error["details"]["field"] == "days"
+
+
+async def test_delete_then_gone(api):
+    guest = await checkout(api)
+    r = await api.call("DELETE", f"/api/v1/guests/{guest['id']}")
+    assert r.code == 204 and r.body == b""
+    assert (await api.call("GET", f"/api/v1/guests/{guest['id']}")).code == 404
+    assert (await api.call("DELETE", f"/api/v1/guests/{guest['id']}")).code == 404
+    assert api.run(_guest, guest["id"]) is None
+
+
+async def test_other_users_guests_cannot_be_seen_or_touched_by_guessing_ids(api):
+    bobs = await checkout(api, as_="bob", name="bobs")
+    gid = bobs["id"]
+    assert (await api.call("GET", f"/api/v1/guests/{gid}")).code == 404
+    for action in ("start", "stop", "restart", "pause", "unpause", "destroy", "refresh"):
+        r = await api.call("POST", f"/api/v1/guests/{gid}/{action}")
+        assert r.code == 404, (action, r.body)
+    assert (await api.call("POST", f"/api/v1/guests/{gid}/extend", body={"days": 1})).code == 404
+    assert (await api.call("DELETE", f"/api/v1/guests/{gid}")).code == 404
+    row = api.run(_guest, gid)
+    assert row is not None and row.state == "running" and row.expires_at.isoformat()[:16] == bobs["expires_at"][:16]
+    r = await api.call("GET", "/api/v1/guests")
+    assert r.json["guests"] == [] and r.json["total"] == 0
+    r = await api.call("GET", "/api/v1/guests?owner=bob")
+    assert r.json["total"] == 0
+    # An administrator sees and acts on it.
+    r = await api.call("GET", f"/api/v1/guests/{gid}", as_="admin")
+    assert r.code == 200 and r.json["owner"] == "bob"
+    assert (await api.call("POST", f"/api/v1/guests/{gid}/pause", as_="admin")).json["state"] == "paused"
+
+
+async def test_read_scope_token_cannot_act(api):
+    guest = await checkout(api)
+    for action in ("destroy", "refresh"):
+        assert (await api.call("POST", f"/api/v1/guests/{guest['id']}/{action}", as_="alice-read")).code == 403
+    assert (await api.call("DELETE", f"/api/v1/guests/{guest['id']}", as_="alice-read")).code == 403
+    assert (await api.call("GET", f"/api/v1/guests/{guest['id']}", as_="alice-read")).code == 200
+    assert api.run(_guest, guest["id"]).state == "running"
+
+
+async def test_list_filters_and_pagination(make_api):
+    api = await make_api(hosts={"h1": {}, "h2": {"domains": [testhosts.TestDomain("stray", mac="52:54:00:00:00:99")]}})
+    mine = [await checkout(api, name=f"a{i}") for i in range(3)]
+    await checkout(api, as_="bob", name="b0")
+    r = await api.call("GET", "/api/v1/guests")
+    assert [g["name"] for g in r.json["guests"]] == ["a0", "a1", "a2"]
+    assert r.json["total"] == 3 and r.json["offset"] == 0 and r.json["limit"] == 100
+    r = await api.call("GET", "/api/v1/guests?limit=2&offset=1")
+    assert [g["name"] for g in r.json["guests"]] == ["a1", "a2"] and r.json["total"] == 3
+    host = mine[0]["host"]
+    r = await api.call("GET", f"/api/v1/guests?host={host}")
+    assert {g["host"] for g in r.json["guests"]} == {host}
+    await api.call("POST", f"/api/v1/guests/{mine[1]['id']}/pause")
+    r = await api.call("GET", "/api/v1/guests?state=paused")
+    assert [g["name"] for g in r.json["guests"]] == ["a1"]  # the action shows at once (this process's commit)
+    r = await api.call("GET", "/api/v1/guests?step=ready&state=running")
+    assert [g["name"] for g in r.json["guests"]] == ["a0", "a2"]
+    r = await api.call("GET", "/api/v1/guests", as_="admin")
+    assert {g["owner"] for g in r.json["guests"]} == {"alice", "bob"} and r.json["total"] == 4
+    r = await api.call("GET", "/api/v1/guests?owner=bob", as_="admin")
+    assert [g["name"] for g in r.json["guests"]] == ["b0"]
+    r = await api.call("GET", "/api/v1/guests?include_unmanaged=true", as_="admin")
+    unmanaged = [g for g in r.json["guests"] if not g["managed"]]
+    assert [g["name"] for g in unmanaged] == ["stray"] and unmanaged[0]["owner"] is None
+    r = await api.call("GET", "/api/v1/guests?include_unmanaged=true")
+    assert all(g["managed"] for g in r.json["guests"])
+    for query, field in (("?state=flying", "state"), ("?limit=0", "limit"), ("?owner=" + "x" * 65, "owner")):
+        r = await api.call("GET", "/api/v1/guests" + query)
+        assert r.code == 400 and r.error["details"]["field"] == field
+
+
+async def test_unmanaged_domains_are_never_touched(make_api):
+    api = await make_api(hosts={"h1": {"domains": [testhosts.TestDomain("stray", state="running")]}})
+    r = await api.call("GET", "/api/v1/guests?include_unmanaged=true", as_="admin")
+    stray = next(g for g in r.json["guests"] if g["name"] == "stray")
+    r = await api.call("POST", f"/api/v1/guests/{stray['id']}/destroy", as_="admin")
+    assert r.code == 409 and "never touched" in r.error["message"]
+    assert (await api.call("DELETE", f"/api/v1/guests/{stray['id']}", as_="admin")).code == 409
+    assert (await api.call("GET", f"/api/v1/guests/{stray['id']}")).code == 404
+
+
+async def test_list_etag_gives_304_until_something_changes(api):
+    guest = await checkout(api)
+    r = await api.call("GET", "/api/v1/guests")
+    etag = r.headers["Etag"]
+    r = await api.call("GET", "/api/v1/guests", headers={"If-None-Match": etag})
+    assert r.code == 304 and r.body == b""
+    await api.call("POST", f"/api/v1/guests/{guest['id']}/pause")
+    r = await api.call("GET", "/api/v1/guests", headers={"If-None-Match": etag})
+    assert r.code == 200 and r.json["guests"][0]["state"] == "paused"
