@@ -14,13 +14,12 @@ Everything here is blocking and runs on the host's executor thread.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import libvirt
 
 from fogmachine.db.models import GuestState
-from fogmachine.virt.domainxml import ParsedDomain, parse_domain_xml
+from fogmachine.virt.domainxml import parse_domain_xml
 
 MIB = 1024 * 1024
 STATES = {
@@ -125,38 +124,34 @@ def read_static(conn: libvirt.virConnect) -> StaticFacts:
 
 
 class XmlCache:
-    """Parsed XML per domain UUID, valid while the domain's (id, state) stays the same.
+    """What each domain's XML said, per UUID, valid while the domain's (id, state) stays the same.
 
-    Shared between the executor thread (reads, fills) and the IOLoop (drops an
-    entry when an event says the definition changed); single dict operations
-    under a lock keep the two apart.
+    Holds the finished ``DomainInfo`` so an unchanged domain costs two local
+    calls (UUID, id) and a dict lookup per read, and unchanged snapshots
+    compare equal by identity. Shared between the executor thread (reads,
+    fills) and the IOLoop (drops an entry when an event says the domain
+    changed); every operation is a single dict operation, atomic under the GIL.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple[int, int], ParsedDomain]] = {}
-        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[tuple[int, int], DomainInfo]] = {}
 
-    def get(self, uuid: str, key: tuple[int, int]) -> ParsedDomain | None:
-        with self._lock:
-            entry = self._entries.get(uuid)
+    def get(self, uuid: str, key: tuple[int, int]) -> DomainInfo | None:
+        entry = self._entries.get(uuid)
         return entry[1] if entry is not None and entry[0] == key else None
 
-    def put(self, uuid: str, key: tuple[int, int], parsed: ParsedDomain) -> None:
-        with self._lock:
-            self._entries[uuid] = (key, parsed)
+    def put(self, uuid: str, key: tuple[int, int], info: DomainInfo) -> None:
+        self._entries[uuid] = (key, info)
 
     def drop(self, uuid: str) -> None:
-        with self._lock:
-            self._entries.pop(uuid, None)
+        self._entries.pop(uuid, None)
 
     def keep_only(self, uuids: set[str]) -> None:
-        with self._lock:
-            for uuid in [u for u in self._entries if u not in uuids]:
-                del self._entries[uuid]
+        for uuid in [u for u in list(self._entries) if u not in uuids]:
+            self._entries.pop(uuid, None)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
 
 def domain_info(dom: libvirt.virDomain, state_code: int, cache: XmlCache | None = None) -> DomainInfo:
@@ -164,12 +159,12 @@ def domain_info(dom: libvirt.virDomain, state_code: int, cache: XmlCache | None 
     uuid = dom.UUIDString()
     domain_id = dom.ID()
     key = (domain_id, state_code)
-    parsed = cache.get(uuid, key) if cache is not None else None
-    if parsed is None:
-        parsed = parse_domain_xml(dom.XMLDesc(0))
-        if cache is not None:
-            cache.put(uuid, key, parsed)
-    return DomainInfo(
+    if cache is not None:
+        cached = cache.get(uuid, key)
+        if cached is not None:
+            return cached
+    parsed = parse_domain_xml(dom.XMLDesc(0))
+    info = DomainInfo(
         name=dom.name(),
         uuid=uuid,
         state=STATES.get(state_code, GuestState.NOSTATE),
@@ -181,13 +176,16 @@ def domain_info(dom: libvirt.virDomain, state_code: int, cache: XmlCache | None 
         vnc_port=parsed.vnc_port,
         guest_id=parsed.guest_id,
     )
+    if cache is not None:
+        cache.put(uuid, key, info)
+    return info
 
 
 def _domain_states(conn: libvirt.virConnect) -> list[tuple[libvirt.virDomain, int]]:
     """(domain, state) for every domain: one call where the driver has bulk stats."""
     try:
         stats = conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE)
-        return [(dom, int(st.get("state.state", libvirt.VIR_DOMAIN_NOSTATE))) for dom, st in stats]
+        return [(dom, st.get("state.state", libvirt.VIR_DOMAIN_NOSTATE)) for dom, st in stats]
     except libvirt.libvirtError as exc:
         if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED):
             raise
@@ -203,7 +201,12 @@ def _domain_states(conn: libvirt.virConnect) -> list[tuple[libvirt.virDomain, in
 
 def read_snapshot(conn: libvirt.virConnect, static: StaticFacts, cache: XmlCache) -> HostSnapshot:
     """Everything a resync needs from one host (see the module docstring for the calls made)."""
-    free_mb = int(conn.getFreeMemory()) // MIB
+    try:
+        free_mb = int(conn.getFreeMemory()) // MIB
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED):
+            raise
+        free_mb = 0
     domains: list[DomainInfo] = []
     for dom, state in _domain_states(conn):
         try:

@@ -1,0 +1,132 @@
+"""The server's resident memory with 100 hosts and 5,000 guests (target: under 200 MB).
+
+    .venv/bin/python bench/virt_memory.py [--hosts 100] [--domains 50]
+
+Runs the real server (``fogmachine --config FILE serve``, every component)
+twice in a child process: once with no hosts, once with HOSTS test-driver
+hosts of DOMAINS domains each. Waits until every host is up and every domain
+has its row, lets a few full resyncs pass, fetches the dashboard and the
+health check, then reads VmRSS and VmHWM (peak) from /proc/PID/status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fogmachine.db.models import Guest, Host  # noqa: E402
+from tests.support import testhosts  # noqa: E402
+
+FOGMACHINE = Path(sys.executable).parent / "fogmachine"
+RESYNC = 2.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def status_kb(pid: int) -> dict[str, int]:
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM", "Threads"):
+            values[key] = int(rest.split()[0])
+    return values
+
+
+def run_server(workdir: Path, hosts: int, domains: int) -> dict[str, float]:
+    workdir.mkdir(parents=True)
+    uris = {}
+    for h in range(hosts):
+        doms = [testhosts.TestDomain(f"h{h:03d}-d{d:02d}", memory_mb=256,
+                                     mac=f"52:54:00:{h // 256:02x}:{h % 256:02x}:{d:02x}",
+                                     state=("running", "shutoff", "paused")[d % 3]) for d in range(domains)]
+        uris[f"h{h:03d}"] = testhosts.write_host(workdir / "hosts", f"h{h:03d}", cpus=16, memory_mb=65536,
+                                                 domains=doms)
+    virthosts = testhosts.write_virthosts(workdir / "virthosts.conf", uris)
+    port = free_port()
+    conf = workdir / "fogmachine.conf"
+    conf.write_text(f"[fogmachine]\ndata_dir = {workdir / 'data'}\nvirthosts = {virthosts}\nlisten_port = {port}\n"
+                    f"local_catalog = {ROOT / 'catalog.conf'}\nresync_interval = {RESYNC}\nlog_level = warning\n")
+    log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed below
+    started = time.perf_counter()
+    proc = subprocess.Popen([str(FOGMACHINE), "--config", str(conf), "serve"], stdout=log, stderr=log,
+                            cwd=workdir)
+    try:
+        engine = create_engine(f"sqlite:///{workdir / 'data' / 'fogmachine.db'}")
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited: {(workdir / 'server.log').read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read()
+                with engine.connect() as conn:
+                    up = conn.execute(select(func.count()).select_from(Host).where(Host.state == "up")).scalar()
+                    rows = conn.execute(select(func.count()).select_from(Guest)).scalar()
+                if up == hosts and rows == hosts * domains:
+                    break
+            except OSError:
+                pass
+            except Exception as exc:  # the schema may not exist yet
+                if "no such table" not in str(exc):
+                    raise
+            if time.monotonic() > deadline:
+                raise SystemExit("the server did not sync the fleet within 300 s")
+            time.sleep(0.2)
+        ready = time.perf_counter() - started
+        time.sleep(3 * RESYNC)  # a few periodic resyncs of every host
+        for path in ("/", "/healthz", "/api/v1/version"):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10).read()
+            except OSError:
+                pass
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        values = status_kb(proc.pid)
+        return {"ready_s": ready, "rss_mb": values["VmRSS"] / 1024, "peak_mb": values["VmHWM"] / 1024,
+                "threads": values["Threads"]}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--domains", type=int, default=50)
+    args = parser.parse_args()
+    os.environ.pop("FOGMACHINE_CONFIG", None)
+    with tempfile.TemporaryDirectory(prefix="fm-bench-mem-") as tmp_dir:
+        empty = run_server(Path(tmp_dir) / "empty", 0, 0)
+        full = run_server(Path(tmp_dir) / "fleet", args.hosts, args.domains)
+    print(f"server with no hosts: RSS {empty['rss_mb']:.1f} MB (peak {empty['peak_mb']:.1f} MB), "
+          f"{empty['threads']} threads")
+    print(f"server with {args.hosts} hosts and {args.hosts * args.domains} guests: RSS {full['rss_mb']:.1f} MB "
+          f"(peak {full['peak_mb']:.1f} MB), {full['threads']} threads; fleet synced {full['ready_s']:.1f} s after "
+          f"launch")
+    print(f"the fleet costs {full['rss_mb'] - empty['rss_mb']:.1f} MB; RSS vs the 200 MB target: "
+          f"ratio {full['rss_mb'] / 200:.2f} (peak {full['peak_mb'] / 200:.2f})")
+
+
+if __name__ == "__main__":
+    main()
