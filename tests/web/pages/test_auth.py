@@ -18,6 +18,8 @@ async def test_login_sets_a_safe_session_cookie_and_greets(site):
     c = site.client()
     r = await c.get("/login?next=/guests")
     assert r.code == 200 and 'name="next" value="/guests"' in r.text and "_xsrf" in r.text
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"] and r.headers["X-Frame-Options"] == "DENY"
+    assert r.headers["Cache-Control"] == "no-store"
     r = await c.post("/login", {"username": "alice", "password": PASSWORD, "next": "/guests"})
     assert r.code == 303 and r.location == "/guests"
     line = cookie_line(r, "fm_session")

@@ -1,0 +1,214 @@
+"""The dashboard in a real browser against a real server on test-driver hosts.
+
+One story, as a user lives it: register, log in, check a guest out and watch it
+appear and get ready on a page that is never reloaded, see it paused behind the
+page's back (through libvirt, on the server's own connection to the host),
+unpause, extend and delete it; an administrator sees it on the admin page and
+watches it vanish; another user neither sees its buttons nor can post them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from fogmachine.db.models import Guest
+from fogmachine.services.users import create_user
+from tests.web.pages.conftest import PASSWORD, password_hash, write_catalog
+
+pytestmark = pytest.mark.browser
+WAIT_MS = 15_000
+
+
+async def row(page: Any, name: str) -> Any:
+    return page.locator("tr.guest-row", has=page.locator("td.name strong", has_text=re.compile(f"^{name}$")))
+
+
+async def log_in(page: Any, base: str, username: str, password: str = PASSWORD) -> None:
+    await page.goto(base + "/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("form.stack button[type=submit]")
+    await page.wait_for_url(base + "/")
+
+
+@pytest.fixture
+async def server(make_config, start_server, tmp_path):
+    config = make_config(hosts={"h1": {"cpus": 8, "memory_mb": 16384}, "h2": {"cpus": 4, "memory_mb": 8192}},
+                         local_catalog=write_catalog(tmp_path))
+    srv = await start_server(config)
+    for name, admin in (("root", True), ("dave", False)):  # as `fogmachine user add [--admin]` would
+        await srv.ctx.db.run(create_user, name, PASSWORD, is_admin=admin, password_hash=password_hash())
+    return srv
+
+
+async def test_the_whole_story(server, browser, shoot):
+    from playwright.async_api import expect
+
+    base = server.base_url
+    expect.set_options(timeout=WAIT_MS)
+    carol_ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await carol_ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    # register, then log out and in again
+    await page.goto(base + "/register")
+    await shoot(page, "register")
+    await page.fill("input[name=username]", "carol")
+    await page.fill("input[name=email]", "carol@example.org")
+    await page.fill("input[name=password]", "carols password")
+    await page.fill("input[name=confirm_password]", "carols password")
+    await page.click("form.stack button[type=submit]")
+    await page.wait_for_url(base + "/")
+    await expect(page.locator(".flash-ok")).to_have_text("Welcome, carol: your account is ready.")
+    await page.click("header.top button:has-text('Log out')")
+    await page.wait_for_url(base + "/login")
+    await expect(page.locator(".flash-ok")).to_have_text("You are logged out.")
+    await shoot(page, "login")
+    await log_in(page, base, "carol", "carols password")
+    await expect(page.locator(".live-status")).to_have_text(re.compile("live"))
+    await shoot(page, "overview")
+
+    # a second tab on "my reservations", never reloaded: the guest must appear there by itself
+    watcher = await carol_ctx.new_page()
+    await watcher.goto(base + "/guests")
+    await expect(watcher.locator("#no-guests")).to_be_visible()
+    await expect(watcher.locator(".live-status")).to_have_text(re.compile("live"))
+    await watcher.evaluate("window.neverReloaded = true")
+
+    # check out: the preview names a host before the form is sent
+    await page.goto(base + "/checkout")
+    await page.check("input[name=target][value=tiny]")
+    await expect(page.locator("#preview")).to_contain_text("would take it")
+    await page.check("input[name=target][value=huge]")
+    await expect(page.locator("#preview")).to_have_attribute("data-state", "no")
+    await page.check("input[name=target][value=tiny]")
+    await expect(page.locator("#preview")).to_have_attribute("data-state", "ok")
+    await page.fill("input[name=name]", "web1")
+    await page.fill("input[name=days]", "3")
+    await page.fill("input[name=purpose]", "trying Fogmachine")
+    await shoot(page, "checkout")
+    await page.click("#checkout-form button[type=submit]")
+    await page.wait_for_url(base + "/guests")
+    await expect(page.locator(".flash-ok")).to_contain_text("web1 is on its way")
+
+    web1 = await row(watcher, "web1")
+    await expect(web1).to_be_visible()
+    await expect(web1.locator("[data-field=step]")).to_have_text("ready")
+    await expect(web1.locator("[data-field=state]")).to_have_text("running")
+    assert await watcher.evaluate("window.neverReloaded") is True
+    await shoot(watcher, "reservations")
+
+    # paused behind the page's back: libvirt, on the server's own connection to the host
+    guest = await server.ctx.db.run(lambda s: s.scalar(select(Guest).where(Guest.name == "web1")))
+    host_name = await server.ctx.db.run(lambda s: s.get(Guest, guest.id).host.name)
+    mine = await row(page, "web1")
+    await expect(mine.locator("[data-field=state]")).to_have_text("running")
+    await page.evaluate("window.neverReloaded = true")
+    await server.ctx.hosts.get(host_name).suspend(guest.domain_name)
+    await expect(mine.locator("[data-field=state]")).to_have_text("paused")
+    await expect(mine.locator("form[data-action=unpause]")).to_be_visible()
+    await expect(mine.locator("form[data-action=pause]")).to_be_hidden()
+    await expect(web1.locator("[data-field=state]")).to_have_text("paused")
+    assert await page.evaluate("window.neverReloaded") is True
+    await shoot(page, "reservations-paused")
+
+    # unpause and extend with the buttons
+    await mine.locator("form[data-action=unpause] button").click()
+    await expect(page.locator(".flash-ok")).to_have_text("web1: running again.")
+    mine = await row(page, "web1")
+    await expect(mine.locator("[data-field=state]")).to_have_text("running")
+    await mine.locator("form[data-action=extend] input[name=days]").fill("2")
+    await mine.locator("form[data-action=extend] button").click()
+    await expect(page.locator(".flash-ok")).to_contain_text("web1: extended by 2 day(s)")
+    await expect((await row(page, "web1")).locator(".timeleft")).to_have_text(re.compile(r"^(4 d|5 d)"))
+
+    # an administrator sees carol's guest with its owner, on the admin page and the hosts page
+    admin_ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    admin = await admin_ctx.new_page()
+    await log_in(admin, base, "root")
+    await admin.goto(base + "/admin")
+    admin_row = await row(admin, "web1")
+    await expect(admin_row).to_contain_text("carol")
+    await expect(admin.locator(".live-status")).to_have_text(re.compile("live"))
+    await shoot(admin, "admin")
+    hosts_tab = await admin_ctx.new_page()
+    await hosts_tab.goto(base + "/hosts")
+    await expect(hosts_tab.locator(f"[data-host={host_name}]").first).to_contain_text("guest(s)")
+    await expect(hosts_tab.locator("tr[data-guest-id]", has_text="web1")).to_contain_text("carol")
+    await shoot(hosts_tab, "hosts")
+
+    # another user: no row, no buttons, and posting the action anyway is refused
+    dave_ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    dave = await dave_ctx.new_page()
+    await log_in(dave, base, "dave")
+    await dave.goto(base + "/guests")
+    await expect(dave.locator("#no-guests")).to_be_visible()
+    assert await dave.locator(f"[data-guest-id='{guest.id}']").count() == 0
+    assert await dave.locator(f"form[action^='/guests/{guest.id}/']").count() == 0
+    status = await dave.evaluate("""async (id) => {
+        const token = document.querySelector("input[name=_xsrf]").value;
+        const body = new URLSearchParams({_xsrf: token});
+        const r = await fetch(`/guests/${id}/pause`, {method: "POST", body, redirect: "manual"});
+        return r.status;
+    }""", guest.id)
+    assert status == 404
+    state = await server.ctx.db.run(lambda s: s.get(Guest, guest.id).state)
+    assert state == "running"
+
+    # delete, confirming the question; the admin's open page loses the row by itself
+    await admin.evaluate("window.neverReloaded = true")
+    questions: list[str] = []
+
+    async def answer(dialog: Any) -> None:
+        questions.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", answer)
+    await (await row(page, "web1")).locator("form[data-action=delete] button").click()
+    await expect(page.locator(".flash-ok")).to_have_text("web1: deleted.")
+    assert questions and questions[0].startswith("Delete web1?")
+    await expect(await row(page, "web1")).to_have_count(0)
+    await expect(await row(admin, "web1")).to_have_count(0)
+    await expect(await row(watcher, "web1")).to_have_count(0)
+    assert await admin.evaluate("window.neverReloaded") is True
+    assert await server.ctx.db.run(lambda s: s.get(Guest, guest.id)) is None
+
+    await page.goto(base + "/profile")
+    await shoot(page, "profile")
+    await page.goto(base + "/no/such/page")
+    await expect(page.locator("h1")).to_have_text("Not found")
+    await shoot(page, "404")
+    assert errors == []
+    for ctx in (carol_ctx, admin_ctx, dave_ctx):
+        await ctx.close()
+
+
+async def test_phone_width(server, browser, shoot):
+    """At phone width the menu folds away and tables become cards; nothing overflows sideways."""
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    ctx = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = await ctx.new_page()
+    await log_in(page, server.base_url, "dave")
+    await expect(page.locator("header.top nav")).to_be_hidden()
+    await page.click("label.nav-button")
+    await expect(page.locator("header.top nav a[href='/checkout']")).to_be_visible()
+    await page.goto(server.base_url + "/checkout")
+    await page.check("input[name=target][value=tiny]")
+    await page.fill("input[name=name]", "phone1")
+    await page.fill("input[name=purpose]", "on the train")
+    await page.click("#checkout-form button[type=submit]")
+    await page.wait_for_url(server.base_url + "/guests")
+    await expect((await row(page, "phone1")).locator("[data-field=step]")).to_have_text("ready")
+    for path in ("/guests", "/checkout", "/"):
+        await page.goto(server.base_url + path)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
+        await shoot(page, "phone" + (path.replace("/", "-") if path != "/" else "-overview"))
+    await ctx.close()
