@@ -61,6 +61,8 @@ def make_app(ctx: Context, **overrides: Any) -> tornado.web.Application:
 
 def build_components(ctx: Context) -> list[Component]:
     """The adapters and tasks the running server needs, in start order."""
+    from fogmachine.web.live import LiveFeed
+
     components: list[Component] = []
     # First: provisioning and the pages use the hosts, so they start before and stop after them.
     from fogmachine.virt import HostManager
@@ -71,6 +73,8 @@ def build_components(ctx: Context) -> list[Component]:
     from fogmachine.tasks import build_registry
 
     components.append(build_registry(ctx))
+    # Last: it only reads the database, and pages subscribe once the server listens.
+    components.append(LiveFeed(ctx))
     return components
 
 
