@@ -45,7 +45,7 @@ def _pause(session, name):
 
 
 async def test_served_again_while_nothing_changes(db):
-    cache = GuestListCache(db, recent_s=0)
+    cache = GuestListCache(db, recent_s=0, fingerprint_ttl=0)
     first = await cache.get(ADMIN, GuestFilter())
     second = await cache.get(ADMIN, GuestFilter())
     assert second is first and cache.builds == 1 and cache.hits == 1
@@ -54,7 +54,7 @@ async def test_served_again_while_nothing_changes(db):
 
 
 async def test_visibility_and_filters_are_separate_answers(db):
-    cache = GuestListCache(db, recent_s=0)
+    cache = GuestListCache(db, recent_s=0, fingerprint_ttl=0)
     assert _names(await cache.get(ALICE, GuestFilter())) == ["g0", "g1", "g2"]
     assert _names(await cache.get(ADMIN, GuestFilter(owner="bob"))) == ["g3", "g4"]
     assert _names(await cache.get(ADMIN, GuestFilter(limit=2, offset=1))) == ["g1", "g2"]
@@ -62,7 +62,7 @@ async def test_visibility_and_filters_are_separate_answers(db):
 
 
 async def test_a_change_in_this_process_is_seen_at_once(db):
-    cache = GuestListCache(db, recent_s=0)
+    cache = GuestListCache(db, recent_s=0, fingerprint_ttl=0)
     await cache.get(ADMIN, GuestFilter())
     await db.run(_pause, "g1")  # a bulk UPDATE through this process's sessions
     answer = await cache.get(ADMIN, GuestFilter(state="paused"))
@@ -78,7 +78,7 @@ async def test_a_change_in_this_process_is_seen_at_once(db):
 
 
 async def test_a_change_by_another_process_is_seen_through_the_fingerprint(db, tmp_path):
-    cache = GuestListCache(db, recent_s=0)
+    cache = GuestListCache(db, recent_s=0, fingerprint_ttl=0)
     await cache.get(ADMIN, GuestFilter())
     other = Database(db.url, threads=1)  # another process: its commits do not reach our hooks
     try:
@@ -98,32 +98,50 @@ async def test_a_change_by_another_process_is_seen_through_the_fingerprint(db, t
 
 
 async def test_answers_built_right_after_a_change_are_not_reused(db):
-    cache = GuestListCache(db, recent_s=3600)  # every row here changed within the last hour
+    cache = GuestListCache(db, recent_s=3600, fingerprint_ttl=0)  # every row here changed within the last hour
     await cache.get(ADMIN, GuestFilter())
     await cache.get(ADMIN, GuestFilter())
     assert cache.builds == 2 and cache.hits == 0
 
 
 async def test_concurrent_requests_share_one_build(db):
-    cache = GuestListCache(db, recent_s=0)
+    cache = GuestListCache(db, recent_s=0, fingerprint_ttl=0)
     answers = await asyncio.gather(*(cache.get(ADMIN, GuestFilter()) for _ in range(16)))
     assert cache.builds == 1
     assert all(a is answers[0] for a in answers)
 
 
 async def test_memory_is_bounded(db):
-    first = GuestListCache(db, recent_s=0)
+    first = GuestListCache(db, recent_s=0, fingerprint_ttl=0)
     size = len((await first.get(ADMIN, GuestFilter())).body)
-    cache = GuestListCache(db, recent_s=0, max_bytes=size * 2 + 10)
+    cache = GuestListCache(db, recent_s=0, fingerprint_ttl=0, max_bytes=size * 2 + 10)
     for offset in range(4):
         await cache.get(ADMIN, GuestFilter(offset=offset))
     assert cache._bytes <= cache.max_bytes and len(cache._answers) <= 3
 
 
 async def test_a_failed_build_raises_for_every_waiter_and_is_not_kept(db):
-    cache = GuestListCache(db, recent_s=0)
+    cache = GuestListCache(db, recent_s=0, fingerprint_ttl=0)
     from fogmachine.errors import ValidationError
 
     with pytest.raises(ValidationError):
         await cache.get(ADMIN, GuestFilter(limit=0))
     assert cache._answers == {} and cache._building == {}
+
+
+async def test_the_fingerprint_is_read_once_per_interval_and_shared(db):
+    cache = GuestListCache(db, recent_s=0, fingerprint_ttl=3600)
+    await asyncio.gather(*(cache.get(ADMIN, GuestFilter()) for _ in range(8)))
+    for _ in range(8):
+        await cache.get(ADMIN, GuestFilter())
+    assert cache.fingerprints == 1 and cache.builds == 1
+    # Within the interval another process's change is not seen yet; this process's own is, at once.
+    other = Database(db.url, threads=1)
+    try:
+        other.run_sync(_pause, "g0")
+        assert json.loads((await cache.get(ADMIN, GuestFilter())).body)["guests"][0]["state"] == "running"
+    finally:
+        other.dispose()
+    await db.run(_pause, "g1")
+    guests = json.loads((await cache.get(ADMIN, GuestFilter())).body)["guests"]
+    assert guests[0]["state"] == "paused" and guests[1]["state"] == "paused"
