@@ -17,11 +17,12 @@ page.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fogmachine.errors import AuthenticationRequired, FogmachineError, NotFound, PermissionDenied
-from fogmachine.services import tokens
+from fogmachine.services import accounts, tokens
 from fogmachine.services.actor import Actor
 from fogmachine.web.api.schema import INT_LIMIT, Field, Obj, Query
 from fogmachine.web.base import SESSION_COOKIE, SESSION_DAYS, JsonHandler
@@ -69,6 +70,8 @@ class Op:
     deprecated: bool = False
     # Error statuses whose body is not the usual error shape (health's 503).
     alternatives: tuple[tuple[int, Obj], ...] = ()
+    # Also accepts the user's password as HTTP Basic: only for making a first token with curl.
+    basic_auth: bool = False
 
     def all_errors(self, method: str, path_params: bool) -> tuple[int, ...]:
         """Every error status this operation can answer, for the document."""
@@ -112,7 +115,7 @@ class ApiHandler(JsonHandler):
                                    f"{', '.join(sorted(m.upper() for m in self.api))}")
         self._check_size()
         if not op.public:
-            await self._authenticate()
+            await self._authenticate(op)
             actor = self.actor  # 401 without credentials
             if self.request.method not in SAFE_METHODS:
                 actor.require_write()
@@ -121,9 +124,22 @@ class ApiHandler(JsonHandler):
         self.params = (op.query or Query()).parse(self.query_arguments())
         self.data = self._parse_body(op) if self.request.method in BODY_METHODS else {}
 
-    async def _authenticate(self) -> None:
-        """A bearer token through the token cache, else the session cookie (BaseHandler's way)."""
+    async def _authenticate(self, op: Op) -> None:
+        """A bearer token through the token cache, else the session cookie (BaseHandler's way).
+
+        HTTP Basic (username and password) only where the operation allows it: the
+        password is checked like a login (Argon2 off the IOLoop, throttled, audited).
+        """
         self.identity = None
+        header = self.request.headers.get("Authorization", "")
+        if header[:6].lower() == "basic ":
+            if not op.basic_auth:
+                raise AuthenticationRequired("a username and password are accepted only by POST /api/v1/tokens; "
+                                             "send Authorization: Bearer TOKEN")
+            username, password = _basic_credentials(header[6:])
+            user = await accounts.authenticate(self.ctx, username, password, self.request.remote_ip or "")
+            self.identity = tokens.CachedIdentity(user.id, user.username, user.is_admin, "write", None)
+            return
         token = self.bearer_token()
         if token is None:
             await super().prepare()
@@ -188,10 +204,23 @@ class ApiHandler(JsonHandler):
         self.finish()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", 'Bearer realm="fogmachine"')
+        if status_code == 429:
+            error = self._fm_error(kwargs)
+            if error is not None and "retry_after" in error.details:
+                self.set_header("Retry-After", str(error.details["retry_after"]))
         if status_code == 405:
             self.set_header("Allow", ", ".join(sorted(m.upper() for m in self.api)))
         super().write_error(status_code, **kwargs)
 
 
-def int_param(name: str, description: str) -> Field:
-    return Field(name, "integer", description, minimum=1, maximum=INT_LIMIT)
+def _basic_credentials(encoded: str) -> tuple[str, str]:
+    try:
+        text = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise AuthenticationRequired("the Basic credentials are not base64 of username:password") from None
+    username, sep, password = text.partition(":")
+    if not sep or not username:
+        raise AuthenticationRequired("the Basic credentials are not base64 of username:password")
+    return username, password

@@ -42,8 +42,9 @@ ERROR = Obj("Error", (
 ), description="Every error has this shape.", closed=False)
 DESCRIPTION = """Fogmachine's JSON API: check virtual machines out of a pool of libvirt hosts.
 
-Authenticate with `Authorization: Bearer TOKEN` (create one with `POST /api/v1/tokens`
-or on your profile page), or with the dashboard's session cookie; requests that change
+Authenticate with `Authorization: Bearer TOKEN` (create one with `POST /api/v1/tokens`,
+which also takes your username and password as HTTP Basic: `curl -u alice ...`), or with
+the dashboard's session cookie; requests that change
 something with the cookie must also send the `X-XSRFToken` header (the `_xsrf` cookie's
 value). A token with the `read` scope may only use GET.
 
@@ -135,6 +136,8 @@ def operation(method: str, path: str, params: list[tuple[str, str]], op: Op, ref
     doc["responses"] = responses
     if op.public:
         doc["security"] = []
+    elif op.basic_auth:
+        doc["security"] = [{"bearer": []}, {"session": []}, {"basic": []}]
     if op.deprecated:
         doc["deprecated"] = True
     return doc
@@ -199,6 +202,8 @@ def build_document(routes: list[tuple[Any, ...]]) -> dict[str, Any]:
                            "description": "An API token: Authorization: Bearer fm_..."},
                 "session": {"type": "apiKey", "in": "cookie", "name": "fm_session",
                             "description": "The dashboard's session cookie; changes also need X-XSRFToken."},
+                "basic": {"type": "http", "scheme": "basic",
+                          "description": "Username and password: accepted only to create a token."},
             },
         },
         "security": [{"bearer": []}, {"session": []}],

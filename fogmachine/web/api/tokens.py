@@ -72,8 +72,11 @@ class TokensHandler(ApiHandler):
     api = {
         "get": Op("List API tokens", TAG, "Your active tokens, newest first (administrators: everyone's).",
                   query=LIST_QUERY, response=TOKEN_LIST),
-        "post": Op("Create an API token", TAG, "The answer holds the token itself, which is never shown again.",
-                   body=TOKEN_CREATE, status=201, response=NEW_TOKEN, location=True, errors=(409,)),
+        "post": Op("Create an API token", TAG, "The answer holds the token itself, which is never shown again. "
+                   "Besides a token or the session cookie, this operation also takes your username and password "
+                   "as HTTP Basic (curl -u NAME), to make a first token from a script.",
+                   body=TOKEN_CREATE, status=201, response=NEW_TOKEN, location=True, errors=(409, 429),
+                   basic_auth=True),
     }
 
     async def get(self) -> None:

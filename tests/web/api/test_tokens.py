@@ -136,3 +136,32 @@ async def test_expired_token_is_401(api):
     assert r2.code == 401
     r = await api.call("GET", f"/api/v1/tokens/{r.json['id']}")
     assert r.json["state"] == "expired"
+
+
+async def test_first_token_with_username_and_password(api):
+    import base64
+
+    from tests.support.apiclient import PASSWORD
+
+    def basic(user: str, password: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+    r = await api.call("POST", "/api/v1/tokens", as_=None, body={"name": "laptop", "scope": "write"},
+                       headers=basic("alice", PASSWORD))
+    assert r.code == 201 and r.json["owner"] == "alice"
+    secret = r.json["token"]
+    assert (await api.call("GET", "/api/v1/users/me", as_=None,
+                           headers={"Authorization": f"Bearer {secret}"})).json["username"] == "alice"
+    r = await api.call("POST", "/api/v1/tokens", as_=None, body={"name": "x"}, headers=basic("alice", "wrong"))
+    assert r.code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+    for bad in ("Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode()):
+        r = await api.call("POST", "/api/v1/tokens", as_=None, body={"name": "x"}, headers={"Authorization": bad})
+        assert r.code == 401
+    # Only there: everywhere else a password is refused, even the right one.
+    r = await api.call("GET", "/api/v1/hosts", as_=None, headers=basic("alice", PASSWORD))
+    assert r.code == 401 and "Bearer" in r.error["message"]
+    # Throttled like the login form.
+    for _ in range(5):
+        await api.call("POST", "/api/v1/tokens", as_=None, body={"name": "x"}, headers=basic("bob", "nope"))
+    r = await api.call("POST", "/api/v1/tokens", as_=None, body={"name": "x"}, headers=basic("bob", PASSWORD))
+    assert r.code == 429 and int(r.headers["Retry-After"]) > 0
