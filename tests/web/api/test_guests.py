@@ -203,3 +203,29 @@ async def test_list_etag_gives_304_until_something_changes(api):
     await api.call("POST", f"/api/v1/guests/{guest['id']}/pause")
     r = await api.call("GET", "/api/v1/guests", headers={"If-None-Match": etag})
     assert r.code == 200 and r.json["guests"][0]["state"] == "paused"
+
+
+def _guest_on(session, host_name: str, owner: str) -> int:
+    from fogmachine.db.models import Host, User
+
+    host = session.scalar(select(Host).where(Host.name == host_name))
+    user = session.scalar(select(User).where(User.username == owner))
+    guest = Guest(name="stranded", live_name="stranded", domain_name="stranded", host_id=host.id,
+                  owner_id=user.id, state="unknown", step="ready", mac="52:54:00:12:34:56")
+    session.add(guest)
+    session.flush()
+    return guest.id
+
+
+async def test_an_unreachable_host_is_a_502_in_the_error_shape_and_nothing_changes(make_api):
+    api = await make_api(hosts={"h1": {}, "dead": "qemu+tcp://127.0.0.1:1/system"})
+    gid = api.run(_guest_on, "dead", "alice")
+    for method, path in (("POST", f"/api/v1/guests/{gid}/start"), ("POST", f"/api/v1/guests/{gid}/destroy"),
+                         ("DELETE", f"/api/v1/guests/{gid}")):
+        r = await api.call(method, path)
+        assert r.code in (502, 504), (path, r.body)
+        assert r.error["code"] in ("host_unreachable", "backend_error", "backend_timeout")
+        assert "dead" in r.error["message"]
+    assert api.run(_guest, gid) is not None
+    r = await api.call("GET", "/api/v1/hosts/dead")
+    assert r.json["state"] in ("down", "unknown")
