@@ -254,10 +254,11 @@ class CobblerClient:
         if (spec.profile is None) == (spec.image is None):
             raise ValueError("a system needs exactly one of profile and image")
         # save_system silently replaces a system of the same name: never clobber someone else's.
-        if await self.get_system(spec.name) is not None:
+        # (Asked beside new_system: an unsaved handle costs Cobbler nothing.)
+        existing, handle = await asyncio.gather(self.get_system(spec.name), self.new_system())
+        if existing is not None:
             raise CobblerError(f"Cobbler already has a system named {spec.name}; remove it there or pick "
                                "another name", details={"cobbler_url": self.display_url, "system": spec.name})
-        handle = await self.new_system()
         fields: list[tuple[str, Any]] = [
             ("name", spec.name),
             ("profile", spec.profile) if spec.profile is not None else ("image", spec.image),

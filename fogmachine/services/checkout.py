@@ -173,7 +173,9 @@ def _claim(session: Session, actor: Actor, config: Config, name: str, entry: Cat
         target=entry.name, target_kind=entry.kind, ram_mb=entry.ram_mb, vcpus=entry.vcpus, disk_gb=entry.disk_gb,
         purpose=purpose, expires_at=utcnow() + dt.timedelta(days=days), state=GuestState.UNDEFINED,
         step=Step.REGISTERING if with_cobbler else Step.DEFINING, uuid=str(uuidmod.uuid4()),
-        mac=_unique_mac(session), phonehome_token_hash=token_hash, cobbler_system="", worker=worker,
+        mac=_unique_mac(session), phonehome_token_hash=token_hash, worker=worker,
+        # Recorded before the system exists: reconciliation removes Fogmachine-made systems no guest names.
+        cobbler_system=name if with_cobbler else "",
     )
     session.add(guest)
     session.flush()
@@ -219,8 +221,8 @@ async def checkout(ctx: Context, actor: Actor, req: CheckoutRequest) -> Guest:
     except NoCapacity as exc:
         await ctx.db.run(_record_refusal, actor, name, entry.name, exc.message)
         raise
-    provisioner(ctx).spawn(guest.id, _provision(ctx, Job(guest.id, name, guest.host.name, guest.mac or "",
-                                                          str(guest.uuid), entry, token)))
+    job = Job(guest.id, name, guest.host.name, guest.host.virt_type, guest.mac or "", str(guest.uuid), entry, token)
+    provisioner(ctx).spawn(guest.id, _provision(ctx, job))
     return guest
 
 
@@ -256,6 +258,7 @@ class Job:
     guest_id: int
     name: str
     host: str
+    host_type: str
     mac: str
     uuid: str
     entry: CatalogEntry
@@ -342,15 +345,30 @@ async def _ignore_missing(coro: Awaitable[Any]) -> None:
         pass
 
 
+async def _overlapped(ctx: Context, job: Job, step: Step, action: Awaitable[Any], undo: _Undo | None = None,
+                      what: str = "", reverse: Callable[[], Awaitable[Any]] | None = None) -> Any:
+    """Run ``action`` while the row is moved to ``step``: the row says what is happening, and the database
+    write costs no wait of its own. The action's undo is registered before the write's answer is read,
+    so a guest deleted meanwhile (``_Gone``) still gets the action undone."""
+    write = asyncio.ensure_future(ctx.db.run(_advance, job, step, lock=True))
+    try:
+        result = await action
+    except BaseException:
+        await asyncio.gather(write, return_exceptions=True)
+        raise
+    if undo is not None and reverse is not None:
+        undo.push(what, reverse)
+    await write
+    return result
+
+
 async def _provision(ctx: Context, job: Job) -> None:
     undo = _Undo()
     entry, config = job.entry, ctx.config
     try:
         if ctx.cobbler is not None:
             await _register(ctx, job, undo)
-            await ctx.db.run(_advance, job, Step.DEFINING, cobbler_system=job.name, lock=True)
         conn = ctx.hosts.get(job.host)
-        host_type = await ctx.db.run(_host_virt_type, job.host)
         disk_path = None
         if entry.disk_gb > 0:
             disk_path = await conn.create_volume(job.name, entry.disk_gb)
@@ -363,18 +381,22 @@ async def _provision(ctx: Context, job: Job) -> None:
 
         spec = DomainSpec(
             name=job.name, uuid=job.uuid, memory_mb=entry.ram_mb, vcpus=entry.vcpus,
-            domain_type=placement.domain_type(host_type, entry.virt_type), mac=job.mac, network=entry.network,
+            domain_type=placement.domain_type(job.host_type, entry.virt_type), mac=job.mac, network=entry.network,
             disk_path=disk_path, boot="kernel" if entry.boot == "kernel" else "network",
             kernel=entry.kernel or None, initrd=entry.initrd or None,
             cmdline=kernel_cmdline(config, entry, job.name, job.mac, job.token) if entry.boot == "kernel" else "",
             serial_log=f"{config.console_log_dir.rstrip('/')}/{job.name}.log" if config.console_log_dir else None,
             guest_id=job.guest_id,
         )
-        await conn.define(build_domain_xml(spec))
-        undo.push("undefine the domain", lambda: _ignore_missing(conn.undefine(job.name)))
-        await ctx.db.run(_advance, job, Step.BOOTING, state=GuestState.SHUTOFF, lock=True)
-        await conn.start(job.name)
-        undo.push("power off the domain", lambda: _ignore_missing(conn.destroy(job.name)))
+        define = conn.define(build_domain_xml(spec))
+        undefine = ("undefine the domain", lambda: _ignore_missing(conn.undefine(job.name)))
+        if ctx.cobbler is not None:
+            await _overlapped(ctx, job, Step.DEFINING, define, undo, *undefine)
+        else:
+            await define  # the row was made at "defining"
+            undo.push(*undefine)
+        await _overlapped(ctx, job, Step.BOOTING, conn.start(job.name), undo, "power off the domain",
+                          lambda: _ignore_missing(conn.destroy(job.name)))
         final = Step.INSTALLING if entry.phonehome else Step.READY
         await ctx.db.run(_advance, job, final, state=GuestState.RUNNING, worker="", lock=True)
         log.info("guest %s started on %s; %s", job.name, job.host,
@@ -407,10 +429,6 @@ async def _register(ctx: Context, job: Job, undo: _Undo) -> None:
     await ctx.cobbler.create_system(spec)
     undo.push("remove the Cobbler system", lambda: ctx.cobbler.remove_system(job.name),
               ("cobbler_system", job.name))
-
-
-def _host_virt_type(session: Session, host_name: str) -> str:
-    return session.scalar(select(Host.virt_type).where(Host.name == host_name)) or "qemu"
 
 
 async def _give_up(ctx: Context, job: Job, undo: _Undo, reason: str) -> None:
