@@ -88,7 +88,7 @@ cmd_test() {
     "$VENV/bin/ruff" check .
     say "pytest"
     set +e
-    "$PY" -m pytest -rs -p no:cacheprovider "$@"
+    FM_RUN_DISRUPTIVE=1 "$PY" -m pytest -rs -p no:cacheprovider "$@"
     local rc=$?
     set -e
     if [ "$rc" -eq 5 ]; then

@@ -6,6 +6,7 @@ handler tests go through Tornado's HTTP stack exactly as a client does.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,17 @@ from fogmachine.context import Context
 from tests.support import databases, testhosts
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that stop a shared service run only under the test command, which owns those services
+    (it sets FM_RUN_DISRUPTIVE=1); elsewhere they would pull MariaDB or Cobbler from under other runs."""
+    if os.environ.get("FM_RUN_DISRUPTIVE") == "1":
+        return
+    skip = pytest.mark.skip(reason="stops a shared service: runs under ./bootstrap.sh test (FM_RUN_DISRUPTIVE=1)")
+    for item in items:
+        if "disruptive" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

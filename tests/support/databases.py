@@ -50,7 +50,7 @@ def fresh_database(backend: str, tmp_path_factory: pytest.TempPathFactory | None
         pytest.skip(reason)
     name = f"fm_{uuid.uuid4().hex[:12]}"
     admin_url = MARIADB_ADMIN if backend == "mariadb" else POSTGRES_ADMIN
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         if backend == "mariadb":
             conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))

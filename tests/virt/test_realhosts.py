@@ -177,6 +177,7 @@ def hosts_sh(*args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.disruptive
 async def test_dead_libvirtd_goes_down_at_once_and_comes_back(make_config, fleet, domain_name):  # noqa: F811
     running = await fleet(make_config(hosts={"q1": URI1, "q2": URI2}, resync_interval="3600"))
     conn2 = libvirt.open(URI2)
