@@ -120,7 +120,10 @@ async def test_delete_then_gone(api):
     assert r.code == 204 and r.body == b""
     assert (await api.call("GET", f"/api/v1/guests/{guest['id']}")).code == 404
     assert (await api.call("DELETE", f"/api/v1/guests/{guest['id']}")).code == 404
-    assert api.run(_guest, guest["id"]) is None
+    # No managed row is left. (A host resync whose snapshot was taken before the undefine may
+    # briefly mirror the vanishing domain as an unmanaged row; the next resync removes it.)
+    managed = api.run(lambda s: s.scalars(select(Guest).where(Guest.name == "web1", Guest.managed.is_(True))).all())
+    assert managed == []
 
 
 async def test_other_users_guests_cannot_be_seen_or_touched_by_guessing_ids(api):
