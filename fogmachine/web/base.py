@@ -161,10 +161,10 @@ class PageHandler(BaseHandler):
 
 
 class NotFoundHandler(BaseHandler):
-    """The default handler: a JSON 404 under /api, the 404 page elsewhere."""
+    """The default handler: a JSON 404 under /api and /guest (scripts, guests), the 404 page elsewhere."""
 
     def prepare(self) -> None:
-        if self.request.path.startswith("/api/"):
+        if self.request.path.startswith(("/api/", "/guest/")):  # scripts and guests, not browsers
             self.set_status(404)
             self.set_header("Content-Type", "application/json; charset=UTF-8")
             self.finish(json.dumps(error_body("not_found", f"no such endpoint: {self.request.path}")))
