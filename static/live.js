@@ -65,8 +65,9 @@
   function showEmpty(list) {
     var any = list.querySelector("[data-guest-id]") !== null;
     list.hidden = !any;
-    var empty = document.getElementById("no-guests");
-    if (empty && list.getAttribute("data-live-list") === "reservations") { empty.hidden = any; }
+    document.querySelectorAll('[data-empty-for="' + list.getAttribute("data-live-list") + '"]').forEach(function (p) {
+      p.hidden = any;
+    });
   }
 
   // A guest this page lists but has no row for yet: ask the server for the row (one template, one look).
@@ -119,6 +120,31 @@
     });
   }
 
+  // The overview's totals, recomputed from every host the page has heard of (same rule as the server:
+  // only enabled hosts that are up take guests).
+  var knownHosts = {};
+  function applyCapacity() {
+    var box = document.querySelector("[data-capacity]");
+    if (!box) { return; }
+    var total = 0, usable = 0, memTotal = 0, memFree = 0, vcap = 0, vused = 0, guests = 0;
+    Object.keys(knownHosts).forEach(function (name) {
+      var h = knownHosts[name];
+      total += 1;
+      guests += h.guest_count;
+      if (h.display_state !== "up") { return; }
+      usable += 1; memTotal += h.total_memory_mb; memFree += h.free_memory_mb;
+      vcap += h.vcpu_capacity; vused += h.committed_vcpus;
+    });
+    var set = function (key, text) { box.querySelectorAll('[data-stat="' + key + '"]').forEach(function (el) { el.textContent = text; }); };
+    var bar = function (key, pct) { box.querySelectorAll('[data-stat="' + key + '"]').forEach(function (el) { el.style.width = pct + "%"; }); };
+    set("hosts", usable + " / " + total);
+    set("memory_free", mib(memFree)); set("memory_total", mib(memTotal));
+    set("vcpus_free", String(Math.max(0, vcap - vused))); set("vcpu_capacity", String(vcap));
+    set("guests", String(guests));
+    bar("memory_bar", memTotal ? Math.round(100 * (memTotal - memFree) / memTotal) : 0);
+    bar("cpu_bar", vcap ? Math.min(100, Math.round(100 * vused / vcap)) : 0);
+  }
+
   function mib(value) {
     value = value || 0;
     if (value >= 1024) { return (Math.round(value / 102.4) / 10).toString() + " GiB"; }
@@ -126,7 +152,9 @@
   }
 
   function apply(message) {
-    (message.hosts || []).forEach(applyHost);
+    if (message.type === "snapshot") { knownHosts = {}; }
+    (message.hosts || []).forEach(function (h) { knownHosts[h.name] = h; applyHost(h); });
+    if ((message.hosts || []).length) { applyCapacity(); }
     var seen = {};
     (message.guests || []).forEach(function (g) {
       seen[g.id] = true;

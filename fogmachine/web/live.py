@@ -182,16 +182,20 @@ class LiveFeed:
                 changed_hosts.append(host)
         for name in set(self.hosts) - seen_hosts:
             del self.hosts[name]
-        changed_guests = []
+        # (before, after) pairs: a page that could see ``before`` but may not see ``after`` (SQLite
+        # reuses the id of a deleted last row; an owner could change) is told the guest is gone.
+        changed_guests: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
         for guest in snap.guests:
             gid = guest["id"]
             if guest["step"] == Step.RETIRED or gid not in snap.live_ids:
-                if self.guests.pop(gid, None) is not None:
-                    changed_guests.append(guest)  # clients drop the row
+                before = self.guests.pop(gid, None)
+                if before is not None:
+                    changed_guests.append((before, guest))  # clients drop the row
                 continue
-            if self.guests.get(gid) != guest:
+            before = self.guests.get(gid)
+            if before != guest:
                 self.guests[gid] = guest
-                changed_guests.append(guest)
+                changed_guests.append((before, guest))
         gone = [self.guests.pop(gid) for gid in set(self.guests) - snap.live_ids]
         self._fan_out(poll, changed_hosts, changed_guests, gone)
 
@@ -204,16 +208,18 @@ class LiveFeed:
             else:
                 sub.is_admin = admin
 
-    def _fan_out(self, poll: int, hosts: list[dict[str, Any]], guests: list[dict[str, Any]],
-                 gone: list[dict[str, Any]]) -> None:
+    def _fan_out(self, poll: int, hosts: list[dict[str, Any]],
+                 guests: list[tuple[dict[str, Any] | None, dict[str, Any]]], gone: list[dict[str, Any]]) -> None:
         for sub in list(self.subscribers):
             if sub.snapshot_after is not None:
                 if poll > sub.snapshot_after:
                     sub.snapshot_after = None
                     self._send(sub, self._snapshot(sub))
                 continue  # no updates before its snapshot: the snapshot has them
-            mine = [g for g in guests if sub.may_see(g)]
+            mine = [after for _, after in guests if sub.may_see(after)]
             mine_gone = [g["id"] for g in gone if sub.may_see(g)]
+            mine_gone += [after["id"] for before, after in guests
+                          if before is not None and sub.may_see(before) and not sub.may_see(after)]
             if not (hosts or mine or mine_gone):
                 continue
             self._send(sub, {"type": "update", "hosts": hosts, "guests": mine, "gone": mine_gone})
@@ -244,13 +250,20 @@ class LiveFeed:
         self.subscribers.discard(sub)
 
 
+def _collect(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _SocketSubscriber(Subscriber):
     def __init__(self, handler: LiveSocket, user_id: int, is_admin: bool) -> None:
         super().__init__(user_id, is_admin)
         self.handler = handler
 
     def send(self, message: dict[str, Any]) -> None:
-        self.handler.write_message(json.dumps(message, separators=(",", ":"), default=str))
+        sent = self.handler.write_message(json.dumps(message, separators=(",", ":"), default=str))
+        # A page closed mid-write fails the future; nobody waits on it, so collect the error here.
+        sent.add_done_callback(_collect)
 
     def close(self) -> None:
         self.handler.close(4001, "logged out")

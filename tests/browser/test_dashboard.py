@@ -9,6 +9,7 @@ watches it vanish; another user neither sees its buttons nor can post them.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -141,6 +142,23 @@ async def test_the_whole_story(server, browser, shoot):
     await expect(hosts_tab.locator(f"[data-host={host_name}]").first).to_contain_text("guest(s)")
     await expect(hosts_tab.locator("tr[data-guest-id]", has_text="web1")).to_contain_text("carol")
     await shoot(hosts_tab, "hosts")
+
+    # host maintenance, seen live on carol's overview (no reload): the state and the cloud's totals
+    home = await carol_ctx.new_page()
+    await home.goto(base + "/")
+    await expect(home.locator(".live-status")).to_have_text(re.compile("live"))
+    await expect(home.locator("[data-stat=hosts]")).to_have_text("2 / 2")
+    await home.evaluate("window.neverReloaded = true")
+    admin.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await admin.locator("tr[data-host=h2] button", has_text="Disable").click()
+    await expect(admin.locator(".flash-ok")).to_contain_text("h2 is disabled for maintenance")
+    await expect(home.locator("[data-host=h2] [data-field=display_state]")).to_have_text("disabled")
+    await expect(home.locator("[data-stat=hosts]")).to_have_text("1 / 2")
+    await shoot(home, "overview-host-disabled")
+    await admin.locator("tr[data-host=h2] button", has_text="Enable").click()
+    await expect(home.locator("[data-host=h2] [data-field=display_state]")).to_have_text("up")
+    assert await home.evaluate("window.neverReloaded") is True
+    await home.close()
 
     # another user: no row, no buttons, and posting the action anyway is refused
     dave_ctx = await browser.new_context(viewport={"width": 1280, "height": 900})

@@ -226,3 +226,27 @@ async def test_page_client_is_unaffected_by_live(live_site):
     c: PageClient = await live_site.as_user("alice")
     r = await c.get("/live")
     assert r.code == 400
+
+
+async def test_a_guest_that_stops_being_mine_is_gone_for_me(live_site):
+    """SQLite reuses a deleted last row's id: the same id may come back as someone else's guest
+    (or as an unmanaged domain). The page that showed the old one must drop it, not keep it."""
+    site = live_site
+    web1 = await site.guest("alice", "web1")
+    feed = LiveFeed(site.ctx, interval_s=3600)
+    await feed.poll_once(full=True)
+    alice, bob = Recorder(site.users["alice"]), Recorder(site.users["bob"])
+    feed.subscribe(alice)
+    feed.subscribe(bob)
+    await feed.poll_once()
+
+    def give_away(s):
+        g = s.get(Guest, web1)
+        g.owner_id = None
+        g.managed = False
+
+    await site.ctx.db.run(give_away)
+    await feed.poll_once()
+    assert alice.messages[-1]["gone"] == [web1] and alice.messages[-1]["guests"] == []
+    assert all(m["guests"] == [] and m["gone"] == [] for m in bob.messages)
+    await feed.stop()
