@@ -163,12 +163,16 @@ class PageHandler(BaseHandler):
 class NotFoundHandler(BaseHandler):
     """The default handler: a JSON 404 under /api and /guest (scripts, guests), the 404 page elsewhere."""
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         if self.request.path.startswith(("/api/", "/guest/")):  # scripts and guests, not browsers
             self.set_status(404)
             self.set_header("Content-Type", "application/json; charset=UTF-8")
             self.finish(json.dumps(error_body("not_found", f"no such endpoint: {self.request.path}")))
         else:
+            try:
+                await super().prepare()  # the page's layout shows who is logged in
+            except FogmachineError:
+                self.current_user = None
             self.set_status(404)
             self.render("404.html", status_code=404, message=f"No page at {self.request.path}.")
 
