@@ -258,13 +258,18 @@ class HostConnection:
         while not self._stopping:
             try:
                 await self._open()
-            except FogmachineError as exc:
+            except Exception as exc:
                 if self._stopping:
                     break
-                await self._went_down(exc.message)
+                if isinstance(exc, FogmachineError):
+                    reason = exc.message
+                else:  # a bug or a resource problem: the watcher must survive it and retry
+                    log.exception("host %s: opening the connection failed", self.name)
+                    reason = f"host {self.name} could not be opened: internal error {type(exc).__name__}"
+                await self._went_down(reason)
                 assert self._settled is not None
                 self._settled.set()
-                log.info("host %s unreachable (%s); retrying in %.1f s", self.name, exc.message, backoff)
+                log.info("host %s unreachable (%s); retrying in %.1f s", self.name, reason, backoff)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
