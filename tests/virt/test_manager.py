@@ -1,6 +1,7 @@
 """HostManager: hosts watched concurrently, what they hold written to the database, live."""
 
 import asyncio
+from pathlib import Path
 
 import libvirt
 import pytest
@@ -146,3 +147,22 @@ async def test_the_server_attaches_the_manager(make_config, start_server):
     server = await start_server(make_config(hosts={"a": {"domains": [testhosts.TestDomain("web1")]}}))
     assert isinstance(server.ctx.hosts, HostManager)
     assert server.ctx.hosts.get("a").connected
+
+
+async def test_reload_follows_the_hosts_table(make_config, fleet, tmp_path):  # noqa: F811
+    from fogmachine import virthosts
+
+    config = make_config(hosts={"a": {}, "b": {}})
+    running = await fleet(config)
+    assert sorted(h.name for h in running.hosts.all()) == ["a", "b"]
+    old_b = running.hosts.get("b")
+    uri_c = testhosts.write_host(tmp_path / "hosts", "c", domains=[testhosts.TestDomain("in-c")])
+    text = Path(config.virthosts).read_text()
+    Path(config.virthosts).write_text("".join(line + "\n" for line in text.splitlines() if line.startswith("a,"))
+                                      + f"c, {uri_c}, test\n")
+    await running.db(lambda s: virthosts.sync(s, virthosts.parse(config.virthosts)))
+    await running.hosts.reload()
+    assert sorted(h.name for h in running.hosts.all()) == ["a", "c"]
+    assert not old_b.connected  # closed, not leaked
+    await running.hosts.get("c").wait_settled(10)
+    assert (await running.guest_row("in-c", "c")) is not None
