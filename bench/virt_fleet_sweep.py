@@ -173,15 +173,17 @@ async def main() -> None:
         known = baseline.sweep(conns)
         walls: dict[str, list[float]] = {"baseline": [], "fogmachine": [], "forced": []}
         cpus: dict[str, float] = {"baseline": 0.0, "fogmachine": 0.0, "forced": 0.0}
-        for _ in range(args.rounds):
-            for label in walls:
-                wall, cpu = time.perf_counter(), time.process_time()
-                if label == "baseline":
-                    baseline.sweep(conns, known)
-                else:
-                    await sweep(manager.all(), 1, forced=label == "forced")
-                walls[label].append(time.perf_counter() - wall)
-                cpus[label] += time.process_time() - cpu
+        # The forced sweeps come after: the garbage they leave would tax whatever runs next.
+        for labels in (("baseline", "fogmachine"), ("forced",)):
+            for _ in range(args.rounds):
+                for label in labels:
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    if label == "baseline":
+                        baseline.sweep(conns, known)
+                    else:
+                        await sweep(manager.all(), 1, forced=label == "forced")
+                    walls[label].append(time.perf_counter() - wall)
+                    cpus[label] += time.process_time() - cpu
         for conn in conns:
             conn.close()
         await stop(ctx, manager)
@@ -189,9 +191,10 @@ async def main() -> None:
         for label, what in (("fogmachine", "steady full resync"),
                             ("forced", "forced full resync (every host compared with its rows in the DB)")):
             wall = statistics.median(walls[label])
+            best = min(walls[label]) / min(walls["baseline"])
             print(f"fogmachine {what}: {ms(wall)} vs baseline {ms(base_wall)} (medians of {args.rounds}, "
                   f"interleaved): ratio {wall / base_wall:.2f}{' (target <= 1.5)' if label == 'fogmachine' else ''};"
-                  f" CPU time ratio {cpus[label] / cpus['baseline']:.2f}")
+                  f" best-of ratio {best:.2f}; CPU time ratio {cpus[label] / cpus['baseline']:.2f}")
         print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
         # Restarts on the same database: connect + first read + compare with the rows, no inserts.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
 import functools
 import logging
 import random
@@ -170,7 +171,7 @@ class HostConnection:
         self.listener: Listener = listener or _NullListener()
         self.state: str = HostState.UNKNOWN
         self.reason = ""
-        self.last_seen_at = None  # naive UTC of the last successful read
+        self.last_seen_at: dt.datetime | None = None  # naive UTC of the last successful read
         self.static: StaticFacts | None = None
         self.recent_events: collections.deque[DomainEvent] = collections.deque(maxlen=200)
         # The HostManager's record of what it last wrote for this host (None: compare with the DB).
