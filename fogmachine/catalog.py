@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from fogmachine.config import Config
-from fogmachine.errors import CobblerError, ConfigError, ValidationError
+from fogmachine.errors import BackendTimeout, CobblerError, ConfigError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +426,7 @@ class Catalog:
             profiles, images, distros, settings = await asyncio.gather(
                 self.cobbler.list_profiles(), self.cobbler.list_images(), self.cobbler.list_distros(),
                 self.cobbler.settings())
-        except CobblerError as exc:
+        except (CobblerError, BackendTimeout) as exc:
             old = self._view
             log.warning("catalog: %s; serving the %s", exc.message, "last good list" if old else "empty list")
             # Try again soon (not on every page view: a hanging Cobbler would cost each one the timeout).

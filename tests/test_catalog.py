@@ -170,3 +170,29 @@ async def test_cobbler_resolve_is_fresh_and_refuses_unmarked_or_unknown(cobbler_
         with pytest.raises(ValidationError) as info:
             await cobbler_catalog.resolve(target)
         assert info.value.field == "target" and repr(target) in info.value.message
+
+
+@pytest.mark.cobbler
+async def test_a_cobbler_that_does_not_answer_in_time_also_gives_the_stale_view(cobbler_catalog: Catalog) -> None:
+    import asyncio
+
+    first = await cobbler_catalog.entries()
+    hold: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        hold.append(w)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = cobbler_catalog.cobbler
+    cobbler_catalog.ttl = 0
+    client.url = client.display_url = f"http://127.0.0.1:{port}/"
+    client.timeout = 0.3
+    try:
+        view = await cobbler_catalog.entries()
+        assert view.stale and view.entries == first.entries and "did not answer" in view.error
+    finally:
+        for w in hold:
+            w.close()
+        server.close()
+        await server.wait_closed()
