@@ -76,12 +76,11 @@ class Op:
     def all_errors(self, method: str, path_params: bool) -> tuple[int, ...]:
         """Every error status this operation can answer, for the document."""
         codes = set(self.errors)
+        codes.add(400)  # every operation refuses unknown query parameters
         if not self.public:
             codes.update((401, 403))
         if method in BODY_METHODS:
-            codes.update((400, 413, 415))
-        if self.query is not None and self.query.params:
-            codes.add(400)
+            codes.update((413, 415))
         if path_params:
             codes.add(404)
         return tuple(sorted(codes))

@@ -173,3 +173,10 @@ async def test_unknown_api_path_is_json_404(api):
     r = await api.call("GET", "/api/v1/tokens/99999999999")
     assert r.code == 404
     _shape(r)
+
+
+async def test_unknown_query_parameters_are_refused_on_every_operation(api):
+    for path in ("/api/v1/hosts?verbose=1", "/api/v1/users/me?x=", "/api/v1/version?debug=true"):
+        r = await api.call("GET", path)
+        assert r.code == 400, path
+        assert _shape(r)["details"]["field"] in ("verbose", "x", "debug")
