@@ -153,10 +153,10 @@ def _unique_mac(session: Session) -> str:
 
 def _claim(session: Session, actor: Actor, config: Config, name: str, entry: CatalogEntry, days: int,
            purpose: str, token_hash: str, worker: str, with_cobbler: bool) -> Guest:
+    demand = placement.Demand(entry.ram_mb, entry.vcpus, entry.virt_type)
+    hosts = placement.lock_hosts(session)  # from here on, checkouts take turns
     if _name_taken(session, name):
         raise ValidationError(f"a guest named {name} already exists", field="name")
-    demand = placement.Demand(entry.ram_mb, entry.vcpus, entry.virt_type)
-    hosts = placement.lock_hosts(session)
     usage = placement.usage_by_host(session, [h.id for h in hosts])
     # A host that already has a domain of this name (someone else's) cannot take ours.
     clashing = set(session.scalars(select(Guest.host_id).where(Guest.domain_name == name)))
@@ -191,7 +191,7 @@ def _claim_or_explain(session: Session, *args: Any) -> Guest:
         with session.begin_nested():
             return _claim(session, *args)
     except IntegrityError:
-        # Only another checkout of the same name, committed between our check and our insert, gets here.
+        # Defence in depth: the unique live_name column is the database's own guard against a twin.
         name = args[3]
         if _name_taken(session, name):
             raise ValidationError(f"a guest named {name} already exists", field="name") from None
