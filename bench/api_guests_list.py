@@ -7,7 +7,7 @@ Fogmachine runs in this process on a fresh SQLite database with 20 test-driver h
 ``Authorization: Bearer``. The baseline is a bare Tornado handler on another port of the same process
 and IOLoop that writes the very same JSON body, built in advance. Both are loaded by the same load
 generator, wrk from Debian's packages (``wrk -t1 -cN -dS --latency``, the token header sent to both),
-one after the other, after a warm-up of each.
+one after the other, after a warm-up of each, in rounds whose order alternates.
 
 Printed: requests/s and p99 latency of each, and the ratio Fogmachine / bare (target: at least 0.5).
 Two more lines for context: the bare handler without Tornado's per-request ETag (a SHA-1 over the
@@ -112,7 +112,7 @@ async def wrk(url: str, token: str, seconds: int, connections: int) -> tuple[flo
     return parse_wrk(out.decode())
 
 
-async def main(seconds: int, connections: int) -> None:
+async def main(seconds: int, connections: int, rounds: int) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     tmp = Path(tempfile.mkdtemp(prefix="fm-bench-api-"))
@@ -144,15 +144,24 @@ async def main(seconds: int, connections: int) -> None:
               f"wrk -t1 -c{connections} -d{seconds}s, SQLite")
         for url in (bare_url, api_url):  # warm-up
             await wrk(url, token, 2, connections)
-        bare_rps, bare_p99 = await wrk(bare_url, token, seconds, connections)
-        api_rps, api_p99 = await wrk(api_url, token, seconds, connections)
-        noetag_rps, noetag_p99 = await wrk(f"http://127.0.0.1:{bare_port}/bare-noetag", token, seconds,
-                                           connections)
+        targets = {"bare": bare_url, "api": api_url, "noetag": f"http://127.0.0.1:{bare_port}/bare-noetag"}
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+        for round_ in range(rounds):  # the order flips each round, so a drift in load hits both sides
+            for name in (list(targets) if round_ % 2 == 0 else list(reversed(targets))):
+                runs[name].append(await wrk(targets[name], token, seconds, connections))
+
+        def mean(name: str) -> tuple[float, float]:
+            return (sum(r for r, _ in runs[name]) / len(runs[name]), max(p for _, p in runs[name]))
+
+        (bare_rps, bare_p99), (api_rps, api_p99), (noetag_rps, noetag_p99) = mean("bare"), mean("api"), \
+            mean("noetag")
         cache = guestlist.cache(ctx)
         builds_before = cache.builds
         cache.recent_s = float("inf")  # every request rebuilds: the cost the cache saves
         nocache_rps, nocache_p99 = await wrk(api_url, token, max(2, seconds // 2), connections)
         nocache_builds = cache.builds - builds_before
+        await asyncio.sleep(1.0)  # let the requests wrk left in flight finish before the server stops
+        print(f"  (mean requests/s of {rounds} rounds of {seconds} s each, in alternating order; worst p99)")
         print(f"  bare Tornado handler            {bare_rps:9.1f} req/s   p99 {bare_p99:7.2f} ms")
         print(f"  Fogmachine /api/v1/guests       {api_rps:9.1f} req/s   p99 {api_p99:7.2f} ms")
         print(f"  ratio Fogmachine / bare         {api_rps / bare_rps:9.2f}   (target >= 0.5)")
@@ -172,5 +181,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.connections))
+    asyncio.run(main(args.seconds, args.connections, args.rounds))
