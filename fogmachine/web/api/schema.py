@@ -116,6 +116,10 @@ class Field:
                 return _parse_datetime(value, path)
             if "\x00" in value:
                 raise ValidationError(f"{path} must not contain NUL characters", field=path)
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # JSON allows a lone surrogate escape ("\ud800"); no database does
+                raise ValidationError(f"{path} is not valid Unicode (a lone surrogate)", field=path) from None
             if self.min_length is not None and len(value) < self.min_length:
                 raise ValidationError(f"{path} must be at least {self.min_length} characters", field=path)
             if self.max_length is not None and len(value) > self.max_length:

@@ -126,6 +126,7 @@ async def test_wrong_content_type_is_415(api):
     (b'{"name": "x", "expires_in_days": 0}', "expires_in_days", "between 1 and 365"),
     (b'{"name": "x", "expires_in_days": 99999999999999999999}', "expires_in_days", "between 1 and 365"),
     (b'{"name": "a\\u0000b"}', "name", "NUL"),
+    (b'{"name": "a\\ud800b"}', "name", "lone surrogate"),
 ])
 async def test_malformed_bodies_are_400_naming_the_field(api, raw, field, words):
     before = api.run(_count_tokens)
