@@ -220,6 +220,6 @@ def _basic_credentials(encoded: str) -> tuple[str, str]:
     except (ValueError, UnicodeDecodeError):
         raise AuthenticationRequired("the Basic credentials are not base64 of username:password") from None
     username, sep, password = text.partition(":")
-    if not sep or not username:
+    if not sep or not username or "\x00" in text:  # PostgreSQL refuses NUL in any string
         raise AuthenticationRequired("the Basic credentials are not base64 of username:password")
     return username, password

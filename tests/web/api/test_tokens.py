@@ -154,7 +154,8 @@ async def test_first_token_with_username_and_password(api):
                            headers={"Authorization": f"Bearer {secret}"})).json["username"] == "alice"
     r = await api.call("POST", "/api/v1/tokens", as_=None, body={"name": "x"}, headers=basic("alice", "wrong"))
     assert r.code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
-    for bad in ("Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode()):
+    for bad in ["Basic !!!"] + ["Basic " + base64.b64encode(raw).decode() for raw in
+                                (b"no-colon", b"al\x00ice:pw", b"\xff:pw")]:
         r = await api.call("POST", "/api/v1/tokens", as_=None, body={"name": "x"}, headers={"Authorization": bad})
         assert r.code == 401
     # Only there: everywhere else a password is refused, even the right one.
