@@ -9,8 +9,9 @@ repairs what crashes and outages leave behind:
   and recording it) and the guest is marked failed with the reason;
 * a domain that carries Fogmachine's mark but whose guest row is gone or
   retired: powered off and undefined;
-* a Cobbler system made by Fogmachine (its ``autoinstall_meta`` has
-  ``fogmachine_token``) that no live guest owns: removed;
+* a Cobbler system made by this Fogmachine (its ``autoinstall_meta`` has
+  ``fogmachine_token`` and this server's ``fogmachine_server``, so instances
+  sharing one Cobbler leave each other's alone) that no live guest owns: removed;
 * a guest whose domain vanished (state ``missing``): left in place for its
   owner to see, with the reason on the row and in the audit log.
 
@@ -166,6 +167,12 @@ async def _fix_domains(ctx: Context, report: Report) -> None:
         conn.request_resync()
 
 
+def _made_by(system: dict, server: str) -> bool:
+    """A system this Fogmachine made: another instance sharing the Cobbler names itself differently."""
+    meta = system.get("autoinstall_meta")
+    return isinstance(meta, dict) and "fogmachine_token" in meta and meta.get("fogmachine_server") == server
+
+
 async def _fix_cobbler(ctx: Context, report: Report) -> None:
     if ctx.cobbler is None:
         return
@@ -174,8 +181,8 @@ async def _fix_cobbler(ctx: Context, report: Report) -> None:
     except FogmachineError as exc:
         report.errors.append(f"Cobbler: {exc.message}")
         return
-    ours = [s["name"] for s in systems
-            if isinstance(s.get("autoinstall_meta"), dict) and "fogmachine_token" in s["autoinstall_meta"]]
+    server = ctx.config.server_url
+    ours = [s["name"] for s in systems if _made_by(s, server)]
     if not ours:
         return
     owned = await ctx.db.run(_owned_systems)

@@ -107,12 +107,14 @@ async def test_orphan_cobbler_system_removed_owned_one_kept(make_config, start_s
     ctx = srv.ctx
     from fogmachine.cobbler.client import SystemSpec
 
-    for name, mac in (("fmtest-orphan", "52:54:00:fe:00:01"), ("fmtest-owned", "52:54:00:fe:00:02")):
+    mine = {"fogmachine_token": "x", "fogmachine_server": ctx.config.server_url}
+    other = {"fogmachine_token": "y", "fogmachine_server": "http://other-fogmachine:8888"}
+    for name, mac, meta in (("fmtest-orphan", "52:54:00:fe:00:01", mine), ("fmtest-owned", "52:54:00:fe:00:02", mine),
+                            ("fmtest-foreign", "52:54:00:fe:00:03", other)):
         await ctx.cobbler.remove_system(name)
         await ctx.cobbler.create_system(SystemSpec(name=name, mac=mac, hostname=name,
                                                    profile=cobbler_support.PROFILE, image=None,
-                                                   autoinstall_meta={"fogmachine_token": "x"},
-                                                   netboot_enabled=False))
+                                                   autoinstall_meta=meta, netboot_enabled=False))
     await ctx.db.run(add_guest, "fmtest-owned", step=Step.READY, state=GuestState.RUNNING,
                      cobbler_system="fmtest-owned", target_kind=TargetKind.PROFILE)
     try:
@@ -120,5 +122,7 @@ async def test_orphan_cobbler_system_removed_owned_one_kept(make_config, start_s
         assert "fmtest-orphan" in report.orphan_systems and "fmtest-owned" not in report.orphan_systems
         assert await ctx.cobbler.get_system("fmtest-orphan") is None
         assert await ctx.cobbler.get_system("fmtest-owned") is not None
+        assert await ctx.cobbler.get_system("fmtest-foreign") is not None  # another instance's: left alone
     finally:
         await ctx.cobbler.remove_system("fmtest-owned")
+        await ctx.cobbler.remove_system("fmtest-foreign")
