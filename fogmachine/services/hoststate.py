@@ -143,6 +143,13 @@ def _match(session: Session, host_id: int, dom: DomainInfo, by_id: dict[int, Gue
     """The row for ``dom``: by Fogmachine's mark, else by name on this host, else a new unmanaged row."""
     if dom.guest_id is not None:
         guest = by_id.get(dom.guest_id)
+        if guest is not None and guest.managed and guest.uuid and dom.uuid and guest.uuid != dom.uuid:
+            # The mark names this row but the UUID is another guest's: a read taken before an older
+            # guest of the same id was deleted (SQLite reuses ids). Not this row's domain; the next
+            # resync no longer sees it.
+            log.info("host %s: domain %s is marked for guest %s but its UUID differs; not that guest's",
+                     host_id, dom.name, guest.id)
+            return None
         if guest is not None and guest.managed and guest.step != Step.RETIRED:
             if guest.host_id == host_id:
                 if guest.domain_name != dom.name and dom.name not in by_name:

@@ -131,3 +131,23 @@ def test_mark_of_an_unknown_guest_is_just_unmanaged(db):
     with db.session() as s:
         guest = s.scalar(select(Guest))
         assert (guest.name, guest.managed) == ("foreign", False)
+
+
+def test_stale_domain_of_an_older_guest_with_the_same_id_is_not_matched(db):
+    """SQLite reuses a deleted row's id: a read taken before the old guest's domain went must
+    not rewrite the new guest that now has that id."""
+    hid = host_id(db)
+    new_uuid = "11111111-2222-4333-8444-555555555555"
+    with db.session() as s:
+        guest = Guest(name="new", live_name="new", domain_name="new", host_id=hid, step=Step.DEFINING,
+                      state=GuestState.UNDEFINED, uuid=new_uuid)
+        s.add(guest)
+        s.flush()
+        gid = guest.id
+    apply(db, snap(dom("old", guest_id=gid, uuid="99999999-2222-4333-8444-555555555555")))
+    with db.session() as s:
+        guest = s.get(Guest, gid)
+        assert (guest.domain_name, guest.uuid, guest.state) == ("new", new_uuid, GuestState.UNDEFINED)
+    apply(db, snap(dom("new", guest_id=gid, uuid=new_uuid)))
+    with db.session() as s:
+        assert s.get(Guest, gid).state == GuestState.RUNNING
