@@ -166,7 +166,7 @@ class ApiHandler(JsonHandler):
     def _parse_body(self, op: Op) -> dict[str, Any]:
         raw = self.request.body or b""
         schema = op.body or EMPTY
-        if raw.strip():
+        if raw:
             content_type = self.request.headers.get("Content-Type", "")
             if content_type.split(";", 1)[0].strip().lower() != "application/json":
                 raise UnsupportedMediaType(

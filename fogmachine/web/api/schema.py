@@ -242,8 +242,8 @@ class Obj:
         return result
 
     def parse(self, raw: bytes) -> dict[str, Any]:
-        """Decode and check a JSON request body; an empty body counts as ``{}``."""
-        if not raw.strip():
+        """Decode and check a JSON request body; an empty body (no bytes at all) counts as ``{}``."""
+        if not raw:
             return self.check({})
         try:
             text = raw.decode("utf-8")

@@ -110,6 +110,7 @@ async def test_wrong_content_type_is_415(api):
 
 @pytest.mark.parametrize(("raw", "field", "words"), [
     (b'{"name": ', "body", "not valid JSON"),
+    (b"\r\n", "body", "not valid JSON"),
     (b"[1, 2]", "body", "must be a JSON object"),
     (b'"name"', "body", "must be a JSON object"),
     (b'{"name": NaN}', "body", "not valid JSON"),

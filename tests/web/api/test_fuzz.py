@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from fogmachine.db.models import ApiToken, User, utcnow
 from fogmachine.services.tokens import hash_token, new_secret
+from tests.support import databases
 
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 schemathesis = pytest.importorskip("schemathesis")
@@ -101,8 +102,15 @@ def _explorer(operation: Any, mode: Any, base_url: str, headers: dict[str, str],
     return explore
 
 
-async def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(make_api):
-    api = await make_api()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fuzz_database(request, tmp_path):
+    """SQLite, the default, and PostgreSQL, the strictest about what strings it stores."""
+    with databases.fresh_database(request.param, tmp_dir=str(tmp_path)) as url:
+        yield url
+
+
+async def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(make_api, fuzz_database):
+    api = await make_api(database_connection=fuzz_database)
     tokens = api.run(_fuzz_users)
     # A guest of each kind of owner, so that ids the fuzzer tries sometimes exist.
     for who in ("alice", "bob"):
