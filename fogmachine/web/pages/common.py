@@ -32,8 +32,13 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
-    """Only a local path may be a redirect target after logging in (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a local path may be a redirect target after logging in (no open redirect).
+
+    Browsers drop tabs and newlines inside URLs, so ``/<TAB>/evil.example.org``
+    would become ``//evil.example.org``: any whitespace or control character is refused too.
+    """
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in target)):
         return default
     return target
 

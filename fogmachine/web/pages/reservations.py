@@ -19,7 +19,6 @@ from fogmachine.services.guests import GuestFilter, get_guest, guest_to_dict, li
 from fogmachine.web.pages import view
 from fogmachine.web.pages.common import DashboardHandler, login_required, safe_next
 
-LIFECYCLE_ACTIONS = ("start", "stop", "restart", "pause", "unpause", "destroy", "refresh")
 ROW_VIEWS = ("reservations", "mine", "admin")
 MAX_LISTED = 1000
 
@@ -100,7 +99,7 @@ class GuestDeleteHandler(DashboardHandler):
 default_handlers = [
     (r"/guests", ReservationsHandler),
     (r"/guests/(\d{1,18})/row", GuestRowHandler),
-    (r"/guests/(\d{1,18})/(" + "|".join(LIFECYCLE_ACTIONS) + ")", GuestActionHandler),
+    (r"/guests/(\d{1,18})/(" + "|".join(lifecycle.ACTIONS) + ")", GuestActionHandler),
     (r"/guests/(\d{1,18})/extend", GuestExtendHandler),
     (r"/guests/(\d{1,18})/delete", GuestDeleteHandler),
 ]

@@ -40,7 +40,8 @@ async def test_session_cookie_is_secure_behind_tls(site):
 
 async def test_login_refuses_foreign_redirects(site):
     c = site.client()
-    for target in ("//evil.example.org/x", "https://evil.example.org/", "/\\evil.example.org"):
+    for target in ("//evil.example.org/x", "https://evil.example.org/", "/\\evil.example.org", "/\t/evil.example.org",
+                   "/\n/evil.example.org"):
         r = await c.post("/login", {"username": "alice", "password": PASSWORD, "next": target})
         assert r.code == 303 and r.location == "/"
 
