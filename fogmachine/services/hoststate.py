@@ -10,6 +10,8 @@ How domains map to guest rows:
 * a domain whose XML carries Fogmachine's mark (``<fogmachine:guest id=N>``)
   belongs to guest N; a domain with no mark belongs to the row of this host
   with its domain name, if there is one;
+* a marked domain whose guest is gone or retired gets no row: it is an orphan
+  for reconciliation to remove, not someone else's domain;
 * any other domain becomes a row with ``managed=False`` and no owner: shown to
   admins, never touched by Fogmachine, removed again when the domain goes;
 * a managed guest whose domain is gone while its host answers becomes
@@ -174,6 +176,11 @@ def _match(session: Session, host_id: int, dom: DomainInfo, by_id: dict[int, Gue
                 return guest
             log.warning("host %s: domain %s is marked for guest %s, which lives on host %s; shown as is",
                         host_id, dom.name, guest.id, guest.host_id)
+        elif guest is None or guest.step == Step.RETIRED:
+            # Fogmachine made it but its guest is gone: not someone else's domain to mirror, an
+            # orphan that reconciliation removes (or a read taken just before a delete undefined it).
+            log.debug("host %s: domain %s belongs to guest %s, which is gone", host_id, dom.name, dom.guest_id)
+            return None
     existing = by_name.get(dom.name)
     if existing is not None:
         return existing
