@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from fogmachine.db.models import User
 from fogmachine.errors import AuthenticationRequired, FogmachineError
 from fogmachine.services.actor import Actor
-from fogmachine.services.tokens import resolve_token
 
 if TYPE_CHECKING:
     from fogmachine.context import Context
@@ -36,36 +35,21 @@ def _load_user(session: Session, user_id: int) -> User | None:
     return user if user is not None and user.is_active else None
 
 
-def _load_token_user(session: Session, token: str) -> tuple[User, str] | None:
-    found = resolve_token(session, token)
-    return (found[0], found[1].scope) if found else None
-
-
 class BaseHandler(tornado.web.RequestHandler):
-    """Finds the context and the current user: a signed session cookie or a bearer token."""
+    """Finds the context and the browser's user from the signed session cookie.
+
+    Bearer tokens are the API's business (``web.api.base.ApiHandler``, with its
+    token cache); pages and callbacks never take them, so there is one way in each.
+    """
 
     current_user: User | None
-    token_scope: str | None = None
 
     @property
     def ctx(self) -> Context:
         return self.application.settings["fm_context"]
 
-    def bearer_token(self) -> str | None:
-        header = self.request.headers.get("Authorization", "")
-        if header[:7].lower() == "bearer ":
-            return header[7:].strip()
-        return None
-
     async def prepare(self) -> None:
         self.current_user = None
-        token = self.bearer_token()
-        if token is not None:
-            found = await self.ctx.db.run(_load_token_user, token)
-            if found is None:
-                raise AuthenticationRequired("the API token is unknown, revoked or expired")
-            self.current_user, self.token_scope = found
-            return
         cookie = self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_DAYS)
         if cookie:
             try:
@@ -73,12 +57,6 @@ class BaseHandler(tornado.web.RequestHandler):
             except ValueError:
                 return
             self.current_user = await self.ctx.db.run(_load_user, user_id)
-
-    def check_xsrf_cookie(self) -> None:
-        # A bearer token is not sent by browsers on their own: no cross-site forgery to guard.
-        if self.bearer_token() is not None:
-            return
-        super().check_xsrf_cookie()
 
     def set_session(self, user: User) -> None:
         secure = self.request.protocol == "https"
@@ -95,7 +73,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if user is None:
             raise AuthenticationRequired("log in or send an API token")
         return Actor(user_id=user.id, username=user.username, is_admin=user.is_admin,
-                     remote_addr=self.request.remote_ip or "", scope=self.token_scope or "write")
+                     remote_addr=self.request.remote_ip or "")
 
     def _fm_error(self, kwargs: dict[str, Any]) -> FogmachineError | None:
         exc_info = kwargs.get("exc_info")

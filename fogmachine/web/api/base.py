@@ -98,6 +98,12 @@ class ApiHandler(JsonHandler):
     def op(self) -> Op | None:
         return self.api.get(self.request.method.lower()) if self.request.method else None
 
+    def bearer_token(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            return header[7:].strip()
+        return None
+
     def check_xsrf_cookie(self) -> None:
         # Forgery needs the browser's session cookie: without a valid one there is
         # nothing to forge, and the request is refused with 401 in prepare.
