@@ -24,13 +24,15 @@ from fogmachine.db import migrate
 from fogmachine.db.session import Database
 from fogmachine.logs import log_request
 from fogmachine.web import api, callbacks, pages
-from fogmachine.web.base import NotFoundHandler
+from fogmachine.web.base import InFlight, NotFoundHandler
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
 MAX_BODY = 1024 * 1024
+# How long shutdown waits for requests already being handled.
+DRAIN_SECONDS = 10.0
 
 
 class Component(Protocol):
@@ -44,6 +46,7 @@ class Component(Protocol):
 def make_app(ctx: Context, **overrides: Any) -> tornado.web.Application:
     settings: dict[str, Any] = {
         "fm_context": ctx,
+        "fm_inflight": InFlight(),
         "template_path": str(TEMPLATES),
         "static_path": str(STATIC),
         "cookie_secret": ctx.config.cookie_secret(),
@@ -119,6 +122,7 @@ class Server:
         self.http: tornado.httpserver.HTTPServer | None = None
         self.components: list[Component] = []
         self.port: int = config.listen_port
+        self.inflight: InFlight | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -130,6 +134,7 @@ class Server:
             ctx.db.dispose()
             raise
         app = make_app(ctx)
+        self.inflight = app.settings["fm_inflight"]
         self.components = build_components(ctx)
         for component in self.components:
             await component.start()
@@ -142,7 +147,10 @@ class Server:
 
     async def stop(self) -> None:
         if self.http is not None:
-            self.http.stop()
+            self.http.stop()  # no new connections
+            if self.inflight is not None and not await self.inflight.wait_idle(DRAIN_SECONDS):
+                log.warning("stopping with %d request(s) still running after %g s", self.inflight.count,
+                            DRAIN_SECONDS)
             await self.http.close_all_connections()
         for component in reversed(self.components):
             try:

@@ -7,11 +7,13 @@ here, in one place: a JSON body under ``/api`` and the error page elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
+import tornado.websocket
 from sqlalchemy.orm import Session
 
 from fogmachine.db.models import User
@@ -28,6 +30,32 @@ SESSION_DAYS = 14
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+class InFlight:
+    """How many requests are being handled now, so that shutdown lets them finish
+    before it stops the adapters and the database they are using."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
 
 def _load_user(session: Session, user_id: int) -> User | None:
@@ -47,6 +75,18 @@ class BaseHandler(tornado.web.RequestHandler):
     @property
     def ctx(self) -> Context:
         return self.application.settings["fm_context"]
+
+    async def _execute(self, transforms: Any, *args: bytes, **kwargs: bytes) -> None:
+        # Tornado's one entry point per request: counted here so shutdown can wait for it.
+        # A WebSocket stays in it for its whole life; the live feed closes those itself.
+        inflight: InFlight | None = self.application.settings.get("fm_inflight")
+        if inflight is None or isinstance(self, tornado.websocket.WebSocketHandler):
+            return await super()._execute(transforms, *args, **kwargs)
+        inflight.enter()
+        try:
+            return await super()._execute(transforms, *args, **kwargs)
+        finally:
+            inflight.leave()
 
     async def prepare(self) -> None:
         self.current_user = None
