@@ -136,10 +136,18 @@ class Server:
         app = make_app(ctx)
         self.inflight = app.settings["fm_inflight"]
         self.components = build_components(ctx)
-        for component in self.components:
-            await component.start()
+        started: list[Component] = []
+        try:
+            for component in self.components:
+                await component.start()
+                started.append(component)
+            sockets = tornado.netutil.bind_sockets(config.listen_port, config.listen_address)
+        except BaseException:
+            # A failed start (port taken, a component's error) leaves nothing running behind it.
+            self.components = started
+            await self.stop()
+            raise
         self.http = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY, xheaders=True)
-        sockets = tornado.netutil.bind_sockets(config.listen_port, config.listen_address)
         self.port = sockets[0].getsockname()[1]
         self.http.add_sockets(sockets)
         log.info("Fogmachine listening on http://%s:%d/ (database revision %s, config: %s)",

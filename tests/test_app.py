@@ -2,6 +2,9 @@
 
 import asyncio
 import json
+import socket
+
+import pytest
 
 from fogmachine.app import Server
 
@@ -29,3 +32,16 @@ async def test_shutdown_waits_for_running_requests(make_config):
     reply = await request
     assert reply.code == 200, reply.code
     assert json.loads(reply.body)["status"] == "ok"
+
+
+async def test_failed_start_leaves_nothing_running(make_config):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = Server(make_config(listen_port=str(port)))
+        with pytest.raises(OSError):
+            await server.start()
+    assert server.ctx is not None
+    assert server.ctx.hosts is not None and all(not h.connected for h in server.ctx.hosts.all())
+    assert server.ctx.db.executor._shutdown
