@@ -20,7 +20,7 @@ Without Cobbler (``cobbler_url`` empty) the catalog is an INI file
     ram_mb = 256
     vcpus = 1
     disk_gb = 0               # an empty volume of this size where the host has a storage pool
-    boot = kernel             # kernel (kernel/initrd/cmdline) or network (PXE, then the disk)
+    boot = kernel             # kernel (kernel/initrd/cmdline), network (PXE, then the disk) or disk
     kernel = /var/lib/fogmachine/vmlinuz
     initrd = /var/lib/fogmachine/initrd.img
     cmdline = console=ttyS0 fm.hostname={name}
@@ -28,6 +28,21 @@ Without Cobbler (``cobbler_url`` empty) the catalog is an INI file
     phonehome = no            # yes: the guest calls /guest/MAC/set when done; no: ready once started
 
 ``cmdline`` may use ``{name}``, ``{mac}``, ``{server}`` and ``{phonehome_url}``.
+
+A profile may instead start from a disk image already on the hosts::
+
+    [debian12]
+    image = /var/lib/libvirt/images/debian-12-generic-amd64.qcow2
+    image_format = qcow2      # or raw
+    disk_gb = 0               # 0: the image's own size; more grows the guest's disk
+    boot = disk               # the default with an image
+
+Each guest then gets a copy-on-write overlay of the image in its host's
+``default`` storage pool, so the image is shared and never written. Such a
+profile is only placed on hosts with an active ``default`` pool (no pool, no
+disk, nothing to boot: refused with 409 when no host has one). With
+``boot = kernel`` and an image, the guest is installed by its kernel and
+switched to boot from its disk once it phones home.
 """
 
 from __future__ import annotations
@@ -53,7 +68,8 @@ NETWORK_KEY = "fogmachine_network"
 BOOT_KEY = "fogmachine_boot"
 INHERIT = "<<inherit>>"
 VIRT_TYPES = ("qemu", "kvm", "xen", "lxc", "test")
-BOOTS = ("kernel", "network")
+BOOTS = ("kernel", "network", "disk")
+IMAGE_FORMATS = ("qcow2", "raw")
 CMDLINE_FIELDS = ("name", "mac", "server", "phonehome_url")
 KINDS = ("profile", "image", "local")
 RETRY_AFTER = 10.0
@@ -78,6 +94,8 @@ class CatalogEntry:
     # True when the guest announces itself (phone-home); else it is ready once started.
     phonehome: bool = False
     breed: str = ""  # Cobbler's distro breed: which kernel argument carries the autoinstall URL
+    image: str = ""  # a disk image on the host the guest's disk overlays (local catalog only)
+    image_format: str = "qcow2"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "ram_mb": self.ram_mb, "vcpus": self.vcpus,
@@ -139,7 +157,22 @@ def _bool(value: str) -> bool:
 # -- the local catalog file ---------------------------------------------------------------------
 
 LOCAL_KEYS = {"description", "virt_type", "ram_mb", "vcpus", "disk_gb", "boot", "kernel", "initrd", "cmdline",
-              "network", "phonehome"}
+              "network", "phonehome", "image", "image_format"}
+
+
+def _image(section: configparser.SectionProxy) -> tuple[str, str]:
+    """(image, image_format): the path is on the hypervisor hosts, so only its form is checked here."""
+    image = section.get("image", "").strip()
+    image_format = section.get("image_format", "").strip().lower()
+    if not image:
+        if image_format:
+            raise ValueError("image_format needs an image")
+        return "", "qcow2"
+    if not os.path.isabs(image) or "\0" in image:
+        raise ValueError(f"image {image!r} must be an absolute path (on the hypervisor hosts)")
+    if image_format and image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}")
+    return image, image_format or "qcow2"
 
 
 def load_local(path: str | Path) -> list[CatalogEntry]:
@@ -167,9 +200,12 @@ def load_local(path: str | Path) -> list[CatalogEntry]:
             virt_type = section.get("virt_type", "kvm").strip().lower()
             if virt_type not in VIRT_TYPES:
                 raise ValueError(f"virt_type must be one of {', '.join(VIRT_TYPES)}")
-            boot = section.get("boot", "kernel").strip().lower()
+            image, image_format = _image(section)
+            boot = section.get("boot", "disk" if image else "kernel").strip().lower()
             if boot not in BOOTS:
                 raise ValueError(f"boot must be one of {', '.join(BOOTS)}")
+            if boot == "disk" and not image:
+                raise ValueError("boot = disk needs an image (the disk to boot)")
             entry = CatalogEntry(
                 name=name, kind="local", virt_type=virt_type, boot=boot,
                 ram_mb=_positive(section.get("ram_mb", "512"), "ram_mb"),
@@ -179,7 +215,7 @@ def load_local(path: str | Path) -> list[CatalogEntry]:
                 kernel=section.get("kernel", "").strip(), initrd=section.get("initrd", "").strip(),
                 cmdline=" ".join(section.get("cmdline", "").split()),
                 network=parse_network(section.get("network", "user")),
-                phonehome=_bool(section.get("phonehome", "no")),
+                phonehome=_bool(section.get("phonehome", "no")), image=image, image_format=image_format,
             )
             if boot == "kernel" and not entry.kernel:
                 raise ValueError("boot = kernel needs a kernel (and usually an initrd)")

@@ -94,7 +94,8 @@ def vcpu_capacity(host: Any, cpu_overcommit: float) -> int:
 
 
 def room_on(host: Any, used: Usage, demand: Demand, cpu_overcommit: float, *,
-            excluded: bool = False) -> Room:
+            excluded: bool = False, unfit: str = "") -> Room:
+    """``unfit``: why the host cannot take this guest whatever its room (no storage pool for a disk image)."""
     free_ram = max(0, host.total_memory_mb - used.ram_mb)
     free_vcpus = max(0, vcpu_capacity(host, cpu_overcommit) - used.vcpus)
     reason = ""
@@ -106,6 +107,8 @@ def room_on(host: Any, used: Usage, demand: Demand, cpu_overcommit: float, *,
         reason = f"{host.virt_type} host cannot run a {demand.virt_type} guest"
     elif excluded:
         reason = "a domain of that name already exists there"
+    elif unfit:
+        reason = unfit
     elif host.total_memory_mb <= 0 or host.cpus <= 0:
         reason = "capacity not known yet"
     elif free_ram < demand.ram_mb:
@@ -116,9 +119,11 @@ def room_on(host: Any, used: Usage, demand: Demand, cpu_overcommit: float, *,
 
 
 def rooms(hosts: Iterable[Any], usage: Mapping[int, Usage], demand: Demand, cpu_overcommit: float,
-          excluded: Iterable[int] = ()) -> list[Room]:
-    skip = set(excluded)
-    return [room_on(h, usage.get(h.id, Usage()), demand, cpu_overcommit, excluded=h.id in skip) for h in hosts]
+          excluded: Iterable[int] = (), unfit: Mapping[str, str] | None = None) -> list[Room]:
+    """One Room per host; ``unfit`` maps host names to why they cannot take this guest at all."""
+    skip, unfit = set(excluded), unfit or {}
+    return [room_on(h, usage.get(h.id, Usage()), demand, cpu_overcommit, excluded=h.id in skip,
+                    unfit=unfit.get(h.name, "")) for h in hosts]
 
 
 def choose(candidates: Iterable[Room], policy: str) -> Room | None:
@@ -147,6 +152,11 @@ def no_room_message(demand: Demand, candidates: list[Room]) -> str:
     best = most_free(candidates, demand)
     asked = f"{demand.ram_mb} MiB and {demand.vcpus} vCPU(s) ({demand.virt_type})"
     if best["host"] is None:
+        # Hosts of the right type that cannot take it for another reason: say which and why.
+        why = [f"{r.name}: {r.reason}" for r in candidates
+               if r.reason and not r.reason.startswith(("disabled", "host is ")) and "cannot run" not in r.reason]
+        if why:
+            return f"no host can take {asked}: {'; '.join(why)}"
         return f"no host can take {asked}: no enabled, reachable host runs {demand.virt_type} guests"
     return (f"no host has room for {asked}; the most any host has free is {best['ram_mb']} MiB "
             f"(on {best['host']}) and {best['vcpus']} vCPU(s)")

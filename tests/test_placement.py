@@ -100,3 +100,16 @@ def test_no_usable_host_at_all() -> None:
     rooms = placement.rooms([H(1, "a")], {}, demand, 1.0)
     assert placement.no_room_message(demand, rooms).endswith("runs lxc guests")
     assert placement.most_free(rooms, demand)["host"] is None
+
+
+def test_unfit_hosts_are_passed_over_and_named_when_none_is_left() -> None:
+    demand = Demand(1024, 1, "kvm")
+    hosts = [H(1, "big", 65536), H(2, "small", 4096), H(3, "off", enabled=False)]
+    unfit = {"big": "no storage pool", "off": "no storage pool"}
+    rooms = placement.rooms(hosts, {}, demand, 1.0, unfit=unfit)
+    assert placement.choose(rooms, "spread").name == "small"
+    assert [r.reason for r in rooms] == ["no storage pool", "", "disabled"]
+    rooms = placement.rooms(hosts, {}, demand, 1.0, unfit={**unfit, "small": "no storage pool"})
+    assert placement.choose(rooms, "spread") is None
+    assert placement.no_room_message(demand, rooms) == (
+        "no host can take 1024 MiB and 1 vCPU(s) (kvm): big: no storage pool; small: no storage pool")

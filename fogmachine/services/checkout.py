@@ -8,7 +8,8 @@ rest runs in the background, each step written to ``guest.step``:
 
     registering  the Cobbler system (name, profile or image, hostname, the MAC,
                  autoinstall_meta with the phone-home server and token)
-    defining     a volume where the host has a storage pool, then the domain
+    defining     a volume where the host has a storage pool (an overlay of the profile's
+                 disk image, see ``diskimages``), then the domain
     booting      starting it
     installing   waiting for the guest's phone-home (``/guest/<mac>/set``)
     ready        (or ``failed`` with the reason in ``step_reason``)
@@ -35,7 +36,7 @@ import logging
 import re
 import secrets
 import uuid as uuidmod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -51,7 +52,7 @@ from fogmachine.config import Config
 from fogmachine.context import Context
 from fogmachine.db.models import Guest, GuestState, Host, Step, TargetKind, utcnow
 from fogmachine.errors import FogmachineError, NoCapacity, PermissionDenied, ValidationError
-from fogmachine.services import audit, leases
+from fogmachine.services import audit, diskimages, leases
 from fogmachine.services.actor import Actor
 from fogmachine.services.reservations import validate_days
 from fogmachine.services.tokens import hash_token
@@ -152,7 +153,7 @@ def _unique_mac(session: Session) -> str:
 
 
 def _claim(session: Session, actor: Actor, config: Config, name: str, entry: CatalogEntry, days: int,
-           purpose: str, token_hash: str, worker: str, with_cobbler: bool) -> Guest:
+           purpose: str, token_hash: str, worker: str, with_cobbler: bool, unfit: Mapping[str, str]) -> Guest:
     demand = placement.Demand(entry.ram_mb, entry.vcpus, entry.virt_type)
     hosts = placement.lock_hosts(session)  # from here on, checkouts take turns
     if _name_taken(session, name):
@@ -160,7 +161,7 @@ def _claim(session: Session, actor: Actor, config: Config, name: str, entry: Cat
     usage = placement.usage_by_host(session, [h.id for h in hosts])
     # A host that already has a domain of this name (someone else's) cannot take ours.
     clashing = set(session.scalars(select(Guest.host_id).where(Guest.domain_name == name)))
-    candidates = placement.rooms(hosts, usage, demand, config.cpu_overcommit, excluded=clashing)
+    candidates = placement.rooms(hosts, usage, demand, config.cpu_overcommit, excluded=clashing, unfit=unfit)
     chosen = placement.choose(candidates, config.placement_policy)
     if chosen is None:
         raise NoCapacity(placement.no_room_message(demand, candidates), details={
@@ -213,11 +214,12 @@ async def checkout(ctx: Context, actor: Actor, req: CheckoutRequest) -> Guest:
         raise PermissionDenied("a guest needs an owner: check out as a user")
     name, days, purpose = validate(req, ctx.config)
     entry = await ctx.catalog.resolve(req.target)
+    unfit = await diskimages.hosts_without_pool(ctx, entry)
     token = secrets.token_urlsafe(32)
     worker = ctx.extras.setdefault("process_id", leases.new_process_id())
     try:
         guest = await ctx.db.run(_claim_or_explain, actor, ctx.config, name, entry, days, purpose,
-                                 hash_token(token), worker, ctx.cobbler is not None, lock=True)
+                                 hash_token(token), worker, ctx.cobbler is not None, unfit, lock=True)
     except NoCapacity as exc:
         await ctx.db.run(_record_refusal, actor, name, entry.name, exc.message)
         raise
@@ -226,11 +228,11 @@ async def checkout(ctx: Context, actor: Actor, req: CheckoutRequest) -> Guest:
     return guest
 
 
-def _preview(session: Session, config: Config, entry: CatalogEntry) -> dict[str, Any]:
+def _preview(session: Session, config: Config, entry: CatalogEntry, unfit: Mapping[str, str]) -> dict[str, Any]:
     demand = placement.Demand(entry.ram_mb, entry.vcpus, entry.virt_type)
     hosts = list(session.scalars(select(Host).order_by(Host.name)))
     usage = placement.usage_by_host(session, [h.id for h in hosts])
-    candidates = placement.rooms(hosts, usage, demand, config.cpu_overcommit)
+    candidates = placement.rooms(hosts, usage, demand, config.cpu_overcommit, unfit=unfit)
     chosen = placement.choose(candidates, config.placement_policy)
     return {
         "target": entry.to_dict(),
@@ -248,7 +250,8 @@ async def preview(ctx: Context, actor: Actor, target: str) -> dict[str, Any]:
     if actor.user_id is None and not actor.is_admin:
         raise PermissionDenied("log in to preview a checkout")
     entry = await ctx.catalog.resolve(target)
-    return await ctx.db.run(_preview, ctx.config, entry)
+    unfit = await diskimages.hosts_without_pool(ctx, entry)
+    return await ctx.db.run(_preview, ctx.config, entry, unfit)
 
 
 # -- the background steps -------------------------------------------------------------------------
@@ -284,6 +287,8 @@ def _advance(session: Session, job: Job, step: Step | None, **fields: Any) -> No
         raise _Gone()
     for key, value in fields.items():
         setattr(guest, key, value)
+    if step is not None and guest.step == Step.READY:
+        return  # the guest phoned home before this step was written: it stays ready
     if step is not None:
         guest.step = step
         guest.step_reason = ""
@@ -369,20 +374,18 @@ async def _provision(ctx: Context, job: Job) -> None:
         if ctx.cobbler is not None:
             await _register(ctx, job, undo)
         conn = ctx.hosts.get(job.host)
-        disk_path = None
-        if entry.disk_gb > 0:
-            disk_path = await conn.create_volume(job.name, entry.disk_gb)
-            if disk_path:
-                path = disk_path
-                undo.push("delete the volume", lambda: _ignore_missing(conn.delete_volume(path)),
-                          ("volume_path", path))
-                await ctx.db.run(_advance, job, None, volume_path=path, lock=True)
+        disk_path = await diskimages.make_disk(conn, job.name, entry)
+        if disk_path:
+            path = disk_path
+            undo.push("delete the volume", lambda: _ignore_missing(conn.delete_volume(path)),
+                      ("volume_path", path))
+            await ctx.db.run(_advance, job, None, volume_path=path, lock=True)
         from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
 
         spec = DomainSpec(
             name=job.name, uuid=job.uuid, memory_mb=entry.ram_mb, vcpus=entry.vcpus,
             domain_type=placement.domain_type(job.host_type, entry.virt_type), mac=job.mac, network=entry.network,
-            disk_path=disk_path, boot="kernel" if entry.boot == "kernel" else "network",
+            disk_path=disk_path, boot=entry.boot,
             kernel=entry.kernel or None, initrd=entry.initrd or None,
             cmdline=kernel_cmdline(config, entry, job.name, job.mac, job.token) if entry.boot == "kernel" else "",
             serial_log=f"{config.console_log_dir.rstrip('/')}/{job.name}.log" if config.console_log_dir else None,
@@ -447,12 +450,18 @@ async def _give_up(ctx: Context, job: Job, undo: _Undo, reason: str) -> None:
 # -- the running provisioning tasks -----------------------------------------------------------------
 
 class Provisioner:
-    """The background provisioning tasks of this process; a Component, so the server waits for them."""
+    """The background provisioning tasks of this process; a Component, so the server waits for them.
+
+    ``tasks`` are the checkouts' steps, one per guest being provisioned (reconciliation leaves those
+    guests alone); ``follow_ups`` is work after provisioning, such as switching an installed guest to boot
+    from its disk, which the server also lets finish when it stops.
+    """
 
     def __init__(self, ctx: Context, stop_timeout: float = 30.0) -> None:
         self.ctx = ctx
         self.stop_timeout = stop_timeout
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.follow_ups: set[asyncio.Task[Any]] = set()
 
     def spawn(self, guest_id: int, coro: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
@@ -460,10 +469,16 @@ class Provisioner:
         task.add_done_callback(lambda _t: self.tasks.pop(guest_id, None))
         return task
 
+    def follow_up(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self.follow_ups.add(task)
+        task.add_done_callback(self.follow_ups.discard)
+        return task
+
     async def wait(self, guest_id: int | None = None) -> None:
-        """Wait until the given (or every) running provisioning has finished its steps."""
+        """Wait until the given guest's provisioning, or every provisioning and follow-up, has finished."""
         tasks = [self.tasks[guest_id]] if guest_id in self.tasks else [] if guest_id is not None \
-            else list(self.tasks.values())
+            else [*self.tasks.values(), *self.follow_ups]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -471,7 +486,7 @@ class Provisioner:
         return None
 
     async def stop(self) -> None:
-        pending = list(self.tasks.values())
+        pending = [*self.tasks.values(), *self.follow_ups]
         if not pending:
             return
         _done, still = await asyncio.wait(pending, timeout=self.stop_timeout)

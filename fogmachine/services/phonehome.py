@@ -5,6 +5,10 @@ its own random token at checkout (Cobbler hands it to the installer through
 ``autoinstall_meta``); only its SHA-256 is stored, compared in constant time.
 An unknown MAC and a wrong token get the same refusal, so the answer does not
 tell which MACs exist, and nothing is changed.
+
+The first phone-home means the install is done: a guest that booted its
+installer's kernel is then switched to boot from its disk (``diskboot``), in
+the background, so the guest's request never waits for its host.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from fogmachine.context import Context
 from fogmachine.db.models import Guest, Step
 from fogmachine.errors import PermissionDenied, ValidationError
-from fogmachine.services import audit
+from fogmachine.services import audit, diskboot
 from fogmachine.services.actor import Actor
 from fogmachine.services.tokens import hash_token
 
@@ -74,8 +79,28 @@ def _clean_hostname(hostname: str) -> str:
     return hostname.rstrip(".")
 
 
+async def announce(ctx: Context, mac: str, token: str, ip: str, hostname: str, remote_addr: str) -> Guest:
+    """Record a phone-home; after the first, switch the guest to disk boot if it booted a kernel."""
+    # lock: reads then writes; on SQLite the write lock must be held from BEGIN.
+    guest, installed = await ctx.db.run(_record_installed, mac, token, ip, hostname, remote_addr, lock=True)
+    if installed is not None:
+        diskboot.schedule(ctx, installed)
+    return guest
+
+
+def _record_installed(session: Session, mac: str, token: str, ip: str, hostname: str,
+                      remote_addr: str) -> tuple[Guest, diskboot.Installed | None]:
+    guest, first = _record(session, mac, token, ip, hostname, remote_addr)
+    return guest, diskboot.Installed.of(guest) if first else None
+
+
 def record_address(session: Session, mac: str, token: str, ip: str, hostname: str, remote_addr: str) -> Guest:
     """The guest announced itself: keep its IP and hostname and mark it ready."""
+    return _record(session, mac, token, ip, hostname, remote_addr)[0]
+
+
+def _record(session: Session, mac: str, token: str, ip: str, hostname: str, remote_addr: str) -> tuple[Guest, bool]:
+    """(the guest, whether this was its first phone-home)."""
     guest = _guest_by_token(session, mac, token, remote_addr, for_update=True)
     ip, hostname = _clean_ip(ip), _clean_hostname(hostname)
     first = guest.step != Step.READY
@@ -89,7 +114,7 @@ def record_address(session: Session, mac: str, token: str, ip: str, hostname: st
                  "guest.ready" if first else "guest.phonehome", object_type="guest", object_id=guest.id,
                  object_name=guest.name, message=f"ip {guest.ip or '-'}, hostname {guest.hostname or '-'}")
     log.info("guest %s phoned home from %s: ip %s, hostname %s", guest.name, remote_addr, guest.ip, guest.hostname)
-    return guest
+    return guest, first
 
 
 def owner_of(session: Session, mac: str, token: str, remote_addr: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ import libvirt
 from fogmachine.db.models import HostState, utcnow
 from fogmachine.errors import BackendTimeout, FogmachineError, HostUnreachable, ValidationError
 from fogmachine.virt import events
-from fogmachine.virt.domainxml import NAME_RE
+from fogmachine.virt.domainxml import DISK_FORMATS, NAME_RE
 from fogmachine.virt.errors import translate, translate_connect
 from fogmachine.virt.inventory import (
     EVENT_NAMES,
@@ -66,6 +66,9 @@ MAX_BACKOFF = 30.0
 KEEPALIVE_INTERVAL = 5  # seconds between keepalive probes on remote connections
 KEEPALIVE_COUNT = 3  # unanswered probes before libvirt closes the connection
 STORAGE_POOL = "default"
+# How long a host's answer to "do you have an active default pool?" is trusted: placement asks it on every
+# checkout of a disk image, and pools are defined by hand, rarely.
+POOL_TTL = 30.0
 CLOSE_REASONS = {
     libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "connection lost (I/O error)",
     libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "connection closed by the host",
@@ -190,6 +193,8 @@ class HostConnection:
         self._waiters: list[asyncio.Future[None]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        # (connection, monotonic time, pool path or None): what pool_path() last learnt, on which connection.
+        self._pool_seen: tuple[Any, float, str | None] | None = None
 
     def __repr__(self) -> str:
         return f"<HostConnection {self.name} {self.uri} {self.state}>"
@@ -546,13 +551,53 @@ class HostConnection:
     async def undefine(self, name: str, *, label: str | None = None) -> None:
         await self._domain_op(name, _undefine, "undefine", label)
 
-    async def create_volume(self, name: str, size_gb: int) -> str | None:
-        """A qcow2 volume NAME.qcow2 in the host's ``default`` pool; None when there is no such pool."""
+    async def redefine(self, name: str, edit: Callable[[str], str | None], *, label: str | None = None) -> bool:
+        """Apply ``edit`` to the domain's persistent XML and define the result; False when ``edit`` returns None.
+
+        Only the persistent configuration changes: a running domain keeps running as it is and picks the
+        change up at its next boot. The XML is read with its secrets (a VNC password) so none is lost.
+        """
+        changed = await self._call(_redefine, name, edit, action="redefine", guest=label or name)
+        if changed:
+            self.request_resync()
+        return changed
+
+    async def pool_path(self) -> str | None:
+        """Where the host's active ``default`` pool keeps its volumes, or None when it has none.
+
+        Remembered for POOL_TTL seconds on the same connection (and forgotten early when create_volume finds
+        the pool gone), so placing a disk image costs no libvirt call per host on every checkout.
+        """
+        conn, seen = self._conn, self._pool_seen
+        if seen is not None and seen[0] is conn and conn is not None and time.monotonic() - seen[1] < POOL_TTL:
+            return seen[2]
+        path = await self._call(_pool_path, action="read the storage pool")
+        self._pool_seen = (conn, time.monotonic(), path)
+        return path
+
+    async def create_volume(self, name: str, size_gb: int, *, backing: str | None = None,
+                            backing_format: str = "qcow2") -> str | None:
+        """A qcow2 volume NAME.qcow2 in the host's ``default`` pool; None when there is no such pool.
+
+        With ``backing`` (an image's path on the host) the volume is a copy-on-write overlay of it: the guest
+        gets the image's contents at once and writes only its own changes, the image itself is never
+        written. ``size_gb`` 0 then means the image's own size (a bigger size grows the guest's disk).
+        """
         if not NAME_RE.match(name):
             raise ValidationError("volume name must be 1-63 letters, digits, '.', '_' or '-'", field="name")
-        if isinstance(size_gb, bool) or not isinstance(size_gb, int) or size_gb < 1:
+        smallest = 0 if backing else 1
+        if isinstance(size_gb, bool) or not isinstance(size_gb, int) or size_gb < smallest:
             raise ValidationError("disk size must be a positive number of GiB", field="disk_gb")
-        return await self._call(_create_volume, name, size_gb, action="create volume", guest=name)
+        if backing is not None and (not backing.startswith("/") or "\0" in backing):
+            raise ValidationError(f"disk image {backing!r} must be an absolute path on the host", field="image")
+        if backing_format not in DISK_FORMATS:
+            raise ValidationError(f"image format must be one of {', '.join(DISK_FORMATS)}", field="image_format")
+        conn = self._conn
+        path = await self._call(_create_volume, name, size_gb, backing, backing_format, action="create volume",
+                                guest=name)
+        if path is None:
+            self._pool_seen = (conn, time.monotonic(), None)
+        return path
 
     async def delete_volume(self, path: str) -> None:
         await self._call(_delete_volume, path, action="delete volume")
@@ -613,21 +658,54 @@ def _undefine(dom: libvirt.virDomain) -> None:
     raise last
 
 
-def _create_volume(conn: libvirt.virConnect, name: str, size_gb: int) -> str | None:
+def _redefine(conn: libvirt.virConnect, name: str, edit: Callable[[str], str | None]) -> bool:
+    dom = _lookup(conn, name)
+    xml = edit(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
+    if xml is None:
+        return False
+    conn.defineXML(xml)
+    return True
+
+
+def _default_pool(conn: libvirt.virConnect) -> libvirt.virStoragePool | None:
     try:
         pool = conn.storagePoolLookupByName(STORAGE_POOL)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
             return None
         raise
-    if not pool.isActive():
+    return pool if pool.isActive() else None
+
+
+def _pool_path(conn: libvirt.virConnect) -> str | None:
+    pool = _default_pool(conn)
+    if pool is None:
         return None
+    return ET.fromstring(pool.XMLDesc(0)).findtext("./target/path") or ""
+
+
+def volume_xml(name: str, size_gb: int, backing: str | None = None, backing_format: str = "qcow2") -> str:
+    """libvirt storage volume XML for NAME.qcow2; an overlay of ``backing`` when given (capacity left out
+    when ``size_gb`` is 0: libvirt then takes the image's own size)."""
     volume = ET.Element("volume")
     ET.SubElement(volume, "name").text = f"{name}.qcow2"
-    ET.SubElement(volume, "capacity", unit="G").text = str(size_gb)
+    if size_gb > 0:
+        ET.SubElement(volume, "capacity", unit="G").text = str(size_gb)
     target = ET.SubElement(volume, "target")
     ET.SubElement(target, "format", type="qcow2")
-    return pool.createXML(ET.tostring(volume, encoding="unicode"), 0).path()
+    if backing is not None:
+        store = ET.SubElement(volume, "backingStore")
+        ET.SubElement(store, "path").text = backing
+        ET.SubElement(store, "format", type=backing_format)
+    return ET.tostring(volume, encoding="unicode")
+
+
+def _create_volume(conn: libvirt.virConnect, name: str, size_gb: int, backing: str | None,
+                   backing_format: str) -> str | None:
+    pool = _default_pool(conn)
+    if pool is None:
+        return None
+    return pool.createXML(volume_xml(name, size_gb, backing, backing_format), 0).path()
 
 
 def _delete_volume(conn: libvirt.virConnect, path: str) -> None:

@@ -8,6 +8,10 @@ in ``<metadata>`` (``<fogmachine:guest id="42" name="web1"/>``). libvirt keeps
 such elements verbatim, so a resync can tell from the XML alone which guest
 row a domain belongs to, and a domain without the mark is someone else's
 (shown to admins as unmanaged, never touched).
+
+``boot_from_disk`` edits a defined domain's XML instead of rebuilding it: after
+an install, the domain libvirt holds may carry changes (an admin's extra disk,
+libvirt's own defaults, a VNC password) that a rebuild from the spec would drop.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ FOGMACHINE_NS = "http://fogmachine.org/xmlns/libvirt/1.0"
 ET.register_namespace("fogmachine", FOGMACHINE_NS)
 
 DOMAIN_TYPES = ("qemu", "kvm", "test")
+BOOTS = ("network", "kernel", "disk")
+DISK_FORMATS = ("qcow2", "raw")
+_KERNEL_BOOT = ("kernel", "initrd", "cmdline")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # A network is 'user' (QEMU user mode), ('bridge', NAME) or ('network', NAME).
@@ -44,7 +51,8 @@ class DomainSpec:
     mac: str | None = None
     network: Network = "user"
     disk_path: str | None = None
-    boot: str = "network"  # 'network' (PXE, then disk) or 'kernel' (direct kernel boot)
+    boot: str = "network"  # 'network' (PXE, then disk), 'kernel' (direct kernel boot) or 'disk'
+    disk_format: str = "qcow2"  # of disk_path: Fogmachine's volumes and overlays are qcow2
     kernel: str | None = None
     initrd: str | None = None
     cmdline: str = ""
@@ -100,10 +108,14 @@ def validate_spec(spec: DomainSpec) -> None:
             raise ValidationError("network must be 'user', ('bridge', NAME) or ('network', NAME)", field="network")
     elif spec.network != "user":
         raise ValidationError("network must be 'user', ('bridge', NAME) or ('network', NAME)", field="network")
-    if spec.boot not in ("network", "kernel"):
-        raise ValidationError("boot must be 'network' or 'kernel'", field="boot")
+    if spec.boot not in BOOTS:
+        raise ValidationError("boot must be 'network', 'kernel' or 'disk'", field="boot")
     if spec.boot == "kernel" and not spec.kernel:
         raise ValidationError("direct kernel boot needs a kernel path", field="kernel")
+    if spec.boot == "disk" and not spec.disk_path:
+        raise ValidationError("booting from the disk needs a disk", field="disk_path")
+    if spec.disk_format not in DISK_FORMATS:
+        raise ValidationError(f"disk format must be one of {', '.join(DISK_FORMATS)}", field="disk_format")
     if spec.guest_id is not None and (isinstance(spec.guest_id, bool) or spec.guest_id < 1):
         raise ValidationError("guest id must be a positive integer", field="guest_id")
 
@@ -132,6 +144,8 @@ def build_domain_xml(spec: DomainSpec) -> str:
             _sub(os_el, "initrd", spec.initrd)
         if spec.cmdline:
             _sub(os_el, "cmdline", spec.cmdline)
+    elif spec.boot == "disk":
+        _sub(os_el, "boot", dev="hd")
     else:
         _sub(os_el, "boot", dev="network")
         _sub(os_el, "boot", dev="hd")
@@ -146,7 +160,7 @@ def build_domain_xml(spec: DomainSpec) -> str:
     if spec.disk_path:
         disk = _sub(devices, "disk", type="file", device="disk")
         if spec.domain_type != "test":
-            _sub(disk, "driver", name="qemu", type="qcow2")
+            _sub(disk, "driver", name="qemu", type=spec.disk_format)
         _sub(disk, "source", file=spec.disk_path)
         _sub(disk, "target", dev="vda", bus="virtio")
     if isinstance(spec.network, tuple):
@@ -169,6 +183,32 @@ def build_domain_xml(spec: DomainSpec) -> str:
     if spec.vnc:
         _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen=spec.vnc_listen)
     return ET.tostring(dom, encoding="unicode")
+
+
+def boot_from_disk(xml: str) -> str | None:
+    """``xml`` (a defined domain's) changed from direct kernel boot to booting its first disk; None when it
+    does not boot a kernel or has no disk, so there is nothing to change.
+
+    This is what an installed guest needs: left alone, a kernel-booted guest runs its installer again at
+    every boot (Cobbler's koan makes the same switch). Everything else in the XML is kept as it is.
+    """
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise ValidationError(f"domain XML is not well-formed: {exc}") from None
+    os_el = root.find("os")
+    disks = [d for d in root.findall("./devices/disk") if d.get("device", "disk") == "disk"]
+    if os_el is None or os_el.find("kernel") is None or not disks:
+        return None
+    for tag in _KERNEL_BOOT:
+        for element in os_el.findall(tag):
+            os_el.remove(element)
+    for element in os_el.findall("boot"):
+        os_el.remove(element)
+    # libvirt refuses <os><boot> next to per-device <boot order=...>: those already say what boots.
+    if root.find("./devices/*/boot") is None:
+        _sub(os_el, "boot", dev="hd")
+    return ET.tostring(root, encoding="unicode")
 
 
 def _memory_mb(element: ET.Element | None) -> int:

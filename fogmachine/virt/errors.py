@@ -108,6 +108,10 @@ def translate(exc: libvirt.libvirtError, *, host: str, action: str, guest: str |
         if what == "guest" and guest is not None:
             return NotFound(f"guest {guest} has no domain on host {host}", details=details)
         return NotFound(f"{what} not found on host {host}: {message}", details=details)
+    if "backing store" in lowered:
+        # The image a volume overlays is missing or unreadable on that host: say so, not "create volume failed".
+        return BackendError(f"host {host} cannot use the disk image{f' for {guest}' if guest else ''}: {message}",
+                            details=details)
     if code in (libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_ERR_DOM_EXIST,
                 libvirt.VIR_ERR_OPERATION_FAILED):
         for phrase, wording in _STATE_PHRASES:

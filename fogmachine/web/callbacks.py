@@ -32,9 +32,8 @@ class GuestCallbackHandler(JsonHandler):
 
 class SetHandler(GuestCallbackHandler):
     async def get(self, mac: str) -> None:
-        # lock: reads then writes; on SQLite the write lock must be held from BEGIN.
-        guest = await self.ctx.db.run(phonehome.record_address, mac, self.arg("token"), self.arg("ip"),
-                                      self.arg("hostname"), self.request.remote_ip or "", lock=True)
+        guest = await phonehome.announce(self.ctx, mac, self.arg("token"), self.arg("ip"), self.arg("hostname"),
+                                         self.request.remote_ip or "")
         self.write_json({"name": guest.name, "ip": guest.ip, "hostname": guest.hostname, "step": guest.step})
 
     async def post(self, mac: str) -> None:

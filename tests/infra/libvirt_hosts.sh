@@ -15,7 +15,8 @@ set -euo pipefail
 STATE="${FM_TEST_STATE:-/var/tmp/fogmachine-test}"
 PORT=16509
 START_TIMEOUT="${FM_LIBVIRT_START_TIMEOUT:-60}"
-PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 busybox-static cpio)
+# qemu-utils: libvirt runs qemu-img to make qcow2 volumes and overlays in a storage pool.
+PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils busybox-static cpio)
 HOSTS=(1 2)
 
 log() { echo "libvirt_hosts: $*" >&2; }

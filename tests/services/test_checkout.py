@@ -190,6 +190,21 @@ async def test_guests_that_phone_home_wait_in_installing(server: Any) -> None:
     assert pv.guest(srv.ctx, guest.id).step == Step.INSTALLING
 
 
+async def test_a_phone_home_before_the_last_step_is_written_keeps_the_guest_ready(server: Any) -> None:
+    from fogmachine.services import phonehome
+    from fogmachine.services.tokens import hash_token
+
+    srv = await server()
+    guest = await co.checkout(srv.ctx, srv.alice, req("quick", "announce"))
+    # Before the background steps get a turn: the guest announces itself (a fast guest on a slow server).
+    srv.ctx.db.run_sync(lambda s: s.execute(update(type(guest)).where(type(guest).id == guest.id)
+                                            .values(phonehome_token_hash=hash_token("t0ken"))))
+    srv.ctx.db.run_sync(phonehome.record_address, guest.mac, "t0ken", "10.0.2.15", "quick", "127.0.0.1", lock=True)
+    await pv.settle(srv.ctx)
+    row = pv.guest(srv.ctx, guest.id)
+    assert (row.step, row.state, row.ip, row.worker) == (Step.READY, GuestState.RUNNING, "10.0.2.15", "")
+
+
 async def test_an_unreachable_cobbler_is_a_502_naming_it_and_nothing_is_made(server: Any) -> None:
     srv = await server(cobbler_url="http://127.0.0.1:9/cobbler_api", cobbler_timeout="2")
     with pytest.raises(CobblerError) as info:

@@ -6,7 +6,7 @@ import libvirt
 import pytest
 
 from fogmachine.errors import ValidationError
-from fogmachine.virt.domainxml import FOGMACHINE_NS, DomainSpec, build_domain_xml, parse_domain_xml
+from fogmachine.virt.domainxml import FOGMACHINE_NS, DomainSpec, boot_from_disk, build_domain_xml, parse_domain_xml
 from fogmachine.virt.errors import silence_libvirt
 from tests.support import testhosts
 
@@ -58,6 +58,9 @@ def test_kernel_boot_text_is_escaped_not_formatted():
     ({"uuid": "not-a-uuid"}, "uuid"),
     ({"network": ("vlan", "x")}, "network"),
     ({"boot": "kernel"}, "kernel"),
+    ({"boot": "disk"}, "disk_path"),
+    ({"boot": "floppy"}, "boot"),
+    ({"disk_path": "/d.img", "disk_format": "vmdk"}, "disk_format"),
     ({"domain_type": "vmware"}, "domain_type"),
 ])
 def test_bad_specs_are_refused_with_the_field(changes, field):
@@ -101,3 +104,59 @@ def test_the_mark_survives_libvirt(tmp_path):
         assert (parsed.guest_id, parsed.macs, parsed.memory_mb) == (7, ("52:54:00:01:02:03",), 128)
     finally:
         conn.close()
+
+
+def test_disk_boot_boots_the_disk_only():
+    root = ET.fromstring(build_domain_xml(DomainSpec(name="d", memory_mb=256, vcpus=1, boot="disk",
+                                                     disk_path="/pool/d.qcow2")))
+    assert [b.get("dev") for b in root.findall("./os/boot")] == ["hd"]
+    assert root.find("./os/kernel") is None
+    assert root.find("./devices/disk/source").get("file") == "/pool/d.qcow2"
+    assert root.find("./devices/disk/driver").get("type") == "qcow2"
+
+
+def _kernel_domain(**changes) -> str:
+    values = {"name": "k", "memory_mb": 256, "vcpus": 1, "boot": "kernel", "kernel": "/boot/vmlinuz",
+              "initrd": "/boot/initrd.img", "cmdline": "ks=http://x/ks", "disk_path": "/pool/k.qcow2",
+              "guest_id": 5, **changes}
+    return build_domain_xml(DomainSpec(**values))
+
+
+def test_boot_from_disk_drops_the_installer_and_keeps_the_rest():
+    before = ET.fromstring(_kernel_domain())
+    after = ET.fromstring(boot_from_disk(_kernel_domain()))
+    for tag in ("kernel", "initrd", "cmdline"):
+        assert after.find(f"./os/{tag}") is None
+    assert [b.get("dev") for b in after.findall("./os/boot")] == ["hd"]
+    assert after.findtext("./os/type") == "hvm"
+    # Everything outside <os> is as it was, Fogmachine's mark included.
+    for path in ("devices", "memory", "vcpu", "name"):
+        assert ET.tostring(after.find(path)) == ET.tostring(before.find(path))
+    assert parse_domain_xml(ET.tostring(after, encoding="unicode")).guest_id == 5
+
+
+def test_boot_from_disk_replaces_existing_boot_entries_and_respects_per_device_order():
+    root = ET.fromstring(_kernel_domain())
+    os_el = root.find("os")
+    ET.SubElement(os_el, "boot", dev="network")
+    ET.SubElement(os_el, "boot", dev="hd")  # libvirt adds one to a kernel-booted domain
+    after = ET.fromstring(boot_from_disk(ET.tostring(root, encoding="unicode")))
+    assert [b.get("dev") for b in after.findall("./os/boot")] == ["hd"]
+    ordered = ET.fromstring(_kernel_domain())
+    ET.SubElement(ordered.find("./devices/disk"), "boot", order="1")
+    after = ET.fromstring(boot_from_disk(ET.tostring(ordered, encoding="unicode")))
+    assert after.find("./os/boot") is None and after.find("./os/kernel") is None
+    assert after.find("./devices/disk/boot").get("order") == "1"
+
+
+@pytest.mark.parametrize("xml", [
+    _kernel_domain(disk_path=None),  # nothing to boot from
+    build_domain_xml(DomainSpec(name="n", memory_mb=256, vcpus=1, disk_path="/pool/n.qcow2")),  # not a kernel
+])
+def test_boot_from_disk_leaves_what_it_cannot_or_need_not_change(xml):
+    assert boot_from_disk(xml) is None
+
+
+def test_boot_from_disk_refuses_what_is_not_xml():
+    with pytest.raises(ValidationError):
+        boot_from_disk("<domain")

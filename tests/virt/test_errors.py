@@ -117,3 +117,13 @@ def test_libvirt_prints_nothing_once_silenced():
                "try:\n    c.lookupByName('nope')\nexcept libvirt.libvirtError:\n    pass\n")
     assert "Domain not found" in _stderr_of(failing)  # libvirt's default: a copy on stderr
     assert _stderr_of("from fogmachine.virt.errors import silence_libvirt\nsilence_libvirt()\n" + failing) == ""
+
+
+def test_a_missing_backing_image_is_named():
+    """QEMU's storage driver wording (the test driver never reads backing files; the real-host test does)."""
+    error = _error(libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_STORAGE,
+                   "inaccessible backing store volume /images/nope.qcow2: No such file or directory")
+    translated = translate(error, host="h1", action="create volume", guest="web1")
+    assert isinstance(translated, BackendError)
+    assert translated.message == ("host h1 cannot use the disk image for web1: inaccessible backing store volume "
+                                  "/images/nope.qcow2: No such file or directory")
