@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fogmachine.config import Config
-from fogmachine.db.models import Host, User
+from fogmachine.db.models import Host, Step, User
 from fogmachine.errors import FogmachineError
 from fogmachine.services import accounts
 from fogmachine.services import hosts as host_service
@@ -20,6 +20,7 @@ from fogmachine.services.guests import GuestFilter, guest_to_dict, list_guests
 from fogmachine.web.pages.common import DashboardHandler, login_required
 
 PAGE_SIZE = 200
+MAX_PAGE = 100_000
 USER_OPS = {
     "make-admin": (accounts.set_admin, True, "{} is now an administrator."),
     "revoke-admin": (accounts.set_admin, False, "{} is no longer an administrator."),
@@ -32,11 +33,13 @@ HOST_OPS = {
 }
 
 
-def _admin_page(session: Session, config: Config, actor: Actor, page: int) -> dict[str, Any]:
+def _admin_page(session: Session, config: Config, actor: Actor, page: int, retired: bool = False) -> dict[str, Any]:
+    """Everything the page shows; ``retired`` lists the retired guests (history) instead of the live ones."""
     users = accounts.list_users(session, actor)  # refuses non-administrators
     hosts = host_service.list_hosts(session)
-    guests, total = list_guests(session, actor, GuestFilter(include_unmanaged=True, offset=page * PAGE_SIZE,
-                                                            limit=PAGE_SIZE))
+    flt = GuestFilter(step=Step.RETIRED if retired else None, include_unmanaged=not retired,
+                      offset=page * PAGE_SIZE, limit=PAGE_SIZE)
+    guests, total = list_guests(session, actor, flt)
     return {
         "users": users,
         "hosts": [host_service.host_to_dict(h, config.cpu_overcommit) for h in hosts],
@@ -44,6 +47,7 @@ def _admin_page(session: Session, config: Config, actor: Actor, page: int) -> di
         "total_guests": total,
         "page": page,
         "pages": max(1, -(-total // PAGE_SIZE)),
+        "retired": retired,
     }
 
 
@@ -54,7 +58,9 @@ class AdminHandler(DashboardHandler):
             page = max(0, int(self.get_query_argument("page", "1")) - 1)
         except ValueError:
             page = 0
-        data = await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, page)
+        page = min(page, MAX_PAGE)  # a huge page number would overflow the database's integers (a 500)
+        retired = self.get_query_argument("guests", "") == "retired"
+        data = await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, page, retired)
         self.render("admin.html", new_user=None, error=None, error_field=None, **data)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from fogmachine.db.models import Guest
+from fogmachine.db.models import Guest, Step
 from fogmachine.services import lifecycle, reservations
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import GuestFilter, get_guest, guest_to_dict, list_guests
@@ -23,9 +23,17 @@ ROW_VIEWS = ("reservations", "mine", "admin")
 MAX_LISTED = 1000
 
 
-def _my_guests(session: Session, actor: Actor) -> list[dict[str, Any]]:
+def _my_guests(session: Session, actor: Actor) -> dict[str, Any]:
+    """The actor's live guests, and their retired ones (history, newest retirement first).
+
+    Retired rows come from the same service with ``step=retired``: it shows an
+    actor only their own, so another user's history never reaches this page.
+    """
     guests, _ = list_guests(session, actor, GuestFilter(owner=actor.username, limit=MAX_LISTED))
-    return [guest_to_dict(g) for g in guests]
+    retired, _ = list_guests(session, actor, GuestFilter(owner=actor.username, step=Step.RETIRED,
+                                                         limit=MAX_LISTED))
+    retired.sort(key=lambda g: (g.retired_at or g.created_at, g.id), reverse=True)
+    return {"guests": [guest_to_dict(g) for g in guests], "history": [guest_to_dict(g) for g in retired]}
 
 
 def _guest(session: Session, actor: Actor, guest_id: int) -> dict[str, Any]:
@@ -35,8 +43,8 @@ def _guest(session: Session, actor: Actor, guest_id: int) -> dict[str, Any]:
 class ReservationsHandler(DashboardHandler):
     @login_required
     async def get(self) -> None:
-        guests = await self.ctx.db.run(_my_guests, self.actor)
-        self.render("reservations.html", guests=guests)
+        data = await self.ctx.db.run(_my_guests, self.actor)
+        self.render("reservations.html", **data)
 
 
 class GuestRowHandler(DashboardHandler):

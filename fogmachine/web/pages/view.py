@@ -82,6 +82,15 @@ def when(value: dt.datetime | str | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def when_exact(value: dt.datetime | str | None) -> str:
+    """To the second, for the audit log, where the order of events within a minute matters."""
+    if isinstance(value, str):
+        value = parse_iso(value)
+    if value is None:
+        return "-"
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def mib(value: int | None) -> str:
     """Memory in MiB, printed in GiB from 1 GiB up."""
     value = value or 0
@@ -100,6 +109,7 @@ NAMESPACE = {
     "all_actions": ALL_ACTIONS,
     "time_left": time_left,
     "when": when,
+    "when_exact": when_exact,
     "mib": mib,
     "state_class": state_class,
 }

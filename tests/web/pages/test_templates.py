@@ -80,6 +80,16 @@ FORM = {"target": "tiny", "name": "web2", "days": "3", "purpose": "demo"}
 HOSTS = [host(), host("h2", enabled=False), host("h3", state="down", state_reason="connection refused")]
 GUESTS = [guest(), guest(2, "db1", state="paused", step="failed", step_reason="boot failed"),
           guest(3, "prov", state="undefined", step="booting", expires_at=None)]
+RETIRED = [guest(7, "old1", state="undefined", step="retired", step_reason="reservation expired",
+                 retired_at=dt.datetime(2026, 5, 4, 10, 30), created_at=dt.datetime(2026, 4, 27, 9, 0))]
+EVENTS = [{"id": 12, "at": "2026-05-04T10:30:15.123456Z", "actor": "root", "action": "host.disable",
+           "object_type": "host", "object_id": "2", "object_name": "h2", "result": "ok",
+           "message": "<i>maintenance</i>", "remote_addr": "192.0.2.7"},
+          {"id": 11, "at": "2026-05-04T10:29:00Z", "actor": "mallory", "action": "user.login",
+           "object_type": "user", "object_id": "", "object_name": "mallory", "result": "failed",
+           "message": "wrong password", "remote_addr": "2001:db8::1"}]
+AUDIT_FORM = {"actor": "", "action": "", "object_type": "", "object_id": "", "result": "", "since": "", "until": ""}
+AUDIT_SUGGESTIONS = {"action": ("guest", "guest.start"), "result": ("ok", "failed")}
 
 # (template, who is logged in, values, strings the page must contain)
 CASES = [
@@ -109,9 +119,27 @@ CASES = [
     ("checkout.html", ALICE, dict(entries=[], catalog_error="cannot read catalog.conf", catalog_stale=True,
                                   form=FORM, preview=None, default_days=7, error=None, error_field=None),
      ["the catalog is empty", "cannot read catalog.conf"]),
-    ("reservations.html", ALICE, dict(guests=GUESTS), ["My reservations", "Pause", "Unpause", "boot failed",
-                                                      "&lt;b&gt;testing&lt;/b&gt;"]),
-    ("reservations.html", ALICE, dict(guests=[]), ["You have no guests"]),
+    ("reservations.html", ALICE, dict(guests=GUESTS, history=RETIRED),
+     ["My reservations", "Pause", "Unpause", "boot failed", "&lt;b&gt;testing&lt;/b&gt;", "History",
+      'data-retired-id="7"', "2026-05-04 10:30 UTC", "2026-04-27 09:00 UTC", "reservation expired"]),
+    ("reservations.html", ALICE, dict(guests=[], history=[]), ["You have no guests", "No retired guests."]),
+    ("retired_row.html", ALICE, dict(guest=RETIRED[0], row_view="reservations"),
+     ["old1", "tiny", "h1", "reservation expired", "&lt;b&gt;testing&lt;/b&gt;"]),
+    ("retired_row.html", ROOT, dict(guest=RETIRED[0], row_view="admin"), ['<td data-label="Owner">alice</td>']),
+    ("audit.html", ROOT, dict(events=EVENTS, total=120, page=1, pages=3, form={**AUDIT_FORM, "action": "host"},
+                              filtered=True, error=None, error_field=None, suggestions=AUDIT_SUGGESTIONS,
+                              prev_url="/admin/audit?action=host", next_url="/admin/audit?action=host&page=3"),
+     ["Audit log", "120 events match", "page 2 of 3", "2026-05-04 10:30:15 UTC", "host.disable",
+      "&lt;i&gt;maintenance&lt;/i&gt;", "192.0.2.7", "2001:db8::1", "result-failed", 'value="host"',
+      'href="/admin/audit?action=host&amp;page=3"', "previous", 'href="/admin/audit?actor=mallory"',
+      'href="/admin/audit?object_type=host&amp;object_id=2"', '<option value="guest.start">']),
+    ("audit.html", ROOT, dict(events=[], total=0, page=0, pages=1, form={**AUDIT_FORM, "since": "yesterday"},
+                              filtered=False, error="since must be a date such as 2026-01-31",
+                              error_field="since", suggestions=AUDIT_SUGGESTIONS, prev_url=None, next_url=None),
+     ["since must be a date", 'value="yesterday"', 'class="invalid"', "No events recorded yet."]),
+    ("audit.html", ROOT, dict(events=[], total=60, page=4, pages=2, form=AUDIT_FORM, filtered=False, error=None,
+                              error_field=None, suggestions={}, prev_url="/admin/audit?page=2", next_url=None),
+     ["No events on this page", "2 pages"]),
     ("guest_row.html", ALICE, dict(guest=GUESTS[0], row_view="reservations", back="/guests"),
      ['data-guest-id="1"', 'action="/guests/1/pause"', 'action="/guests/1/extend"', "data-confirm"]),
     ("guest_row.html", ALICE, dict(guest=GUESTS[0], row_view="mine", back="/"), ["web1.lab"]),
@@ -120,13 +148,20 @@ CASES = [
     ("host_card.html", ALICE, dict(host=HOSTS[2]), ["connection refused", "state-down"]),
     ("confirm_delete.html", ALICE, dict(guest=GUESTS[0], back="/guests"), ["Delete web1?", 'value="yes"']),
     ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=GUESTS, total_guests=450, page=1, pages=3,
-                              new_user=None, error=None, error_field=None),
+                              new_user=None, error=None, error_field=None, retired=False),
      ["Administration", "Make admin", "Enable", "you", "previous", "next", 'action="/admin/hosts/h2/enable"',
-      'data-insert="no"']),
+      'data-insert="no"', 'href="/admin/audit"', 'href="/admin?guests=retired#guests"']),
     ("admin.html", ROOT, dict(users=USERS, hosts=[], guests=[], total_guests=0, page=0, pages=1,
                               new_user=NewUser("dup", "x", "d@example.org"), error="user dup already exists",
-                              error_field="username"),
+                              error_field="username", retired=False),
      ["user dup already exists", "No guests.", '<details class="card" open>']),
+    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=RETIRED, total_guests=201, page=0, pages=2,
+                              new_user=None, error=None, error_field=None, retired=True),
+     ["Retired guests (201)", 'data-retired-id="7"', "reservation expired", 'href="/admin#guests"',
+      'href="/admin?guests=retired&amp;page=2#guests"']),
+    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=[], total_guests=0, page=0, pages=1,
+                              new_user=None, error=None, error_field=None, retired=True),
+     ["No retired guests: they are kept for 30 days."]),
     ("login.html", None, dict(username="alice", next="/guests", error="wrong username or password",
                               error_field=None), ["wrong username or password", 'value="/guests"', "Register"]),
     ("register.html", None, dict(username="x", email="", error="username must be", error_field="username"),
@@ -148,7 +183,7 @@ def test_template_renders(make_config, template, user, values, expected):
     html = handler.render_string(template, **values).decode()
     for text in expected:
         assert text in html, f"{text!r} missing from {template}"
-    if template not in ("guest_row.html", "host_card.html"):
+    if template not in ("guest_row.html", "host_card.html", "retired_row.html"):
         assert html.lstrip().lower().startswith("<!doctype html>")
 
 
