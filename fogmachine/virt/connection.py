@@ -164,7 +164,8 @@ class HostConnection:
     """The live link to one hypervisor; see the module docstring."""
 
     def __init__(self, name: str, uri: str, *, host_id: int | None = None, connect_timeout: float = 5,
-                 call_timeout: float = 30, resync_interval: float = 60, listener: Listener | None = None) -> None:
+                 call_timeout: float = 30, resync_interval: float = 60, listener: Listener | None = None,
+                 read_slots: asyncio.Semaphore | None = None) -> None:
         self.name = name
         self.uri = uri
         self.host_id = host_id
@@ -172,6 +173,8 @@ class HostConnection:
         self.call_timeout = call_timeout
         self.resync_interval = resync_interval
         self.listener: Listener = listener or _NullListener()
+        # Shared by the HostManager's hosts: how many full reads run at once (see HostManager).
+        self.read_slots = read_slots
         self.state: str = HostState.UNKNOWN
         self.reason = ""
         self.last_seen_at: dt.datetime | None = None  # naive UTC of the last successful read
@@ -303,7 +306,7 @@ class HostConnection:
             waiters, self._waiters = self._waiters, []
             conn = self._conn
             try:
-                snapshot = await self._call(read_snapshot, self.static, self._cache, action="resync")
+                snapshot = await self._read_snapshot()
                 await self._apply_up(conn, snapshot)
             except FogmachineError as exc:
                 for waiter in waiters:
@@ -324,6 +327,12 @@ class HostConnection:
             if self._waiters or self._conn is None or self._stopping:
                 continue
             await self._wake.wait(self._next_interval())
+
+    async def _read_snapshot(self) -> HostSnapshot:
+        if self.read_slots is None:
+            return await self._call(read_snapshot, self.static, self._cache, action="resync")
+        async with self.read_slots:
+            return await self._call(read_snapshot, self.static, self._cache, action="resync")
 
     async def _apply_up(self, conn: libvirt.virConnect, snapshot: HostSnapshot) -> None:
         assert self._apply_lock is not None

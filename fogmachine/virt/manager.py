@@ -40,6 +40,13 @@ from fogmachine.virt.inventory import HostSnapshot
 log = logging.getLogger(__name__)
 
 DB_RECHECK = 300.0
+# How many hosts' full reads run at once. A read is many short libvirt calls, each
+# releasing and retaking the GIL; a hundred threads doing that together spend most
+# of their time handing the GIL around (measured: 170 ms for a sweep of 100 test
+# hosts with every read at once, against 30 ms run one after another). A few
+# slots keep the sweep near the raw calls' cost, while a slow host holds only its
+# own slot, so the others still go on (its executor and timeout are its own).
+READ_CONCURRENCY = 4
 
 
 def _watched_hosts(session: Session) -> list[tuple[int, str, str]]:
@@ -56,6 +63,7 @@ class HostManager:
         self._hosts: dict[str, HostConnection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
+        self._read_slots = asyncio.Semaphore(READ_CONCURRENCY)
 
     # ------------------------------------------------------------------ component
 
@@ -83,7 +91,7 @@ class HostManager:
         return HostConnection(
             name, uri, host_id=host_id, connect_timeout=self.config.libvirt_connect_timeout,
             call_timeout=self.config.libvirt_call_timeout, resync_interval=self.config.resync_interval,
-            listener=self,
+            listener=self, read_slots=self._read_slots,
         )
 
     async def reload(self) -> None:

@@ -166,3 +166,33 @@ async def test_reload_follows_the_hosts_table(make_config, fleet, tmp_path):  # 
     assert not old_b.connected  # closed, not leaked
     await running.hosts.get("c").wait_settled(10)
     assert (await running.guest_row("in-c", "c")) is not None
+
+
+async def test_a_slow_host_holds_only_its_own_read_slot(make_config, start_server, monkeypatch):
+    """Reads take turns through a few shared slots; a host whose read hangs keeps one, not all."""
+    import asyncio
+    import threading
+
+    from fogmachine.virt import connection as connmod
+    from fogmachine.virt import manager as managermod
+
+    srv = await start_server(make_config(hosts={f"h{i}": {} for i in range(managermod.READ_CONCURRENCY + 2)}))
+    hosts = srv.ctx.hosts
+    await hosts.wait_settled(10)
+    slow = hosts.get("h0")
+    release = threading.Event()
+    real_read = connmod.read_snapshot
+
+    def read(conn, *args):
+        if conn is slow._conn:
+            release.wait(10)  # a host that does not answer for a while
+        return real_read(conn, *args)
+
+    monkeypatch.setattr(connmod, "read_snapshot", read)
+    stuck = asyncio.ensure_future(slow.resync())
+    await asyncio.sleep(0.1)
+    others = [h for h in hosts.all() if h is not slow]
+    await asyncio.wait_for(asyncio.gather(*(h.resync() for h in others)), 5)  # all done meanwhile
+    assert not stuck.done()
+    release.set()
+    await stuck
