@@ -53,6 +53,11 @@ class PermissionDenied(FogmachineError):
     code = "forbidden"
 
 
+class MethodNotAllowed(FogmachineError):
+    status = 405
+    code = "method_not_allowed"
+
+
 class NotFound(FogmachineError):
     status = 404
     code = "not_found"
@@ -67,6 +72,16 @@ class Conflict(FogmachineError):
 
 class NoCapacity(Conflict):
     code = "no_capacity"
+
+
+class PayloadTooLarge(FogmachineError):
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedMediaType(FogmachineError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class TooManyRequests(FogmachineError):

@@ -21,7 +21,14 @@ import base64
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from fogmachine.errors import AuthenticationRequired, FogmachineError, NotFound, PermissionDenied
+from fogmachine.errors import (
+    AuthenticationRequired,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    UnsupportedMediaType,
+)
 from fogmachine.services import accounts, tokens
 from fogmachine.services.actor import Actor
 from fogmachine.web.api.schema import INT_LIMIT, Field, Obj, Query
@@ -32,21 +39,6 @@ from fogmachine.web.base import SESSION_COOKIE, SESSION_DAYS, JsonHandler
 MAX_API_BODY = 64 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-class PayloadTooLarge(FogmachineError):
-    status = 413
-    code = "too_large"
-
-
-class UnsupportedMediaType(FogmachineError):
-    status = 415
-    code = "unsupported_media_type"
-
-
-class MethodNotAllowed(FogmachineError):
-    status = 405
-    code = "method_not_allowed"
 
 
 EMPTY = Obj("Empty", (), description="No fields: send {} or nothing.")
