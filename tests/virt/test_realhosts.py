@@ -9,11 +9,9 @@ database in time came through libvirt's events or close callback.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
-from functools import cache
 from pathlib import Path
 
 import libvirt
@@ -25,37 +23,20 @@ from fogmachine.services import lifecycle
 from fogmachine.services.actor import Actor
 from fogmachine.virt.connection import CLOSE_REASONS
 from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
+from tests.support import realhosts
 from tests.support.hostfleet import fleet  # noqa: F401
 
 pytestmark = pytest.mark.realhosts
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 HOSTS_SH = ROOT / "tests" / "infra" / "libvirt_hosts.sh"
-STATE = Path(os.environ.get("FM_TEST_STATE", "/var/tmp/fogmachine-test"))
-KERNEL = STATE / "tiny" / "vmlinuz"
-INITRD = STATE / "tiny" / "initrd.img"
-URI1 = "qemu+tcp://127.0.0.1/system"
-URI2 = "qemu+tcp://127.0.0.2/system"
-
-
-@cache
-def unavailable() -> str | None:
-    for path in (KERNEL, INITRD):
-        if not path.is_file():
-            return f"{path} missing: run tests/infra/tiny_guest.sh build"
-    for uri in (URI1, URI2):
-        try:
-            done = subprocess.run(["virsh", "-c", uri, "version"], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"virsh -c {uri} version failed: {exc}"
-        if done.returncode != 0:
-            return f"{uri} does not answer (start it: bash tests/infra/libvirt_hosts.sh start): {done.stderr.strip()}"
-    return None
+URI1, URI2 = realhosts.URIS["rh1"], realhosts.URIS["rh2"]
+KERNEL, INITRD = realhosts.KERNEL, realhosts.INITRD
 
 
 @pytest.fixture(autouse=True)
 def _need_hosts() -> None:
-    reason = unavailable()
+    reason = realhosts.unavailable()
     if reason:
         pytest.skip(reason)
 
@@ -67,10 +48,10 @@ def virsh(uri: str, *args: str) -> str:
 
 
 def tiny_spec(name: str, guest_id: int | None = None) -> DomainSpec:
-    (STATE / "smoke").mkdir(parents=True, exist_ok=True)
+    (realhosts.STATE / "smoke").mkdir(parents=True, exist_ok=True)
     return DomainSpec(name=name, domain_type="qemu", memory_mb=256, vcpus=1, boot="kernel", kernel=str(KERNEL),
                       initrd=str(INITRD), cmdline=f"console=ttyS0 panic=-1 fm.hostname={name}",
-                      serial_log=str(STATE / "smoke" / f"{name}.log"), guest_id=guest_id)
+                      serial_log=str(realhosts.STATE / "smoke" / f"{name}.log"), guest_id=guest_id)
 
 
 def remove_domain(uri: str, name: str) -> None:
@@ -88,7 +69,7 @@ def remove_domain(uri: str, name: str) -> None:
         pass
     finally:
         conn.close()
-    (STATE / "smoke" / f"{name}.log").unlink(missing_ok=True)
+    (realhosts.STATE / "smoke" / f"{name}.log").unlink(missing_ok=True)
 
 
 @pytest.fixture
