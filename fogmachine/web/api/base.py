@@ -26,7 +26,6 @@ from fogmachine.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    PermissionDenied,
     UnsupportedMediaType,
 )
 from fogmachine.services import accounts, tokens
@@ -186,10 +185,6 @@ class ApiHandler(JsonHandler):
             raise AuthenticationRequired("send an API token (Authorization: Bearer fm_...) or log in")
         return Actor(user_id=who.user_id, username=who.username, is_admin=who.is_admin,
                      remote_addr=self.request.remote_ip or "", scope=who.scope)
-
-    def require_admin(self) -> None:
-        if not self.actor.is_admin:
-            raise PermissionDenied("only administrators may do this")
 
     def created(self, location: str, payload: Any, status: int = 201) -> None:
         self.set_header("Location", location)
