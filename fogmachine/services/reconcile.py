@@ -32,6 +32,7 @@ from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step, Tar
 from fogmachine.errors import FogmachineError
 from fogmachine.services import audit, leases, teardown
 from fogmachine.services.actor import Actor
+from fogmachine.services.checkout import provisioner
 
 log = logging.getLogger(__name__)
 ACTOR = Actor.system("reconcile")
@@ -126,7 +127,7 @@ def _note_missing(session: Session) -> list[str]:
 
 
 async def _fix_provisioning(ctx: Context, report: Report) -> None:
-    busy = set(ctx.extras.get("provisioning").tasks) if ctx.extras.get("provisioning") is not None else set()
+    busy = set(provisioner(ctx).tasks)  # this process's own checkouts in progress
     for stuck in await ctx.db.run(_stuck, ctx.config.provision_timeout, busy, utcnow()):
         try:
             await teardown.release(ctx, stuck.holdings)
