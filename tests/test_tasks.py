@@ -27,7 +27,12 @@ async def test_exclusive_task_runs_in_one_registry_at_a_time(database_url, make_
     try:
         for reg in registries:
             await reg.start()
-        await asyncio.sleep(1.0)
+        # until each has had several turns (a deadline only stops a broken build from hanging)
+        deadline = asyncio.get_running_loop().time() + 30
+        while asyncio.get_running_loop().time() < deadline and not (
+                max(reg.tasks["expire"].runs for reg in registries) > 3
+                and all(reg.tasks["local"].runs > 3 for reg in registries)):
+            await asyncio.sleep(0.05)
         # counted before stopping: a stop releases the lease and the other may then take it
         exclusive_runs = [reg.tasks["expire"].runs for reg in registries]
         for reg in registries:
