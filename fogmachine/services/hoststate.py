@@ -10,8 +10,10 @@ How domains map to guest rows:
 * a domain whose XML carries Fogmachine's mark (``<fogmachine:guest id=N>``)
   belongs to guest N; a domain with no mark belongs to the row of this host
   with its domain name, if there is one;
-* a marked domain whose guest is gone or retired gets no row: it is an orphan
-  for reconciliation to remove, not someone else's domain;
+* a marked domain whose guest is gone, retired, or failed and cleaned up
+  (``released``) gets no row and changes none: it is an orphan for
+  reconciliation to remove, or a read taken just before the teardown, not
+  someone else's domain;
 * any other domain becomes a row with ``managed=False`` and no owner: shown to
   admins, never touched by Fogmachine, removed again when the domain goes;
 * a managed guest whose domain is gone while its host answers becomes
@@ -39,6 +41,15 @@ log = logging.getLogger(__name__)
 LAST_SEEN_SLACK = dt.timedelta(seconds=60)
 # States that mean "we have no libvirt state for this guest": left as they are when the host goes down.
 _NOT_LIVE = (GuestState.UNDEFINED, GuestState.UNKNOWN)
+
+
+def released(guest: Guest) -> bool:
+    """Torn down on purpose: retired, or failed with its parts removed (failure sets state ``undefined``).
+
+    Whatever domain still carries such a guest's mark is a read from before the teardown or an orphan;
+    neither may bring the row back to life.
+    """
+    return guest.step == Step.RETIRED or (guest.step == Step.FAILED and guest.state == GuestState.UNDEFINED)
 
 
 def _set(obj: Any, attr: str, value: Any) -> int:
@@ -122,12 +133,12 @@ def apply_snapshot(session: Session, host_id: int, snapshot: HostSnapshot, *, se
             _update_guest(guest, dom, macs)
             continue
         seen.add(guest.id)
-        if guest.step == Step.RETIRED:
+        if released(guest):
             continue
         changes += _update_guest(guest, dom, macs)
 
     for guest in rows:
-        if guest.id in seen or guest.step == Step.RETIRED:
+        if guest.id in seen or released(guest):
             continue
         if not guest.managed:
             session.delete(guest)  # someone else's domain went away: so does its mirror
@@ -152,7 +163,7 @@ def _match(session: Session, host_id: int, dom: DomainInfo, by_id: dict[int, Gue
             log.info("host %s: domain %s is marked for guest %s but its UUID differs; not that guest's",
                      host_id, dom.name, guest.id)
             return None
-        if guest is not None and guest.managed and guest.step != Step.RETIRED:
+        if guest is not None and guest.managed and not released(guest):
             if guest.host_id == host_id:
                 if guest.domain_name != dom.name and dom.name not in by_name:
                     by_name.pop(guest.domain_name, None)
@@ -176,7 +187,7 @@ def _match(session: Session, host_id: int, dom: DomainInfo, by_id: dict[int, Gue
                 return guest
             log.warning("host %s: domain %s is marked for guest %s, which lives on host %s; shown as is",
                         host_id, dom.name, guest.id, guest.host_id)
-        elif guest is None or guest.step == Step.RETIRED:
+        elif guest is None or released(guest):
             # Fogmachine made it but its guest is gone: not someone else's domain to mirror, an
             # orphan that reconciliation removes (or a read taken just before a delete undefined it).
             log.debug("host %s: domain %s belongs to guest %s, which is gone", host_id, dom.name, dom.guest_id)

@@ -7,8 +7,9 @@ repairs what crashes and outages leave behind:
   that is still not ready after ``provision_timeout``: everything it made is
   torn down (by the guest's name, since a crash can come between making a part
   and recording it) and the guest is marked failed with the reason;
-* a domain that carries Fogmachine's mark but whose guest row is gone or
-  retired: powered off and undefined;
+* a domain that carries Fogmachine's mark but whose guest row is gone,
+  retired, or failed and cleaned up (a removal that failed when the guest
+  failed is tried again here): powered off and undefined;
 * a Cobbler system made by this Fogmachine (its ``autoinstall_meta`` has
   ``fogmachine_token`` and this server's ``fogmachine_server``, so instances
   sharing one Cobbler leave each other's alone) that no live guest owns: removed;
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session, joinedload
 from fogmachine.context import Context
 from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step, TargetKind, utcnow
 from fogmachine.errors import FogmachineError
-from fogmachine.services import audit, leases, teardown
+from fogmachine.services import audit, hoststate, leases, teardown
 from fogmachine.services.actor import Actor
 from fogmachine.services.checkout import provisioner
 
@@ -96,11 +97,12 @@ def _mark_failed(session: Session, guest_id: int, reason: str, expected_steps: t
     return True
 
 
-def _known_guest_ids(session: Session, ids: set[int]) -> set[int]:
+def _live_guest_ids(session: Session, ids: set[int]) -> set[int]:
+    """Those of ``ids`` whose managed guest exists and is not released (retired, or failed and cleaned up)."""
     if not ids:
         return set()
-    return set(session.scalars(select(Guest.id).where(Guest.id.in_(ids), Guest.managed.is_(True),
-                                                      Guest.step != Step.RETIRED)))
+    guests = session.scalars(select(Guest).where(Guest.id.in_(ids), Guest.managed.is_(True)))
+    return {guest.id for guest in guests if not hoststate.released(guest)}
 
 
 def _owned_systems(session: Session) -> set[str]:
@@ -152,9 +154,9 @@ async def _fix_domains(ctx: Context, report: Report) -> None:
             report.errors.append(f"host {conn.name}: {exc.message}")
             continue
         marked = {d.guest_id: d for d in domains if d.guest_id is not None}
-        known = await ctx.db.run(_known_guest_ids, set(marked))
+        live = await ctx.db.run(_live_guest_ids, set(marked))
         for guest_id, dom in marked.items():
-            if guest_id in known:
+            if guest_id in live:
                 continue
             try:
                 await teardown.release(ctx, teardown.Holdings(dom.name, conn.name, dom.name, "", ""))

@@ -152,3 +152,37 @@ def test_stale_domain_of_an_older_guest_with_the_same_id_is_not_matched(db):
     apply(db, snap(dom("new", guest_id=gid, uuid=new_uuid)))
     with db.session() as s:
         assert s.get(Guest, gid).state == GuestState.RUNNING
+
+
+def test_read_from_before_a_teardown_does_not_revive_a_failed_guest(db):
+    """Reconciliation tears a stuck guest down and marks it failed; a resync that read the host just
+    before the teardown must not set the row running again (the next read would then call it missing
+    and hide the real reason)."""
+    hid = host_id(db)
+    with db.session() as s:
+        guest = Guest(name="silent", live_name="silent", domain_name="silent", host_id=hid, step=Step.FAILED,
+                      step_reason="did not phone home within 600 s", state=GuestState.UNDEFINED)
+        s.add(guest)
+        s.flush()
+        gid = guest.id
+    apply(db, snap(dom("silent", guest_id=gid)))
+    apply(db, snap())
+    with db.session() as s:
+        guest = s.get(Guest, gid)
+        assert (guest.step, guest.state, guest.step_reason) == (Step.FAILED, GuestState.UNDEFINED,
+                                                                "did not phone home within 600 s")
+        assert s.scalar(select(Guest.id).where(Guest.managed.is_(False))) is None
+
+
+def test_a_failed_guest_whose_domain_is_still_tracked_keeps_its_state(db):
+    """A failed guest with a live state (not yet cleaned up) still follows its domain."""
+    hid = host_id(db)
+    with db.session() as s:
+        guest = Guest(name="f", live_name="f", domain_name="f", host_id=hid, step=Step.FAILED,
+                      state=GuestState.RUNNING)
+        s.add(guest)
+        s.flush()
+        gid = guest.id
+    apply(db, snap(dom("f", "paused", guest_id=gid)))
+    with db.session() as s:
+        assert s.get(Guest, gid).state == GuestState.PAUSED

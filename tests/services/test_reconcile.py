@@ -79,6 +79,21 @@ async def test_interrupted_and_timed_out_provisioning_undone(make_config, start_
     assert busy and not (await reconcile.reconcile(ctx)).failed_provisioning
 
 
+async def test_domain_left_behind_by_a_failed_guest_is_removed(make_config, start_server):
+    """A checkout that failed and could not remove its domain: the next reconciliation does."""
+    srv = await start_server(make_config())
+    ctx = srv.ctx
+    await ctx.extras["tasks"].wait_started()
+    gid = await ctx.db.run(add_guest, "leftover", step=Step.FAILED, step_reason="host said no")
+    await define(srv, "leftover", guest_id=gid)
+    report = await reconcile.reconcile(ctx)
+    assert report.orphan_domains == ["h1/leftover"]
+    assert "leftover" not in await domains(srv)
+    await ctx.hosts.get("h1").resync()
+    g = await ctx.db.run(lambda s: s.get(Guest, gid))
+    assert (g.step, g.state, g.step_reason) == (Step.FAILED, GuestState.UNDEFINED, "host said no")
+
+
 async def test_missing_guest_is_noted_once(make_config, start_server):
     srv = await start_server(make_config())
     ctx = srv.ctx
