@@ -15,10 +15,11 @@ server (the 2009 prototype opened one per call). Its background task:
    callback fires within milliseconds of a remote libvirtd dying) and reopens
    it with exponential backoff.
 
-Every blocking libvirt call runs on the host's own small executor with
-``libvirt_call_timeout``, so a slow host only ever slows itself. libvirt's
-callbacks run on the event thread (``virt.events``) and only hand work to the
-IOLoop with ``call_soon_threadsafe``.
+Every blocking libvirt call runs on a ``CallPool`` (the HostManager's, shared
+by all hosts) with ``libvirt_call_timeout``; the pool replaces a thread that
+hangs in a call, so a slow host only ever slows itself. libvirt's callbacks
+run on the event thread (``virt.events``) and only hand work to the IOLoop
+with ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import functools
 import logging
 import random
 import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -44,6 +44,7 @@ import libvirt
 from fogmachine.db.models import HostState, utcnow
 from fogmachine.errors import BackendTimeout, FogmachineError, HostUnreachable, ValidationError
 from fogmachine.virt import events
+from fogmachine.virt.callpool import CallPool
 from fogmachine.virt.domainxml import DISK_FORMATS, NAME_RE
 from fogmachine.virt.errors import translate, translate_connect
 from fogmachine.virt.inventory import (
@@ -165,7 +166,7 @@ class HostConnection:
 
     def __init__(self, name: str, uri: str, *, host_id: int | None = None, connect_timeout: float = 5,
                  call_timeout: float = 30, resync_interval: float = 60, listener: Listener | None = None,
-                 read_slots: asyncio.Semaphore | None = None) -> None:
+                 pool: CallPool | None = None) -> None:
         self.name = name
         self.uri = uri
         self.host_id = host_id
@@ -173,8 +174,6 @@ class HostConnection:
         self.call_timeout = call_timeout
         self.resync_interval = resync_interval
         self.listener: Listener = listener or _NullListener()
-        # Shared by the HostManager's hosts: how many full reads run at once (see HostManager).
-        self.read_slots = read_slots
         self.state: str = HostState.UNKNOWN
         self.reason = ""
         self.last_seen_at: dt.datetime | None = None  # naive UTC of the last successful read
@@ -186,7 +185,10 @@ class HostConnection:
         self.resyncs = 0
         self._conn: libvirt.virConnect | None = None
         self._cache = XmlCache()
-        self._executor = ThreadPoolExecutor(2, thread_name_prefix=f"fm-virt-{name}")
+        # The HostManager's pool, shared by its hosts; a host on its own gets (and later shuts down) one.
+        self._owns_pool = pool is None
+        self._pool = pool if pool is not None else CallPool(2, name=f"fm-virt-{name}")
+        self._inflight: set[futures.Future[Any]] = set()  # this host's calls still running on the pool
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: _Wakeup | None = None
@@ -227,7 +229,7 @@ class HostConnection:
         return True
 
     async def close(self) -> None:
-        """Stop watching, close the connection and join the executor's threads."""
+        """Stop watching, wait for this host's calls to end, close the connection."""
         self._stopping = True
         if self._stop_event is not None:
             self._stop_event.set()
@@ -244,17 +246,17 @@ class HostConnection:
             task.cancel()
         self._fail_waiters(HostUnreachable(f"host {self.name}: Fogmachine is stopping"))
         conn, self._conn = self._conn, None
-        loop = asyncio.get_running_loop()
+        if self._inflight:
+            _, running = await asyncio.to_thread(futures.wait, list(self._inflight), self.call_timeout)
+            if running:
+                log.warning("host %s: %d libvirt call(s) still blocked; closing anyway", self.name, len(running))
         if conn is not None:
             try:
-                await asyncio.wait_for(loop.run_in_executor(self._executor, _close_quietly, conn),
-                                       self.call_timeout)
+                await asyncio.wait_for(asyncio.to_thread(_close_quietly, conn), self.call_timeout)
             except TimeoutError:
                 log.warning("host %s: closing the connection timed out", self.name)
-        try:
-            await asyncio.wait_for(asyncio.to_thread(self._executor.shutdown, True), self.call_timeout)
-        except TimeoutError:
-            log.warning("host %s: a libvirt call is still blocked; leaving its thread behind", self.name)
+        if self._owns_pool:
+            self._pool.shutdown(wait=False)
 
     @property
     def connected(self) -> bool:
@@ -306,7 +308,7 @@ class HostConnection:
             waiters, self._waiters = self._waiters, []
             conn = self._conn
             try:
-                snapshot = await self._read_snapshot()
+                snapshot = await self._call(read_snapshot, self.static, self._cache, action="resync")
                 await self._apply_up(conn, snapshot)
             except FogmachineError as exc:
                 for waiter in waiters:
@@ -327,12 +329,6 @@ class HostConnection:
             if self._waiters or self._conn is None or self._stopping:
                 continue
             await self._wake.wait(self._next_interval())
-
-    async def _read_snapshot(self) -> HostSnapshot:
-        if self.read_slots is None:
-            return await self._call(read_snapshot, self.static, self._cache, action="resync")
-        async with self.read_slots:
-            return await self._call(read_snapshot, self.static, self._cache, action="resync")
 
     async def _apply_up(self, conn: libvirt.virConnect, snapshot: HostSnapshot) -> None:
         assert self._apply_lock is not None
@@ -467,13 +463,16 @@ class HostConnection:
     # ------------------------------------------------------------------ calls
 
     async def _call(self, fn: Callable[..., T], *args: Any, action: str, guest: str | None = None) -> T:
-        """Run ``fn(conn, *args)`` on the host's executor with the call timeout; translate errors."""
+        """Run ``fn(conn, *args)`` on the call pool with the call timeout; translate errors."""
         conn = self._conn
         if conn is None:
             reason = f": {self.reason}" if self.reason else ""
             raise HostUnreachable(f"host {self.name} is down{reason}", details={"host": self.name})
         assert self._loop is not None
-        future = self._loop.run_in_executor(self._executor, functools.partial(fn, conn, *args))
+        job = self._pool.submit(fn, conn, *args)
+        self._inflight.add(job)
+        job.add_done_callback(self._inflight.discard)
+        future = asyncio.wrap_future(job, loop=self._loop)
         expired = []  # a call_later handle rather than wait_for: no extra task per call
 
         def expire() -> None:

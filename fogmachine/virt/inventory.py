@@ -9,11 +9,13 @@ change when a domain starts or stops, and a redefinition sends a DEFINED event
 that drops the cached entry. Facts that only change with the machine itself
 (total memory, CPUs, hypervisor version) are read once per connection.
 
-Everything here is blocking and runs on the host's executor thread.
+Everything here is blocking and runs on a thread of the call pool (``virt.callpool``).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libvirt
@@ -98,6 +100,8 @@ class HostSnapshot:
 
     def same_as(self, other: HostSnapshot | None, free_slack_mb: int) -> bool:
         """Equal for the database's purposes: free memory may wobble within ``free_slack_mb``."""
+        if other is self:
+            return True
         if other is None or self.domains != other.domains:
             return False
         a, b = self.facts, other.facts
@@ -126,49 +130,54 @@ def read_static(conn: libvirt.virConnect) -> StaticFacts:
 class XmlCache:
     """What each domain's XML said, per UUID, valid while the domain's (id, state) stays the same.
 
-    Holds the finished ``DomainInfo`` so an unchanged domain costs two local
-    calls (UUID, id) and a dict lookup per read, and unchanged snapshots
-    compare equal by identity. Shared between the executor thread (reads,
-    fills) and the IOLoop (drops an entry when an event says the domain
-    changed); every operation is a single dict operation, atomic under the GIL.
+    Holds the finished ``DomainInfo`` so that an unchanged domain costs two
+    local calls (UUID, id) per read; and the last snapshot with the (UUID, id,
+    state) of every domain in it, so that a read of an unchanged host returns
+    that very snapshot (equal by identity, nothing rebuilt or sorted).
+
+    Filled on the pool thread that reads the host; emptied of a domain on the
+    IOLoop when an event says it changed. A read hands in everything it learnt
+    at the end (``commit``), and it is kept only if nothing was dropped since
+    the read began (``generation``): otherwise a read that fetched a domain's
+    XML just before a redefinition would put the old XML back after the event
+    took it out.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple[int, int], DomainInfo]] = {}
+        self._lock = threading.Lock()
+        self.generation = 0
+        self.entries: dict[str, tuple[tuple[int, int], DomainInfo]] = {}
+        # (uuid, id, state) per domain in libvirt's order, reported free MiB, the snapshot made of them.
+        self.last: tuple[list[tuple[str, int, int]], int, HostSnapshot] | None = None
 
-    def get(self, uuid: str, key: tuple[int, int]) -> DomainInfo | None:
-        entry = self._entries.get(uuid)
-        return entry[1] if entry is not None and entry[0] == key else None
-
-    def put(self, uuid: str, key: tuple[int, int], info: DomainInfo) -> None:
-        self._entries[uuid] = (key, info)
+    def commit(self, generation: int, entries: dict[str, tuple[tuple[int, int], DomainInfo]],
+               last: tuple[list[tuple[str, int, int]], int, HostSnapshot] | None) -> None:
+        with self._lock:
+            if generation == self.generation:
+                self.entries, self.last = entries, last
 
     def drop(self, uuid: str) -> None:
-        self._entries.pop(uuid, None)
-
-    def keep_only(self, uuids: set[str]) -> None:
-        for uuid in [u for u in list(self._entries) if u not in uuids]:
-            self._entries.pop(uuid, None)
+        with self._lock:
+            self.generation += 1
+            self.entries.pop(uuid, None)
+            self.last = None
 
     def clear(self) -> None:
-        self._entries.clear()
+        with self._lock:
+            self.generation += 1
+            self.entries = {}
+            self.last = None
 
 
-def domain_info(dom: libvirt.virDomain, state_code: int, cache: XmlCache | None = None) -> DomainInfo:
-    """DomainInfo for ``dom`` in ``state_code``; one XMLDesc call unless the cache holds it."""
-    uuid = dom.UUIDString()
-    domain_id = dom.ID()
-    key = (domain_id, state_code)
-    if cache is not None:
-        cached = cache.get(uuid, key)
-        if cached is not None:
-            return cached
+def domain_info(dom: libvirt.virDomain, state_code: int, uuid: str | None = None,
+                domain_id: int | None = None) -> DomainInfo:
+    """DomainInfo for ``dom`` in ``state_code``, from its XML (one XMLDesc call)."""
     parsed = parse_domain_xml(dom.XMLDesc(0))
-    info = DomainInfo(
+    return DomainInfo(
         name=dom.name(),
-        uuid=uuid,
+        uuid=dom.UUIDString() if uuid is None else uuid,
         state=STATES.get(state_code, GuestState.NOSTATE),
-        domain_id=domain_id,
+        domain_id=dom.ID() if domain_id is None else domain_id,
         memory_mb=parsed.memory_mb,
         current_memory_mb=parsed.current_memory_mb,
         vcpus=parsed.vcpus,
@@ -176,9 +185,6 @@ def domain_info(dom: libvirt.virDomain, state_code: int, cache: XmlCache | None 
         vnc_port=parsed.vnc_port,
         guest_id=parsed.guest_id,
     )
-    if cache is not None:
-        cache.put(uuid, key, info)
-    return info
 
 
 def _domain_states(conn: libvirt.virConnect) -> list[tuple[libvirt.virDomain, int]]:
@@ -199,27 +205,57 @@ def _domain_states(conn: libvirt.virConnect) -> list[tuple[libvirt.virDomain, in
     return result
 
 
-def read_snapshot(conn: libvirt.virConnect, static: StaticFacts, cache: XmlCache) -> HostSnapshot:
-    """Everything a resync needs from one host (see the module docstring for the calls made)."""
+def _free_memory_mb(conn: libvirt.virConnect) -> int:
     try:
-        free_mb = int(conn.getFreeMemory()) // MIB
+        return int(conn.getFreeMemory()) // MIB
     except libvirt.libvirtError as exc:
         if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED):
             raise
-        free_mb = 0
-    domains: list[DomainInfo] = []
-    for dom, state in _domain_states(conn):
-        try:
-            domains.append(domain_info(dom, state, cache))
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:  # undefined between the two calls
-                raise
-    domains.sort(key=lambda d: d.name)
-    cache.keep_only({d.uuid for d in domains})
-    return HostSnapshot(facts=compute_facts(static, free_mb, domains), domains=tuple(domains))
+        return 0
 
 
-def compute_facts(static: StaticFacts, reported_free_mb: int, domains: list[DomainInfo]) -> HostFacts:
+def read_snapshot(conn: libvirt.virConnect, static: StaticFacts, cache: XmlCache) -> HostSnapshot:
+    """Everything a resync needs from one host (see the module docstring for the calls made)."""
+    generation = cache.generation
+    free_mb = _free_memory_mb(conn)
+    listed = _domain_states(conn)
+    keys = [(dom.UUIDString(), dom.ID(), state) for dom, state in listed]
+    last = cache.last
+    if last is not None and last[0] == keys:  # no domain changed: the XML-derived part is the same
+        if last[1] == free_mb:
+            return last[2]
+        domains = last[2].domains
+        entries = cache.entries
+        complete = True
+    else:
+        known = cache.entries
+        entries = {}
+        found: list[DomainInfo] = []
+        complete = True
+        for (dom, state), (uuid, domain_id, _) in zip(listed, keys, strict=True):
+            key = (domain_id, state)
+            entry = known.get(uuid)
+            if entry is not None and entry[0] == key:
+                info = entry[1]
+            else:
+                try:
+                    info = domain_info(dom, state, uuid, domain_id)
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:  # undefined between the two calls
+                        raise
+                    complete = False
+                    continue
+            entries[uuid] = (key, info)
+            found.append(info)
+        found.sort(key=lambda d: d.name)
+        domains = tuple(found)
+    snapshot = HostSnapshot(facts=compute_facts(static, free_mb, domains), domains=domains)
+    # Incomplete: the keys name a domain that is not in the snapshot, so they may not stand for it.
+    cache.commit(generation, entries, (keys, free_mb, snapshot) if complete else None)
+    return snapshot
+
+
+def compute_facts(static: StaticFacts, reported_free_mb: int, domains: Sequence[DomainInfo]) -> HostFacts:
     """Host facts from the static ones and the domain list.
 
     Free memory is what the hypervisor reports. libvirt's test driver reports 0

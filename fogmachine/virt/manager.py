@@ -34,19 +34,16 @@ from fogmachine.context import Context
 from fogmachine.db.models import Host
 from fogmachine.errors import NotFound
 from fogmachine.services import hoststate
+from fogmachine.virt.callpool import CallPool
 from fogmachine.virt.connection import HostConnection
 from fogmachine.virt.inventory import HostSnapshot
 
 log = logging.getLogger(__name__)
 
 DB_RECHECK = 300.0
-# How many hosts' full reads run at once. A read is many short libvirt calls, each
-# releasing and retaking the GIL; a hundred threads doing that together spend most
-# of their time handing the GIL around (measured: 170 ms for a sweep of 100 test
-# hosts with every read at once, against 30 ms run one after another). A few
-# slots keep the sweep near the raw calls' cost, while a slow host holds only its
-# own slot, so the others still go on (its executor and timeout are its own).
-READ_CONCURRENCY = 4
+# Threads of the call pool that every host's libvirt calls share (see virt.callpool for why
+# a few shared threads, and how a hung host is kept from holding one).
+CALL_THREADS = 2
 
 
 def _watched_hosts(session: Session) -> list[tuple[int, str, str]]:
@@ -63,7 +60,7 @@ class HostManager:
         self._hosts: dict[str, HostConnection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
-        self._read_slots = asyncio.Semaphore(READ_CONCURRENCY)
+        self._pool = CallPool(CALL_THREADS, name="fm-virt")
 
     # ------------------------------------------------------------------ component
 
@@ -86,12 +83,15 @@ class HostManager:
         await asyncio.gather(*(host.close() for host in self._hosts.values()), return_exceptions=True)
         self._hosts.clear()
         self._started = False
+        # The hosts waited for their calls; a thread still hung in one is left to end on its own.
+        self._pool.shutdown(wait=False)
+        self._pool = CallPool(CALL_THREADS, name="fm-virt")
 
     def _make(self, host_id: int, name: str, uri: str) -> HostConnection:
         return HostConnection(
             name, uri, host_id=host_id, connect_timeout=self.config.libvirt_connect_timeout,
             call_timeout=self.config.libvirt_call_timeout, resync_interval=self.config.resync_interval,
-            listener=self, read_slots=self._read_slots,
+            listener=self, pool=self._pool,
         )
 
     async def reload(self) -> None:

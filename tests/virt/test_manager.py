@@ -168,31 +168,41 @@ async def test_reload_follows_the_hosts_table(make_config, fleet, tmp_path):  # 
     assert (await running.guest_row("in-c", "c")) is not None
 
 
-async def test_a_slow_host_holds_only_its_own_read_slot(make_config, start_server, monkeypatch):
-    """Reads take turns through a few shared slots; a host whose read hangs keeps one, not all."""
+async def test_hosts_whose_calls_hang_hold_none_of_the_others_up(make_config, start_server, monkeypatch):
+    """More hosts hang in a read than the call pool has threads: the others' resyncs still finish,
+    because the pool's watchdog puts a new thread in place of each stalled one."""
     import asyncio
     import threading
 
     from fogmachine.virt import connection as connmod
     from fogmachine.virt import manager as managermod
 
-    srv = await start_server(make_config(hosts={f"h{i}": {} for i in range(managermod.READ_CONCURRENCY + 2)}))
+    hanging = managermod.CALL_THREADS + 1
+    srv = await start_server(make_config(hosts={f"h{i}": {} for i in range(hanging + 3)}))
     hosts = srv.ctx.hosts
     await hosts.wait_settled(10)
-    slow = hosts.get("h0")
+    slow = [hosts.get(f"h{i}") for i in range(hanging)]
+    slow_conns = {h._conn for h in slow}
     release = threading.Event()
     real_read = connmod.read_snapshot
 
     def read(conn, *args):
-        if conn is slow._conn:
+        if conn in slow_conns:
             release.wait(10)  # a host that does not answer for a while
         return real_read(conn, *args)
 
     monkeypatch.setattr(connmod, "read_snapshot", read)
-    stuck = asyncio.ensure_future(slow.resync())
+    stuck = [asyncio.ensure_future(h.resync()) for h in slow]
     await asyncio.sleep(0.1)
-    others = [h for h in hosts.all() if h is not slow]
+    others = [h for h in hosts.all() if h not in slow]
     await asyncio.wait_for(asyncio.gather(*(h.resync() for h in others)), 5)  # all done meanwhile
-    assert not stuck.done()
+    assert not any(s.done() for s in stuck)
+    pool = hosts._pool
+    assert pool.stalled >= hanging  # (a read slowed by the test machine may count too)
     release.set()
-    await stuck
+    await asyncio.gather(*stuck)
+    for _ in range(100):  # the stalled threads leave once their calls return
+        if pool.threads <= managermod.CALL_THREADS:
+            break
+        await asyncio.sleep(0.02)
+    assert (pool.threads, pool.stalled) == (managermod.CALL_THREADS, 0)
