@@ -15,10 +15,12 @@ rest runs in the background, each step written to ``guest.step``:
     ready        (or ``failed`` with the reason in ``step_reason``)
 
 Nothing is left half-made: when a step fails, what the earlier steps made is
-undone in reverse (domain destroyed and undefined, volume deleted, Cobbler
-system removed), the guest is marked failed, and its capacity is released
-(placement does not count failed guests). If the guest row disappears while
-the steps run (the owner deleted it), the steps undo what they made and stop.
+torn down by ``teardown.release_each``, as for a deleted guest (domain
+destroyed and undefined, volume deleted, Cobbler system removed); the guest is
+marked failed, with whatever could not be removed still on its row, and its
+capacity is released (placement does not count failed guests). If the guest
+row disappears while the steps run (the owner deleted it), the steps tear
+down what they made and stop.
 
 No Cobbler ``sync``: Cobbler 3.3's ``save_system`` already writes the one
 system's boot files (and DHCP entry, when Cobbler manages DHCP). Direct kernel
@@ -37,7 +39,7 @@ import re
 import secrets
 import uuid as uuidmod
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,7 +54,7 @@ from fogmachine.config import Config
 from fogmachine.context import Context
 from fogmachine.db.models import Guest, GuestState, Host, Step, TargetKind, utcnow
 from fogmachine.errors import FogmachineError, NoCapacity, PermissionDenied, ValidationError
-from fogmachine.services import audit, diskimages, leases
+from fogmachine.services import audit, diskimages, leases, teardown
 from fogmachine.services.actor import Actor
 from fogmachine.services.reservations import validate_days
 from fogmachine.services.tokens import hash_token
@@ -294,7 +296,7 @@ def _advance(session: Session, job: Job, step: Step | None, **fields: Any) -> No
         guest.step_reason = ""
 
 
-def _fail(session: Session, job: Job, reason: str, kept: dict[str, str]) -> bool:
+def _fail(session: Session, job: Job, reason: str, left: teardown.Holdings) -> bool:
     guest = _own_row(session, job)
     if guest is None:
         return False
@@ -303,83 +305,57 @@ def _fail(session: Session, job: Job, reason: str, kept: dict[str, str]) -> bool
     guest.state = GuestState.UNDEFINED
     guest.phonehome_token_hash = ""
     guest.worker = ""
-    # What could not be cleaned up stays on the row, so deleting the guest tries again.
-    guest.cobbler_system = kept.get("cobbler_system", "")
-    guest.volume_path = kept.get("volume_path", "")
+    # What could not be cleaned up stays on the row, so deleting the guest tries again (and
+    # reconciliation removes a domain left behind: a failed guest's domain is an orphan).
+    guest.cobbler_system = left.cobbler_system
+    guest.volume_path = left.volume_path
     audit.record(session, Actor.system("provisioning"), "guest.provision", object_type="guest",
                  object_id=guest.id, object_name=guest.name, result="failed", message=reason)
     return True
 
 
 @dataclass
-class _Undo:
-    """What the steps made so far, undone in reverse on failure.
+class _Made:
+    """What the steps have made so far: on failure, ``teardown.release_each`` removes it, the same
+    teardown that deleting, retiring and reconciling use."""
 
-    ``kept`` names the parts (``cobbler_system``, ``volume_path``) whose undo failed, so the failed row
-    still points at them and deleting the guest tries again.
-    """
+    job: Job
+    cobbler_system: str = ""
+    volume_path: str = ""
+    domain: bool = False
 
-    steps: list[tuple[str, Callable[[], Awaitable[Any]], tuple[str, str] | None]] = field(default_factory=list)
-    kept: dict[str, str] = field(default_factory=dict)
-
-    def push(self, what: str, fn: Callable[[], Awaitable[Any]], column: tuple[str, str] | None = None) -> None:
-        self.steps.append((what, fn, column))
-
-    async def run(self) -> list[str]:
-        """Undo everything; returns what could not be undone."""
-        left = []
-        for what, fn, column in reversed(self.steps):
-            try:
-                await fn()
-            except Exception as exc:
-                message = exc.message if isinstance(exc, FogmachineError) else f"{type(exc).__name__}: {exc}"
-                log.warning("undo failed: %s: %s", what, message)
-                left.append(f"{what} ({message})")
-                if column is not None:
-                    self.kept[column[0]] = column[1]
-        self.steps.clear()
-        return left
+    def holdings(self) -> teardown.Holdings:
+        return teardown.Holdings(self.job.name, self.job.host, self.job.name if self.domain else None,
+                                 self.volume_path, self.cobbler_system)
 
 
-async def _ignore_missing(coro: Awaitable[Any]) -> None:
-    from fogmachine.errors import Conflict, NotFound
-
-    try:
-        await coro
-    except (NotFound, Conflict):
-        pass
-
-
-async def _overlapped(ctx: Context, job: Job, step: Step, action: Awaitable[Any], undo: _Undo | None = None,
-                      what: str = "", reverse: Callable[[], Awaitable[Any]] | None = None) -> Any:
+async def _overlapped(ctx: Context, job: Job, step: Step, action: Awaitable[Any],
+                      made: Callable[[], None] = lambda: None) -> Any:
     """Run ``action`` while the row is moved to ``step``: the row says what is happening, and the database
-    write costs no wait of its own. The action's undo is registered before the write's answer is read,
-    so a guest deleted meanwhile (``_Gone``) still gets the action undone."""
+    write costs no wait of its own. ``made`` records what the action made before the write's answer is
+    read, so a guest deleted meanwhile (``_Gone``) still gets it torn down."""
     write = asyncio.ensure_future(ctx.db.run(_advance, job, step, lock=True))
     try:
         result = await action
     except BaseException:
         await asyncio.gather(write, return_exceptions=True)
         raise
-    if undo is not None and reverse is not None:
-        undo.push(what, reverse)
+    made()
     await write
     return result
 
 
 async def _provision(ctx: Context, job: Job) -> None:
-    undo = _Undo()
+    made = _Made(job)
     entry, config = job.entry, ctx.config
     try:
         if ctx.cobbler is not None:
-            await _register(ctx, job, undo)
+            await _register(ctx, job, made)
         conn = ctx.hosts.get(job.host)
         disk_path = await diskimages.make_disk(conn, job.name, entry)
         if disk_path:
-            path = disk_path
-            undo.push("delete the volume", lambda: _ignore_missing(conn.delete_volume(path)),
-                      ("volume_path", path))
-            await ctx.db.run(_advance, job, None, volume_path=path, lock=True)
+            made.volume_path = disk_path
+            await ctx.db.run(_advance, job, None, volume_path=disk_path, lock=True)
         from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
 
         spec = DomainSpec(
@@ -392,34 +368,36 @@ async def _provision(ctx: Context, job: Job) -> None:
             guest_id=job.guest_id,
         )
         define = conn.define(build_domain_xml(spec))
-        undefine = ("undefine the domain", lambda: _ignore_missing(conn.undefine(job.name)))
+
+        def defined() -> None:
+            made.domain = True
+
         if ctx.cobbler is not None:
-            await _overlapped(ctx, job, Step.DEFINING, define, undo, *undefine)
+            await _overlapped(ctx, job, Step.DEFINING, define, defined)
         else:
             await define  # the row was made at "defining"
-            undo.push(*undefine)
-        await _overlapped(ctx, job, Step.BOOTING, conn.start(job.name), undo, "power off the domain",
-                          lambda: _ignore_missing(conn.destroy(job.name)))
+            defined()
+        await _overlapped(ctx, job, Step.BOOTING, conn.start(job.name))
         final = Step.INSTALLING if entry.phonehome else Step.READY
         await ctx.db.run(_advance, job, final, state=GuestState.RUNNING, worker="", lock=True)
         log.info("guest %s started on %s; %s", job.name, job.host,
                  "waiting for its phone-home" if entry.phonehome else "ready")
     except _Gone:
-        left = await undo.run()
-        log.info("guest %s was deleted while being provisioned; undone%s", job.name,
-                 f" except {', '.join(left)}" if left else "")
+        _, failures = await teardown.release_each(ctx, made.holdings())
+        log.info("guest %s was deleted while being provisioned; torn down%s", job.name,
+                 f" except: could not {'; '.join(map(str, failures))}" if failures else "")
     except asyncio.CancelledError:
-        # The server is stopping: undo (shielded from the cancellation), mark failed, then let it end.
-        await asyncio.shield(_give_up(ctx, job, undo, "Fogmachine stopped while the guest was being provisioned"))
+        # The server is stopping: tear down (shielded from the cancellation), mark failed, then let it end.
+        await asyncio.shield(_give_up(ctx, made, "Fogmachine stopped while the guest was being provisioned"))
         raise
     except FogmachineError as exc:
-        await _give_up(ctx, job, undo, exc.message)
+        await _give_up(ctx, made, exc.message)
     except Exception as exc:
         log.exception("provisioning guest %s failed", job.name)
-        await _give_up(ctx, job, undo, f"internal error: {type(exc).__name__}; the server log has the details")
+        await _give_up(ctx, made, f"internal error: {type(exc).__name__}; the server log has the details")
 
 
-async def _register(ctx: Context, job: Job, undo: _Undo) -> None:
+async def _register(ctx: Context, job: Job, made: _Made) -> None:
     entry = job.entry
     meta = {"fogmachine_server": ctx.config.server_url, "fogmachine_token": job.token,
             "fogmachine_mac": job.mac}
@@ -430,16 +408,16 @@ async def _register(ctx: Context, job: Job, undo: _Undo) -> None:
         autoinstall_meta=meta, netboot_enabled=entry.boot == "network",
     )
     await ctx.cobbler.create_system(spec)
-    undo.push("remove the Cobbler system", lambda: ctx.cobbler.remove_system(job.name),
-              ("cobbler_system", job.name))
+    made.cobbler_system = job.name
 
 
-async def _give_up(ctx: Context, job: Job, undo: _Undo, reason: str) -> None:
-    left = await undo.run()
-    if left:
-        reason = f"{reason} (cleanup incomplete: could not {'; '.join(left)})"
+async def _give_up(ctx: Context, made: _Made, reason: str) -> None:
+    job = made.job
+    left, failures = await teardown.release_each(ctx, made.holdings())
+    if failures:
+        reason = f"{reason} (cleanup incomplete: could not {'; '.join(map(str, failures))})"
     try:
-        marked = await ctx.db.run(_fail, job, reason, undo.kept, lock=True)
+        marked = await ctx.db.run(_fail, job, reason, left, lock=True)
     except FogmachineError as exc:
         log.error("guest %s failed (%s) and could not be marked failed: %s", job.name, reason, exc.message)
         return

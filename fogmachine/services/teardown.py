@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from fogmachine.context import Context
 from fogmachine.db.models import Guest
-from fogmachine.errors import Conflict, NotFound
+from fogmachine.errors import Conflict, FogmachineError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +37,68 @@ class Holdings:
                    cobbler_system=guest.cobbler_system)
 
 
-async def release(ctx: Context, holdings: Holdings) -> None:
-    """Tear down ``holdings``; raises the backend's error when a part could not be removed."""
-    if holdings.host is not None and holdings.domain_name and ctx.hosts is not None:
-        conn = ctx.hosts.get(holdings.host)
+@dataclass(frozen=True)
+class Failure:
+    what: str  # what was tried: "remove the domain web1"
+    error: FogmachineError
+
+    def __str__(self) -> str:
+        return f"{self.what} ({self.error.message})"
+
+
+async def release_each(ctx: Context, holdings: Holdings) -> tuple[Holdings, list[Failure]]:
+    """Try to remove every part, whatever happened to the others.
+
+    Returns what is still held (the parts that could not be removed) and why. The domain goes first
+    (powered off, then undefined); its volume only once the domain is gone, since a domain still
+    defined may be using it; the Cobbler system in any case.
+    """
+    failures: list[Failure] = []
+    domain_name, volume_path, cobbler_system = holdings.domain_name, holdings.volume_path, holdings.cobbler_system
+    conn = None
+    if holdings.host is not None and (domain_name or volume_path) and ctx.hosts is not None:
         try:
-            await conn.destroy(holdings.domain_name)
-        except (NotFound, Conflict):
-            pass  # not running, or no such domain: nothing to power off
+            conn = ctx.hosts.get(holdings.host)
+        except FogmachineError as exc:
+            failures.append(Failure(f"reach host {holdings.host}", exc))
+    if conn is not None and domain_name:
         try:
-            await conn.undefine(holdings.domain_name)
-        except NotFound:
-            pass
-        if holdings.volume_path:
             try:
-                await conn.delete_volume(holdings.volume_path)
+                await conn.destroy(domain_name)
+            except (NotFound, Conflict):
+                pass  # not running, or no such domain: nothing to power off
+            try:
+                await conn.undefine(domain_name)
             except NotFound:
                 pass
-    if holdings.cobbler_system and ctx.cobbler is not None:
-        await ctx.cobbler.remove_system(holdings.cobbler_system)
-    log.info("released the domain, volume and Cobbler system of guest %s", holdings.name)
+            domain_name = None
+        except FogmachineError as exc:
+            failures.append(Failure(f"remove the domain {domain_name}", exc))
+    if conn is not None and volume_path and not domain_name:
+        try:
+            await conn.delete_volume(volume_path)
+        except NotFound:
+            pass
+        except FogmachineError as exc:
+            failures.append(Failure(f"delete the volume {volume_path}", exc))
+        else:
+            volume_path = ""
+    if cobbler_system and ctx.cobbler is not None:
+        try:
+            await ctx.cobbler.remove_system(cobbler_system)
+            cobbler_system = ""
+        except FogmachineError as exc:
+            failures.append(Failure(f"remove the Cobbler system {cobbler_system}", exc))
+    if failures:
+        log.warning("guest %s: could not %s", holdings.name, "; ".join(map(str, failures)))
+    else:
+        log.info("released the domain, volume and Cobbler system of guest %s", holdings.name)
+    return Holdings(holdings.name, holdings.host, domain_name, volume_path, cobbler_system), failures
+
+
+async def release(ctx: Context, holdings: Holdings) -> None:
+    """Tear ``holdings`` down completely or raise the first part's error: deleting, retiring and
+    reconciling keep the guest's row (and try again later) unless everything is gone."""
+    _, failures = await release_each(ctx, holdings)
+    if failures:
+        raise failures[0].error

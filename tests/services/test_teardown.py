@@ -1,0 +1,70 @@
+"""Tearing a guest's parts down with the real Cobbler and test-driver hosts: each part on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from fogmachine.cobbler import SystemSpec
+from fogmachine.config import Config
+from fogmachine.errors import HostUnreachable
+from fogmachine.services import teardown
+from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
+from tests.support import cobbler as cb
+from tests.support import provisioning as pv
+
+pytestmark = pytest.mark.cobbler
+PREFIX = "fmtest-td-"
+
+
+@pytest.fixture
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any]) -> Any:
+    cb.require()
+    cb.seed()
+    cb.remove_systems(PREFIX)
+    config = make_config(hosts={"h1": {}, "dead": "qemu+tcp://127.0.0.1:1/system"}, cobbler_url=cb.XMLRPC_URL,
+                         cobbler_password=cb.PASSWORD, libvirt_connect_timeout="2")
+    srv = await start_server(config)
+    yield srv
+    cb.remove_systems(PREFIX)
+
+
+async def make_system(ctx: Any, name: str) -> None:
+    await ctx.cobbler.create_system(SystemSpec(name=name, mac="52:54:00:aa:bb:01", hostname=name,
+                                               profile=cb.PROFILE, autoinstall_meta={}))
+
+
+async def test_everything_goes_and_a_second_teardown_finds_nothing_to_do(server: Any) -> None:
+    ctx, name = server.ctx, PREFIX + "all"
+    await make_system(ctx, name)
+    conn = ctx.hosts.get("h1")
+    await conn.define(build_domain_xml(DomainSpec(name=name, memory_mb=128, vcpus=1, domain_type="test")))
+    await conn.start(name)
+    holdings = teardown.Holdings(name, "h1", name, "", name)
+    left, failures = await teardown.release_each(ctx, holdings)
+    assert failures == [] and left == teardown.Holdings(name, "h1", None, "", "")
+    assert name not in await pv.Domains(ctx).names("h1")
+    assert await ctx.cobbler.get_system(name) is None
+    await teardown.release(ctx, holdings)  # all gone already: counts as done
+
+
+async def test_a_host_that_is_down_keeps_its_parts_and_the_cobbler_system_still_goes(server: Any) -> None:
+    ctx, name = server.ctx, PREFIX + "half"
+    await make_system(ctx, name)
+    holdings = teardown.Holdings(name, "dead", name, "/var/lib/libvirt/images/half.qcow2", name)
+    left, failures = await teardown.release_each(ctx, holdings)
+    # the domain and its volume are still there (the volume is not touched while its domain may use it)
+    assert left == teardown.Holdings(name, "dead", name, "/var/lib/libvirt/images/half.qcow2", "")
+    assert [f.what for f in failures] == [f"remove the domain {name}"]
+    assert isinstance(failures[0].error, HostUnreachable) and "dead" in str(failures[0])
+    assert await ctx.cobbler.get_system(name) is None
+    with pytest.raises(HostUnreachable):  # what delete and retire see: the first part's own error
+        await teardown.release(ctx, holdings)
+
+
+async def test_a_host_no_longer_watched_is_named(server: Any) -> None:
+    left, failures = await teardown.release_each(server.ctx, teardown.Holdings("x", "gone", "x", "", ""))
+    assert left.domain_name == "x"
+    assert [f.what for f in failures] == ["reach host gone"]
