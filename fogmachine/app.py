@@ -25,6 +25,7 @@ from fogmachine.db.session import Database
 from fogmachine.logs import log_request
 from fogmachine.web import api, callbacks, pages
 from fogmachine.web.base import InFlight, NotFoundHandler
+from fogmachine.web.bodylimit import BodyLimit
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +148,7 @@ class Server:
             self.components = started
             await self.stop()
             raise
-        self.http = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY, xheaders=True)
+        self.http = tornado.httpserver.HTTPServer(BodyLimit(app, MAX_BODY), max_body_size=MAX_BODY, xheaders=True)
         self.port = sockets[0].getsockname()[1]
         self.http.add_sockets(sockets)
         log.info("Fogmachine listening on http://%s:%d/ (database revision %s, config: %s)",

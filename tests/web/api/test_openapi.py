@@ -26,7 +26,7 @@ def _sample(name: str, schema: dict) -> str:
 
 
 def _app(srv) -> tornado.web.Application:
-    return srv.server.http.request_callback
+    return srv.server.http.request_callback.app  # inside the BodyLimit wrapper
 
 
 def _route(app: tornado.web.Application, method: str, path: str):
