@@ -206,6 +206,11 @@ class AuditEvent(Base):
     """Who did what to which object, when, from where, and how it ended."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (
+        # Login throttling counts failed logins per username and per address (services/loginthrottle.py).
+        Index("ix_audit_events_action_result_name_at", "action", "result", "object_name", "at"),
+        Index("ix_audit_events_action_result_addr_at", "action", "result", "remote_addr", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

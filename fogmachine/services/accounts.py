@@ -6,19 +6,14 @@ never on the database threads: a burst of logins then queues behind two
 hashing threads instead of starving every page of database connections.
 Passwords are never logged, never stored in clear and never echoed back.
 
-Login throttling (``LoginThrottle``) is kept in the process's memory. That is
-a deliberate trade: it needs no table and no write per failed attempt, and a
-restart forgets it. With several Fogmachine processes behind one balancer each
-counts on its own, so an attacker gets at most (limit times processes) tries per
-window, which is still far too few to guess an Argon2-hashed password.
+Failed logins are throttled (``loginthrottle``) by counting them in the
+audit log, which every Fogmachine process sharing the database writes and reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import re
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,7 +31,7 @@ from fogmachine.errors import (
     TooManyRequests,
     ValidationError,
 )
-from fogmachine.services import audit, passwords
+from fogmachine.services import audit, loginthrottle, passwords
 from fogmachine.services.actor import Actor
 from fogmachine.services.users import create_user, validate_email, validate_password, validate_username
 
@@ -45,12 +40,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Throttling numbers (documented in README): within a sliding window of 15 minutes,
-# 5 failed logins for one username or 20 from one address lock that username or
-# address out until the oldest failure leaves the window (at most 15 minutes).
-FAILURE_WINDOW_S = 15 * 60
-MAX_FAILURES_PER_USER = 5
-MAX_FAILURES_PER_ADDRESS = 20
 HASH_THREADS = 2
 LOGIN_FAILED = "wrong username or password"
 SSH_KEY_RE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)"
@@ -59,68 +48,10 @@ MAX_SSH_KEYS_CHARS = 16 * 1024
 MAX_DESCRIPTION_CHARS = 2000
 
 
-class LoginThrottle:
-    """Sliding-window counts of failed logins per username and per address.
-
-    Checked before the password is verified, so a locked-out attacker does not
-    even cost an Argon2 computation. A success clears the username's count but
-    not the address's: one valid account must not reset an address that is
-    guessing at others.
-    """
-
-    def __init__(self, window_s: float = FAILURE_WINDOW_S, per_user: int = MAX_FAILURES_PER_USER,
-                 per_address: int = MAX_FAILURES_PER_ADDRESS, clock: Callable[[], float] = time.monotonic) -> None:
-        self.window_s = window_s
-        self.per_user = per_user
-        self.per_address = per_address
-        self.clock = clock
-        self._users: dict[str, collections.deque[float]] = {}
-        self._addresses: dict[str, collections.deque[float]] = {}
-
-    def _recent(self, table: dict[str, collections.deque[float]], key: str, now: float) -> collections.deque[float]:
-        failures = table.get(key)
-        if failures is None:
-            return collections.deque()
-        while failures and failures[0] <= now - self.window_s:
-            failures.popleft()
-        if not failures:
-            del table[key]
-        return failures
-
-    def retry_after(self, username: str, address: str) -> float:
-        """Seconds until this username and address may try again; 0 when they may now."""
-        now = self.clock()
-        wait = 0.0
-        for table, key, limit in ((self._users, username, self.per_user),
-                                  (self._addresses, address, self.per_address)):
-            failures = self._recent(table, key, now)
-            if len(failures) >= limit:
-                wait = max(wait, failures[-limit] + self.window_s - now)
-        return wait
-
-    def failed(self, username: str, address: str) -> None:
-        now = self.clock()
-        for table, key in ((self._users, username), (self._addresses, address)):
-            self._recent(table, key, now)
-            table.setdefault(key, collections.deque()).append(now)
-        if len(self._users) + len(self._addresses) > 100_000:
-            self._prune(now)
-
-    def succeeded(self, username: str) -> None:
-        self._users.pop(username, None)
-
-    def _prune(self, now: float) -> None:
-        """Forget keys with no recent failures, so a scan of names cannot grow memory without end."""
-        for table in (self._users, self._addresses):
-            for key in list(table):
-                self._recent(table, key, now)
-
-
 @dataclass
 class AccountsState:
-    """Per-process state of the accounts service: the throttle and the hashing pool."""
+    """Per-process state of the accounts service: the hashing pool."""
 
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="fm-hash"))
     # A hash to verify against when the username does not exist, so that the answer
@@ -200,10 +131,14 @@ def _username_taken(session: Session, username: str) -> bool:
 # --- logging in -------------------------------------------------------------------------------
 
 
-def _login_record(session: Session, username: str) -> tuple[int, str, bool] | None:
+def _login_record(session: Session, username: str, address: str) -> tuple[float, tuple[int, str, bool] | None]:
+    """(seconds this username and address must wait, (id, password hash, active) of the user or None)."""
+    wait = loginthrottle.retry_after(session, username, address, utcnow())
+    if wait > 0 or not username:
+        return wait, None
     row = session.execute(select(User.id, User.password_hash, User.is_active)
                           .where(User.username == username)).first()
-    return (row[0], row[1], row[2]) if row is not None else None
+    return wait, (row[0], row[1], row[2]) if row is not None else None
 
 
 def _login_succeeded(session: Session, user_id: int, address: str, new_hash: str | None) -> User:
@@ -231,12 +166,11 @@ async def authenticate(ctx: Context, username: str, password: str, address: str)
     """
     st = state(ctx)
     username = (username or "").strip().lower()[:64]
-    wait = st.throttle.retry_after(username, address)
+    wait, record = await ctx.db.run(_login_record, username, address)
     if wait > 0:
         minutes = max(1, round(wait / 60))
         raise TooManyRequests(f"too many failed logins; try again in about {minutes} minute(s)",
                               details={"retry_after": int(wait) + 1})
-    record = await ctx.db.run(_login_record, username) if username else None
     if record is None:
         if not st.dummy_hash:
             st.dummy_hash = await hash_password(ctx, "fogmachine-dummy-password")
@@ -248,10 +182,8 @@ async def authenticate(ctx: Context, username: str, password: str, address: str)
         if ok and not record[2]:
             ok, reason = False, "account disabled"
     if not ok:
-        st.throttle.failed(username, address)
-        await ctx.db.run(_login_failed, username, address, reason)
+        await ctx.db.run(_login_failed, username, address, reason)  # also what the throttle counts
         raise AuthenticationRequired(LOGIN_FAILED)
-    st.throttle.succeeded(username)
     new_hash = None
     if passwords.needs_rehash(record[1]):  # type: ignore[index]
         new_hash = await hash_password(ctx, password)

@@ -17,8 +17,8 @@ from fogmachine.errors import (
     TooManyRequests,
     ValidationError,
 )
-from fogmachine.services import accounts, passwords
-from fogmachine.services.accounts import LoginThrottle, NewUser, ProfileUpdate
+from fogmachine.services import accounts, loginthrottle, passwords
+from fogmachine.services.accounts import NewUser, ProfileUpdate
 from fogmachine.services.actor import Actor
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJx7 ann@laptop"
@@ -133,29 +133,10 @@ async def test_hashing_runs_off_the_event_loop(make_ctx, monkeypatch):
     assert all(name.startswith("fm-hash") for name in threads), threads
 
 
-def test_throttle_window_per_user_and_address():
-    now = [1000.0]
-    throttle = LoginThrottle(window_s=60, per_user=3, per_address=5, clock=lambda: now[0])
-    for _ in range(3):
-        assert throttle.retry_after("ann", "10.0.0.1") == 0
-        throttle.failed("ann", "10.0.0.1")
-    assert throttle.retry_after("ann", "10.0.0.1") == pytest.approx(60)
-    assert throttle.retry_after("ann", "10.9.9.9") > 0        # the user is locked from anywhere
-    assert throttle.retry_after("bob", "10.0.0.1") == 0       # the address is not (yet)
-    throttle.failed("bob", "10.0.0.1")
-    throttle.failed("cat", "10.0.0.1")
-    assert throttle.retry_after("dan", "10.0.0.1") > 0        # 5 from one address: locked for every name
-    now[0] += 61
-    assert throttle.retry_after("ann", "10.0.0.1") == 0       # the window slid past
-    throttle.failed("ann", "10.0.0.7")
-    throttle.succeeded("ann")
-    assert "ann" not in throttle._users
-
-
 async def test_login_throttled_with_429_and_no_hashing(make_ctx, monkeypatch):
     ctx = make_ctx()
     await accounts.register(ctx, None, NewUser("jan", "jans password"))
-    for _ in range(accounts.MAX_FAILURES_PER_USER):
+    for _ in range(loginthrottle.DEFAULT.per_user):
         with pytest.raises(AuthenticationRequired):
             await accounts.authenticate(ctx, "jan", "wrong password", "10.0.0.4")
     calls = []
@@ -164,6 +145,19 @@ async def test_login_throttled_with_429_and_no_hashing(make_ctx, monkeypatch):
         await accounts.authenticate(ctx, "jan", "jans password", "10.0.0.5")
     assert info.value.status == 429 and info.value.details["retry_after"] > 0
     assert calls == []  # a locked-out attempt costs no Argon2
+
+
+async def test_processes_sharing_the_database_throttle_together(make_ctx):
+    """Two Fogmachine processes on one database: failures made through either count for both."""
+    first, second = make_ctx(), make_ctx()
+    await accounts.register(first, None, NewUser("kay", "kays password"))
+    per_user = loginthrottle.DEFAULT.per_user
+    for i in range(per_user):
+        with pytest.raises(AuthenticationRequired):
+            await accounts.authenticate((first, second)[i % 2], "kay", "wrong password", f"10.1.0.{i}")
+    for ctx in (first, second):
+        with pytest.raises(TooManyRequests):
+            await accounts.authenticate(ctx, "kay", "kays password", "10.1.9.9")
 
 
 async def test_profile_and_password_change(make_ctx):

@@ -5,7 +5,7 @@ import re
 from sqlalchemy import select
 
 from fogmachine.db.models import User
-from fogmachine.services import accounts
+from fogmachine.services import loginthrottle
 from fogmachine.web.pages.common import XSRF_MESSAGE
 from tests.web.pages.conftest import PASSWORD
 
@@ -62,7 +62,7 @@ async def test_wrong_password_unknown_user_and_disabled_account_look_alike(site)
 
 async def test_repeated_failures_answer_429(site):
     c = site.client()
-    for _ in range(accounts.MAX_FAILURES_PER_USER):
+    for _ in range(loginthrottle.DEFAULT.per_user):
         assert (await c.post("/login", {"username": "alice", "password": "guess guess"})).code == 401
     r = await c.post("/login", {"username": "alice", "password": PASSWORD})
     assert r.code == 429 and "too many failed logins" in r.text
