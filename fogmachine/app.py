@@ -22,6 +22,7 @@ from fogmachine.config import Config
 from fogmachine.context import Context
 from fogmachine.db import migrate
 from fogmachine.db.session import Database
+from fogmachine.errors import FogmachineError
 from fogmachine.logs import log_request
 from fogmachine.web import api, callbacks, pages
 from fogmachine.web.base import InFlight, NotFoundHandler
@@ -107,6 +108,11 @@ def open_database(config: Config) -> Database:
 def prepare_database(ctx: Context) -> None:
     """Blocking start-up work on the database: schema check or creation, host sync."""
     ctx.schema_revision = migrate.ensure_schema(ctx.db.engine)
+    sync_hosts(ctx)
+
+
+def sync_hosts(ctx: Context) -> None:
+    """Blocking: virthosts.conf into the hosts table (at start, and on SIGHUP)."""
     entries = virthosts.parse(ctx.config.virthosts)
     with ctx.db.session() as session:
         result = virthosts.sync(session, entries)
@@ -154,6 +160,22 @@ class Server:
         log.info("Fogmachine listening on http://%s:%d/ (database revision %s, config: %s)",
                  config.listen_address, self.port, ctx.schema_revision, config.source)
 
+    async def reload_hosts(self) -> None:
+        """Read virthosts.conf into the hosts table again and watch what it now lists (SIGHUP).
+
+        A file that does not parse is reported and changes nothing: the hosts already watched go on.
+        """
+        ctx = self.ctx
+        if ctx is None:
+            return
+        log.info("reading %s again", ctx.config.virthosts)
+        try:
+            await asyncio.get_running_loop().run_in_executor(ctx.db.executor, sync_hosts, ctx)
+            if ctx.hosts is not None:
+                await ctx.hosts.reload()
+        except FogmachineError as exc:
+            log.error("hosts not reloaded: %s", exc.message)
+
     async def stop(self) -> None:
         if self.http is not None:
             self.http.stop()  # no new connections
@@ -172,16 +194,26 @@ class Server:
 
 
 async def serve(config: Config) -> None:
-    """Run until SIGTERM or SIGINT, then shut down cleanly."""
+    """Run until SIGTERM or SIGINT, then shut down cleanly; SIGHUP reads virthosts.conf again."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     server = Server(config)
     await server.start()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def hangup() -> None:
+        task = loop.create_task(server.reload_hosts())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
         await stop.wait()
         log.info("shutting down")
     finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        await asyncio.gather(*reloads, return_exceptions=True)
         await server.stop()
 

@@ -112,6 +112,7 @@ def cmd_hosts_sync(config: Config, args: argparse.Namespace) -> int:
                          ("disabled", result.disabled), ("deleted", result.deleted)):
         for name in names:
             print(f"  {label}: {name}")
+    print("running Fogmachine servers follow the hosts table within 10 s")
     return 0
 
 

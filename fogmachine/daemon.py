@@ -1,7 +1,8 @@
 """The daemon entry behind ``fogmachined``: detach, pid file, log file, clean stop.
 
 SIGTERM and SIGINT stop the server cleanly (the listening socket closes, the
-adapters disconnect, the pid file is removed). A pid file naming a live
+adapters disconnect, the pid file is removed); SIGHUP reads virthosts.conf
+again. A pid file naming a live
 process makes a second start refuse instead of running twice.
 """
 

@@ -1,4 +1,4 @@
-"""fogmachined detaches, writes its pid file and log, and stops cleanly on SIGTERM."""
+"""fogmachined detaches, writes its pid file and log, reads virthosts.conf again on SIGHUP, stops on SIGTERM."""
 
 import json
 import os
@@ -19,7 +19,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_daemon_pidfile_log_and_sigterm(tmp_path):
+def wait_for_log(logfile: Path, text: str, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in logfile.read_text():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_daemon_pidfile_log_sighup_and_sigterm(tmp_path):
     port = free_port()
     (tmp_path / "virthosts.conf").write_text("demo, test:///default, test\n")
     conf = tmp_path / "fm.conf"
@@ -45,6 +54,15 @@ def test_daemon_pidfile_log_and_sigterm(tmp_path):
                          str(pidfile), "--logfile", str(logfile), "--foreground"], env=env, timeout=30,
                         capture_output=True, text=True)
     assert r2.returncode != 0 and "already running" in r2.stderr
+    # SIGHUP reads virthosts.conf again: a malformed file changes nothing, a good one adds its host
+    (tmp_path / "virthosts.conf").write_text("demo, test:///default, test\nbroken line\n")
+    os.kill(pid, signal.SIGHUP)
+    assert wait_for_log(logfile, "hosts not reloaded")
+    (tmp_path / "virthosts.conf").write_text("demo, test:///default, test\ndemo2, test:///default, test\n")
+    os.kill(pid, signal.SIGHUP)
+    assert wait_for_log(logfile, "host demo2 is watched from now on")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/version", timeout=2) as resp:
+        assert resp.status == 200
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and pidfile.exists():

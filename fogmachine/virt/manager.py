@@ -6,10 +6,16 @@ nothing; it waits for those first attempts at most ``libvirt_connect_timeout``
 (plus a second) so that the first page served already shows real states, and
 anything slower carries on in the background.
 
-Which hosts are watched: every host still listed in virthosts.conf
-(``in_config``), enabled or not. Disabling a host only stops placement on it;
-its guests stay visible and can be started and stopped. A host that left the
-file is no longer contacted.
+Which hosts are watched: every host listed in virthosts.conf (``in_config``),
+enabled or not, and a host that left the file for as long as Fogmachine's
+guests live on it, so that they can still be given back (``hosts sync``
+deletes the host once the last is gone). Disabling a host only stops placement
+on it; its guests stay visible and can be started and stopped.
+
+The hosts table can change under a running server: ``fogmachine hosts sync``
+from the command line, another process's start, a SIGHUP. Every
+``TABLE_POLL`` seconds the manager compares what it watches with the table
+and follows it (``reload``): one small query, no libvirt call.
 
 Cheap resyncs: each HostConnection remembers the snapshot last written. When a
 resync reads the same thing (free memory within a small slack) the database is
@@ -26,13 +32,13 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fogmachine.context import Context
-from fogmachine.db.models import Host
-from fogmachine.errors import NotFound
+from fogmachine.db.models import Guest, Host, Step
+from fogmachine.errors import FogmachineError, NotFound
 from fogmachine.services import hoststate
 from fogmachine.virt.callpool import CallPool
 from fogmachine.virt.connection import HostConnection
@@ -41,13 +47,16 @@ from fogmachine.virt.inventory import HostSnapshot
 log = logging.getLogger(__name__)
 
 DB_RECHECK = 300.0
+TABLE_POLL = 10.0
 # Threads of the call pool that every host's libvirt calls share (see virt.callpool for why
 # a few shared threads, and how a hung host is kept from holding one).
 CALL_THREADS = 2
 
 
 def _watched_hosts(session: Session) -> list[tuple[int, str, str]]:
-    rows = session.execute(select(Host.id, Host.name, Host.uri).where(Host.in_config.is_(True)).order_by(Host.name))
+    guests_live = exists().where(Guest.host_id == Host.id, Guest.managed.is_(True), Guest.step != Step.RETIRED)
+    rows = session.execute(select(Host.id, Host.name, Host.uri).where(or_(Host.in_config.is_(True), guests_live))
+                           .order_by(Host.name))
     return [(row.id, row.name, row.uri) for row in rows]
 
 
@@ -61,6 +70,7 @@ class HostManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self._pool = CallPool(CALL_THREADS, name="fm-virt")
+        self._reload_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ component
 
@@ -71,6 +81,7 @@ class HostManager:
         for host in self._hosts.values():
             await host.watch()
         self._started = True
+        self.spawn(self._follow_table(), name="fm-hosts-table")
         await self.wait_settled(self.config.libvirt_connect_timeout + 1)
         up = sum(1 for h in self._hosts.values() if h.connected)
         log.info("hypervisor hosts: %d of %d up", up, len(self._hosts))
@@ -95,17 +106,30 @@ class HostManager:
         )
 
     async def reload(self) -> None:
-        """Follow the hosts table after ``hosts sync``: start new hosts, stop removed or changed ones."""
-        rows = {name: (host_id, uri) for host_id, name, uri in await self.ctx.db.run(_watched_hosts)}
-        for name, host in list(self._hosts.items()):
-            if name not in rows or rows[name] != (host.host_id, host.uri):
-                del self._hosts[name]
-                await host.close()
-        for name, (host_id, uri) in rows.items():
-            if name not in self._hosts:
-                host = self._make(host_id, name, uri)
-                self._hosts[name] = host
-                await host.watch()
+        """Follow the hosts table: start new hosts, stop removed or changed ones."""
+        async with self._reload_lock:
+            rows = {name: (host_id, uri) for host_id, name, uri in await self.ctx.db.run(_watched_hosts)}
+            for name, host in list(self._hosts.items()):
+                if name not in rows or rows[name] != (host.host_id, host.uri):
+                    del self._hosts[name]
+                    log.info("host %s is no longer watched", name)
+                    await host.close()
+            for name, (host_id, uri) in rows.items():
+                if name not in self._hosts:
+                    host = self._make(host_id, name, uri)
+                    self._hosts[name] = host
+                    log.info("host %s is watched from now on (%s)", name, uri)
+                    await host.watch()
+
+    async def _follow_table(self) -> None:
+        while True:
+            await asyncio.sleep(TABLE_POLL)
+            try:
+                await self.reload()
+            except FogmachineError as exc:  # the database is away for a moment: the next round tries again
+                log.warning("could not compare the watched hosts with the hosts table: %s", exc.message)
+            except Exception:  # a bug must not end the following for the life of the server
+                log.exception("following the hosts table failed; trying again in %g s", TABLE_POLL)
 
     async def wait_settled(self, timeout: float | None = None) -> bool:
         """Wait until every host's first connection attempt has ended; False if some had not by ``timeout``."""

@@ -206,3 +206,57 @@ async def test_hosts_whose_calls_hang_hold_none_of_the_others_up(make_config, st
             break
         await asyncio.sleep(0.02)
     assert (pool.threads, pool.stalled) == (managermod.CALL_THREADS, 0)
+
+
+async def test_the_hosts_table_is_followed_and_a_host_that_left_stays_while_guests_live(make_config, start_server,
+                                                                                        monkeypatch, tmp_path):
+    """``hosts sync`` run by another process: a new host is watched without a restart; a host that left
+    the file is watched until its last guest was given back, then dropped."""
+    import datetime as dt
+
+    from fogmachine import virthosts
+    from fogmachine.db.models import User, utcnow
+    from fogmachine.services import lifecycle
+    from fogmachine.services.actor import Actor
+    from fogmachine.virt import manager as managermod
+
+    monkeypatch.setattr(managermod, "TABLE_POLL", 0.05)
+    config = make_config(hosts={"a": {}, "b": {}})
+    srv = await start_server(config)
+    ctx = srv.ctx
+
+    def add_guest(s):
+        owner = User(username="ann")
+        host = s.scalar(select(Host).where(Host.name == "b"))
+        guest = Guest(name="keep", live_name="keep", domain_name="keep", owner=owner, host=host, step=Step.READY,
+                      state=GuestState.RUNNING, ram_mb=128, vcpus=1, expires_at=utcnow() + dt.timedelta(days=1))
+        s.add(guest)
+        s.flush()
+        return guest.id, owner.id
+
+    gid, uid = await ctx.db.run(add_guest)
+    conn_b = ctx.hosts.get("b")
+    await conn_b.define(build_domain_xml(DomainSpec(name="keep", memory_mb=128, vcpus=1, domain_type="test",
+                                                    guest_id=gid)))
+    uri_c = testhosts.write_host(tmp_path / "hosts", "c")
+    Path(config.virthosts).write_text(f"a, {ctx.hosts.get('a').uri}, test\nc, {uri_c}, test\n")
+
+    async def sync():  # what `fogmachine hosts sync` does from another process
+        return await ctx.db.run(lambda s: virthosts.sync(s, virthosts.parse(config.virthosts)))
+
+    async def watched(expected):
+        for _ in range(200):
+            if sorted(h.name for h in ctx.hosts.all()) == expected:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    result = await sync()
+    assert (result.added, result.disabled) == (["c"], ["b"])
+    assert await watched(["a", "b", "c"])  # c came in; b stays while "keep" lives on it
+    assert ctx.hosts.get("b") is conn_b
+    await lifecycle.delete(ctx, Actor(uid, "ann"), gid)  # the guest can still be given back
+    assert "keep" not in {d.name for d in await conn_b.list_domains()}
+    assert (await sync()).deleted == ["b"]
+    assert await watched(["a", "c"])
+    assert not conn_b.connected
