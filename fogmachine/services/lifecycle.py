@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.context import Context
-from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step
+from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step, utcnow
 from fogmachine.errors import Conflict, FogmachineError, HostUnreachable, NotFound, PermissionDenied, ValidationError
 from fogmachine.services import audit, teardown
 from fogmachine.services.actor import Actor
@@ -223,23 +223,52 @@ async def _watch_shutdown(ctx: Context, actor: Actor, target: _Target, domain_id
         await ctx.db.run(_mark_ignored, actor, target, message, lock=True)
 
 
-async def delete(ctx: Context, actor: Actor, guest_id: int) -> None:
+async def delete(ctx: Context, actor: Actor, guest_id: int, *, force: bool = False) -> None:
     """Power off, undefine, remove its volume and Cobbler system, then delete the row.
 
     Nothing is touched while the guest's host is down (HostUnreachable); a part
     already gone counts as done, so a delete interrupted half-way can be repeated.
+
+    ``force`` (administrators only) is for a host that is down for long, or gone:
+    what can be removed is, and the guest is retired at once with the parts that
+    could not be removed still named on its row; reconciliation removes them
+    when their host answers again. The guest's name is free at once.
     """
     actor.require_write()
+    if force:
+        actor.require_admin()
     target = await ctx.db.run(_load, actor, guest_id)
     try:
         _allowed_delete(actor, target)
-        if target.host is not None:
-            _connection(ctx, target)
-        await teardown.release(ctx, target.holdings)
+        if force:
+            left, failures = await teardown.release_each(ctx, target.holdings)
+            if failures:
+                await ctx.db.run(_retire_with_leftovers, actor, target, left, failures, lock=True)
+                return
+        else:
+            if target.host is not None:
+                _connection(ctx, target)
+            await teardown.release(ctx, target.holdings)
         await ctx.db.run(_delete_row, actor, target, lock=True)
     except FogmachineError as exc:
         await _audit_failure(ctx, actor, target, "delete", exc)
         raise
+
+
+def _retire_with_leftovers(session: Session, actor: Actor, target: _Target, left: teardown.Holdings,
+                           failures: list[teardown.Failure]) -> None:
+    guest = session.scalar(select(Guest).where(Guest.id == target.id).with_for_update())
+    if guest is None:
+        return
+    message = (f"deleted by {actor.username} with parts left behind (could not "
+               f"{'; '.join(map(str, failures))}); reconciliation removes them when it can")
+    guest.step, guest.state, guest.retired_at = Step.RETIRED, GuestState.UNKNOWN, utcnow()
+    guest.live_name = None  # the name is free for a new guest
+    guest.domain_name, guest.volume_path, guest.cobbler_system = left.domain_name, left.volume_path, \
+        left.cobbler_system
+    guest.phonehome_token_hash = guest.worker = ""
+    guest.step_reason = message[:2000]
+    _record(session, actor, target, "delete", "ok", message)
 
 
 def _allowed_delete(actor: Actor, target: _Target) -> None:

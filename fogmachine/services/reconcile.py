@@ -13,6 +13,9 @@ repairs what crashes and outages leave behind:
 * a Cobbler system made by this Fogmachine (its ``autoinstall_meta`` has
   ``fogmachine_token`` and this server's ``fogmachine_server``, so instances
   sharing one Cobbler leave each other's alone) that no live guest owns: removed;
+* a retired guest whose row still names parts that could not be removed
+  (an administrator's forced delete while its host was down): removed once
+  the host answers, and the row's columns cleared;
 * a guest whose domain vanished (state ``missing``): left in place for its
   owner to see, with the reason on the row and in the audit log.
 
@@ -25,7 +28,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.context import Context
@@ -43,13 +46,15 @@ MISSING_NOTE = "its domain vanished from its host"
 @dataclass
 class Report:
     failed_provisioning: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
     orphan_domains: list[str] = field(default_factory=list)
     orphan_systems: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return any((self.failed_provisioning, self.orphan_domains, self.orphan_systems, self.missing, self.errors))
+        return any((self.failed_provisioning, self.leftovers, self.orphan_domains, self.orphan_systems,
+                    self.missing, self.errors))
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,44 @@ async def _fix_provisioning(ctx: Context, report: Report) -> None:
             report.failed_provisioning.append(stuck.holdings.name)
 
 
+def _leftovers(session: Session) -> list[tuple[int, teardown.Holdings]]:
+    rows = session.scalars(select(Guest).options(joinedload(Guest.host)).where(
+        Guest.managed.is_(True), Guest.step == Step.RETIRED,
+        or_(Guest.domain_name.is_not(None), Guest.volume_path != "", Guest.cobbler_system != ""))).unique()
+    return [(guest.id, teardown.Holdings.of(guest)) for guest in rows]
+
+
+def _cleared(session: Session, guest_id: int, holdings: teardown.Holdings) -> None:
+    guest = session.scalar(select(Guest).where(Guest.id == guest_id).with_for_update())
+    if guest is None or guest.step != Step.RETIRED:
+        return
+    guest.domain_name, guest.volume_path, guest.cobbler_system = None, "", ""
+    guest.state = GuestState.UNDEFINED
+    parts = [f"domain {holdings.domain_name} on {holdings.host}" if holdings.domain_name else "",
+             f"volume {holdings.volume_path}" if holdings.volume_path else "",
+             f"Cobbler system {holdings.cobbler_system}" if holdings.cobbler_system else ""]
+    audit.record(session, ACTOR, "guest.reconcile", object_type="guest", object_id=guest.id,
+                 object_name=guest.name, message=f"removed what was left behind: {', '.join(p for p in parts if p)}")
+
+
+async def _fix_leftovers(ctx: Context, report: Report) -> None:
+    for guest_id, holdings in await ctx.db.run(_leftovers):
+        if holdings.host is not None and holdings.domain_name and ctx.hosts is not None:
+            try:
+                if not ctx.hosts.get(holdings.host).connected:
+                    continue  # still down: next time (not an error to report on every pass)
+            except FogmachineError:
+                continue  # not watched (left the file): nothing can reach it
+        try:
+            await teardown.release(ctx, holdings)
+        except FogmachineError as exc:
+            report.errors.append(f"guest {holdings.name}: {exc.message}")
+            continue
+        await ctx.db.run(_cleared, guest_id, holdings, lock=True)
+        log.warning("reconcile: removed what retired guest %s left behind", holdings.name)
+        report.leftovers.append(holdings.name)
+
+
 async def _fix_domains(ctx: Context, report: Report) -> None:
     if ctx.hosts is None:
         return
@@ -206,6 +249,7 @@ async def reconcile(ctx: Context) -> Report:
     """One reconciliation pass; what it repaired is returned and logged."""
     report = Report()
     await _fix_provisioning(ctx, report)
+    await _fix_leftovers(ctx, report)  # before _fix_domains: the row also names the domain's volume
     await _fix_domains(ctx, report)
     await _fix_cobbler(ctx, report)
     report.missing = await ctx.db.run(_note_missing, lock=True)

@@ -1,5 +1,6 @@
 """Reconciliation on a running server with test-driver hosts (and the real Cobbler)."""
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -111,6 +112,57 @@ async def test_missing_guest_is_noted_once(make_config, start_server):
     assert (await reconcile.reconcile(ctx)).missing == []
     g = await ctx.db.run(lambda s: s.get(Guest, gid))
     assert g.step == Step.READY and g.step_reason.startswith("its domain vanished from its host (h1)")
+
+
+async def test_forced_delete_on_a_down_host_retires_and_reconcile_cleans_up_when_it_is_back(
+        make_config, start_server, tmp_path):
+    """An administrator deletes a guest whose host is down: the guest is retired at once with its domain
+    and volume named on the row; once the host answers, reconciliation removes them and clears the row."""
+    from fogmachine.errors import HostUnreachable, PermissionDenied
+    from fogmachine.services import lifecycle
+    from fogmachine.services.actor import Actor
+    from tests.support import testhosts
+
+    late = tmp_path / "late-host" / "late.xml"  # not there yet: the host is down
+    srv = await start_server(make_config(hosts={"h1": {}, "late": f"test://{late}"}))
+    ctx = srv.ctx
+    await ctx.extras["tasks"].wait_started()
+
+    def add(session):
+        gid = add_guest(session, "stuck", step=Step.READY, state=GuestState.RUNNING, volume_path="/pool/stuck.qcow2")
+        guest = session.get(Guest, gid)
+        guest.host = session.scalar(select(Host).where(Host.name == "late"))
+        root = User(username="root", is_admin=True)
+        session.add(root)
+        session.flush()
+        return gid, guest.owner_id, root.id
+
+    gid, owner_id, root_id = await ctx.db.run(add)
+    owner, admin = Actor(owner_id, "ann"), Actor(root_id, "root", True)
+    with pytest.raises(HostUnreachable):  # without force: nothing happens while the host is down
+        await lifecycle.delete(ctx, admin, gid)
+    with pytest.raises(PermissionDenied):  # force is for administrators
+        await lifecycle.delete(ctx, owner, gid, force=True)
+    await lifecycle.delete(ctx, admin, gid, force=True)
+    g = await ctx.db.run(lambda s: s.get(Guest, gid))
+    assert (g.step, g.live_name, g.domain_name, g.volume_path) == (Step.RETIRED, None, "stuck", "/pool/stuck.qcow2")
+    assert "reconciliation removes them" in g.step_reason and "host late" in g.step_reason
+    assert (await reconcile.reconcile(ctx)).leftovers == []  # still down: left for later, not an error
+
+    testhosts.write_host(late.parent, "late")  # the host is back, with the domain still on it
+    conn = ctx.hosts.get("late")
+    assert await conn.wait_settled(5)
+    for _ in range(200):
+        if conn.connected:
+            break
+        await asyncio.sleep(0.05)
+    await define(srv, "stuck", guest_id=gid, host="late")
+    report = await reconcile.reconcile(ctx)
+    assert report.leftovers == ["stuck"] and report.orphan_domains == []
+    assert "stuck" not in await domains(srv, "late")
+    g = await ctx.db.run(lambda s: s.get(Guest, gid))
+    assert (g.step, g.state, g.domain_name, g.volume_path) == (Step.RETIRED, GuestState.UNDEFINED, None, "")
+    assert not await reconcile.reconcile(ctx)
 
 
 @pytest.mark.cobbler

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fogmachine.db.models import Guest, Step
+from fogmachine.errors import FogmachineError, HostUnreachable
 from fogmachine.services import lifecycle, reservations
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import GuestFilter, get_guest, guest_to_dict, list_guests
@@ -85,23 +86,45 @@ class GuestExtendHandler(DashboardHandler):
 
 class GuestDeleteHandler(DashboardHandler):
     """Deleting asks first: the button's script confirms in the page; without
-    script (or without ``confirm=yes``) a confirmation page asks instead."""
+    script (or without ``confirm=yes``) a confirmation page asks instead.
+
+    When the guest's host does not answer, an administrator is shown the
+    confirmation page again with the reason and a "delete anyway" button
+    (``force``: see ``lifecycle.delete``); anyone else gets the reason."""
 
     @login_required
     async def get(self, guest_id: str) -> None:
         guest = await self.ctx.db.run(_guest, self.actor, int(guest_id))
         back = safe_next(self.get_query_argument("back", None), "/guests")
-        self.render("confirm_delete.html", guest=guest, back=back)
+        self.render("confirm_delete.html", guest=guest, back=back, unreachable=None)
 
     @login_required
     async def post(self, guest_id: str) -> None:
         guest = await self.ctx.db.run(_guest, self.actor, int(guest_id))
         back = self.back("/guests")
         if self.get_body_argument("confirm", "") != "yes":
-            self.render("confirm_delete.html", guest=guest, back=back)
+            self.render("confirm_delete.html", guest=guest, back=back, unreachable=None)
             return
-        await self.attempt(lifecycle.delete(self.ctx, self.actor, int(guest_id)),
-                           f"{guest['name']}: deleted.", back)
+        force = self.get_body_argument("force", "") == "yes"
+        if force:
+            said = f"{guest['name']}: deleted; whatever is left on its host is removed when the host answers again."
+        else:
+            said = f"{guest['name']}: deleted."
+        try:
+            await lifecycle.delete(self.ctx, self.actor, int(guest_id), force=force)
+        except HostUnreachable as exc:
+            if not self.actor.is_admin or force:
+                self.failed(exc, back)
+                return
+            self.set_status(exc.status)
+            self.render("confirm_delete.html", guest=guest, back=back, unreachable=exc.message)
+            return
+        except FogmachineError as exc:
+            if exc.status in (401, 403, 404):
+                raise
+            self.failed(exc, back)
+            return
+        self.done(said, back)
 
 
 default_handlers = [

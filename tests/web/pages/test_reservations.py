@@ -108,6 +108,33 @@ async def test_delete_asks_first(site):
     assert (await c.get(f"/guests/{gid}/row")).code == 404
 
 
+async def test_an_administrator_may_delete_anyway_when_the_host_is_down(site):
+    from pathlib import Path
+
+    from fogmachine.db.models import Step
+
+    gid = await site.guest("alice", "web1")
+    host = await site.ctx.db.run(lambda s: s.get(Guest, gid).host.name)
+    conn = site.ctx.hosts.get(host)
+    Path(conn.uri[len("test://"):]).unlink()  # the host dies: its connection drops and cannot come back
+    conn._drop(conn._conn, "cable pulled")
+    alice = await site.as_user("alice")
+    r = await alice.post(f"/guests/{gid}/delete", {"confirm": "yes"})
+    flashes = (await alice.follow(r)).flashes
+    assert flashes[0][0] == "error" and f"host {host}" in flashes[0][1] and "anyway" not in r.text
+    root = await site.as_user("root")
+    r = await root.post(f"/guests/{gid}/delete", {"confirm": "yes"})
+    assert r.code == 502 and "Nothing was deleted" in r.text and "Delete web1 anyway" in r.text
+    assert (await site.ctx.db.run(lambda s: s.get(Guest, gid).step)) == Step.READY
+    r = await root.post(f"/guests/{gid}/delete", {"confirm": "yes", "force": "yes"})
+    assert ("ok", "web1: deleted; whatever is left on its host is removed when the host answers again.") in \
+        (await root.follow(r)).flashes
+    row = await site.ctx.db.run(lambda s: s.get(Guest, gid))
+    assert row.step == Step.RETIRED and row.domain_name == "web1" and "cable pulled" in row.step_reason
+    r = await alice.post(f"/guests/{gid}/delete", {"confirm": "yes", "force": "yes"})  # owners may not force
+    assert r.code == 403
+
+
 @pytest.mark.parametrize("action", ["start", "stop", "restart", "pause", "unpause", "destroy", "refresh",
                                     "extend", "delete"])
 async def test_another_users_guest_does_not_exist(site, action):
