@@ -328,6 +328,15 @@ class _Made:
         return teardown.Holdings(self.job.name, self.job.host, self.job.name if self.domain else None,
                                  self.volume_path, self.cobbler_system)
 
+    async def tear_down(self, ctx: Context) -> tuple[teardown.Holdings, str]:
+        """What is left, and a sentence on what could not be removed ("" when nothing)."""
+        try:
+            left, failures = await teardown.release_each(ctx, self.holdings())
+        except Exception as exc:  # a bug must not keep the guest from being marked failed
+            log.exception("tearing down guest %s failed", self.job.name)
+            return self.holdings(), f"could not tear down: internal error {type(exc).__name__}"
+        return left, f"could not {'; '.join(map(str, failures))}" if failures else ""
+
 
 async def _overlapped(ctx: Context, job: Job, step: Step, action: Awaitable[Any],
                       made: Callable[[], None] = lambda: None) -> Any:
@@ -383,9 +392,9 @@ async def _provision(ctx: Context, job: Job) -> None:
         log.info("guest %s started on %s; %s", job.name, job.host,
                  "waiting for its phone-home" if entry.phonehome else "ready")
     except _Gone:
-        _, failures = await teardown.release_each(ctx, made.holdings())
+        _, trouble = await made.tear_down(ctx)
         log.info("guest %s was deleted while being provisioned; torn down%s", job.name,
-                 f" except: could not {'; '.join(map(str, failures))}" if failures else "")
+                 f", but {trouble}" if trouble else "")
     except asyncio.CancelledError:
         # The server is stopping: tear down (shielded from the cancellation), mark failed, then let it end.
         await asyncio.shield(_give_up(ctx, made, "Fogmachine stopped while the guest was being provisioned"))
@@ -413,9 +422,9 @@ async def _register(ctx: Context, job: Job, made: _Made) -> None:
 
 async def _give_up(ctx: Context, made: _Made, reason: str) -> None:
     job = made.job
-    left, failures = await teardown.release_each(ctx, made.holdings())
-    if failures:
-        reason = f"{reason} (cleanup incomplete: could not {'; '.join(map(str, failures))})"
+    left, trouble = await made.tear_down(ctx)
+    if trouble:
+        reason = f"{reason} (cleanup incomplete: {trouble})"
     try:
         marked = await ctx.db.run(_fail, job, reason, left, lock=True)
     except FogmachineError as exc:

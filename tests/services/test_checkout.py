@@ -174,6 +174,25 @@ async def test_a_failed_step_undoes_the_earlier_ones_and_releases_capacity(serve
     await pv.settle(srv.ctx)
 
 
+async def test_a_teardown_that_breaks_still_marks_the_guest_failed(server: Any, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the teardown (a double of that one function) must not leave the guest 'defining' for ever."""
+    from fogmachine.services import teardown
+
+    async def broken(ctx: Any, holdings: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(teardown, "release_each", broken)
+    srv = await server(hosts={"x1": pool_host(tmp_path / "pools", "x1", memory_mb=6144)})
+    srv.ctx.db.run_sync(lambda s: s.execute(update(Host).where(Host.name == "x1").values(virt_type="xen")))
+    guest = await co.checkout(srv.ctx, srv.alice, req("xen1", "vm-xen"))
+    await pv.settle(srv.ctx)
+    row = pv.guest(srv.ctx, guest.id)
+    assert row.step == Step.FAILED and "domain type" in row.step_reason
+    assert "cleanup incomplete: could not tear down: internal error RuntimeError" in row.step_reason
+    assert row.volume_path  # what may be left stays named on the row, so a delete tries again
+
+
 async def test_a_guest_deleted_while_being_provisioned_leaves_nothing(server: Any) -> None:
     srv = await server()
     guest = await co.checkout(srv.ctx, srv.alice, req("gone"))
