@@ -230,3 +230,43 @@ async def test_phone_width(server, browser, shoot):
         assert width <= 390, (path, width)
         await shoot(page, "phone" + (path.replace("/", "-") if path != "/" else "-overview"))
     await ctx.close()
+
+
+async def test_an_administrator_deletes_anyway_a_guest_whose_host_died(server, browser, shoot):
+    """The row's Delete meets a host that does not answer: the page says why and offers to delete anyway."""
+    from pathlib import Path
+
+    from playwright.async_api import expect
+
+    from fogmachine.db.models import Step, User
+    from fogmachine.services.actor import Actor
+    from fogmachine.services.checkout import CheckoutRequest, checkout
+
+    expect.set_options(timeout=WAIT_MS)
+    ctx = server.ctx
+    root_id = await ctx.db.run(lambda s: s.scalar(select(User.id).where(User.username == "root")))
+    guest = await checkout(ctx, Actor(root_id, "root", True), CheckoutRequest("doomed", "tiny", 1, "host dies"))
+    for _ in range(400):
+        row_now = await ctx.db.run(lambda s: s.get(Guest, guest.id))
+        if row_now.step == Step.READY:
+            break
+        await asyncio.sleep(0.05)
+    host = await ctx.db.run(lambda s: s.get(Guest, guest.id).host.name)
+    conn = ctx.hosts.get(host)
+    Path(conn.uri[len("test://"):]).unlink()  # the host dies and cannot come back
+    conn._drop(conn._conn, "cable pulled")
+
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await log_in(page, server.base_url, "root")
+    await page.goto(server.base_url + "/guests")
+    await (await row(page, "doomed")).locator("form[data-action=delete] button").click()
+    await expect(page.locator("p.flash-error")).to_contain_text(f"host {host}")
+    await expect(page.locator("text=Nothing was deleted")).to_be_visible()
+    await shoot(page, "delete-anyway")
+    await page.click("button:has-text('Delete doomed anyway')")
+    await expect(page.locator(".flash-ok")).to_contain_text("doomed: deleted; whatever is left on its host")
+    await expect(await row(page, "doomed")).to_have_count(0)
+    assert (await ctx.db.run(lambda s: s.get(Guest, guest.id).step)) == Step.RETIRED
+    await context.close()
