@@ -9,7 +9,8 @@ repairs what crashes and outages leave behind:
   and recording it) and the guest is marked failed with the reason;
 * a domain that carries Fogmachine's mark but whose guest row is gone,
   retired, or failed and cleaned up (a removal that failed when the guest
-  failed is tried again here): powered off and undefined;
+  failed is tried again here): powered off and undefined, and the volume
+  checkout made for it (``NAME.qcow2`` in the host's default pool) deleted;
 * a Cobbler system made by this Fogmachine (its ``autoinstall_meta`` has
   ``fogmachine_token`` and this server's ``fogmachine_server``, so instances
   sharing one Cobbler leave each other's alone) that no live guest owns: removed;
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import posixpath
 from dataclasses import dataclass, field
 
 from sqlalchemy import or_, select
@@ -37,6 +39,8 @@ from fogmachine.errors import FogmachineError
 from fogmachine.services import audit, hoststate, leases, teardown
 from fogmachine.services.actor import Actor
 from fogmachine.services.checkout import provisioner
+from fogmachine.virt.connection import HostConnection
+from fogmachine.virt.inventory import DomainInfo
 
 log = logging.getLogger(__name__)
 ACTOR = Actor.system("reconcile")
@@ -185,6 +189,16 @@ async def _fix_leftovers(ctx: Context, report: Report) -> None:
         report.leftovers.append(holdings.name)
 
 
+async def _volume_made_for(conn: HostConnection, dom: DomainInfo) -> str:
+    """The disk Fogmachine made for an orphan domain, or "": with no row left to name it, the volume is
+    recognised by where checkout makes it (NAME.qcow2 in the host's default pool) among the domain's disks."""
+    if not dom.disks:
+        return ""
+    pool = await conn.pool_path()
+    made_here = posixpath.join(pool, f"{dom.name}.qcow2") if pool else ""
+    return made_here if made_here in dom.disks else ""
+
+
 async def _fix_domains(ctx: Context, report: Report) -> None:
     if ctx.hosts is None:
         return
@@ -202,7 +216,8 @@ async def _fix_domains(ctx: Context, report: Report) -> None:
             if guest_id in live:
                 continue
             try:
-                await teardown.release(ctx, teardown.Holdings(dom.name, conn.name, dom.name, "", ""))
+                volume = await _volume_made_for(conn, dom)
+                await teardown.release(ctx, teardown.Holdings(dom.name, conn.name, dom.name, volume, ""))
             except FogmachineError as exc:
                 report.errors.append(f"domain {dom.name} on {conn.name}: {exc.message}")
                 continue

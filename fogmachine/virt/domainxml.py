@@ -77,6 +77,7 @@ class ParsedDomain:
     macs: tuple[str, ...] = field(default_factory=tuple)
     vnc_port: int | None = None
     guest_id: int | None = None
+    disks: tuple[str, ...] = field(default_factory=tuple)  # the files of its disks (not CD-ROMs)
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
@@ -259,6 +260,11 @@ def parse_domain_xml(xml: str) -> ParsedDomain:
     if mark is not None:
         value = _int_or_none(mark.get("id"))
         guest_id = value if value is not None and value > 0 else None
+    disks = tuple(
+        source.get("file", "")
+        for disk in root.findall("./devices/disk")
+        if disk.get("device", "disk") == "disk" and (source := disk.find("source")) is not None and source.get("file")
+    )
     return ParsedDomain(
         name=(root.findtext("name") or "").strip(),
         uuid=(root.findtext("uuid") or "").strip(),
@@ -269,4 +275,5 @@ def parse_domain_xml(xml: str) -> ParsedDomain:
         macs=macs,
         vnc_port=vnc_port,
         guest_id=guest_id,
+        disks=disks,
     )

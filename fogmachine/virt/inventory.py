@@ -61,6 +61,7 @@ class DomainInfo:
     macs: tuple[str, ...]
     vnc_port: int | None
     guest_id: int | None
+    disks: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -184,6 +185,7 @@ def domain_info(dom: libvirt.virDomain, state_code: int, uuid: str | None = None
         macs=parsed.macs,
         vnc_port=parsed.vnc_port,
         guest_id=parsed.guest_id,
+        disks=parsed.disks,
     )
 
 

@@ -53,6 +53,26 @@ async def test_orphan_domain_with_our_mark_is_removed_foreign_one_kept(make_conf
     assert not await reconcile.reconcile(srv.ctx)  # nothing left to repair
 
 
+async def test_an_orphan_domain_goes_with_the_volume_checkout_made_for_it(make_config, start_server, tmp_path):
+    """No row names the volume any more: the one at NAME.qcow2 in the default pool is recognised as made for
+    the domain and deleted with it; a disk of another name (someone's shared image) is left alone."""
+    from tests.support.hostfleet import write_pool_host
+
+    uri = write_pool_host(tmp_path / "hosts", "h1", tmp_path / "pool", memory_mb=8192)
+    srv = await start_server(make_config(hosts={"h1": uri}))
+    await srv.ctx.extras["tasks"].wait_started()
+    conn = srv.ctx.hosts.get("h1")
+    own = await conn.create_volume("ghost2", 1)
+    shared = await conn.create_volume("shared", 1)
+    for name, disk, gid in (("ghost2", own, 4343), ("ghost3", shared, 4344)):
+        await conn.define(build_domain_xml(DomainSpec(name=name, memory_mb=128, vcpus=1, domain_type="test",
+                                                      guest_id=gid, disk_path=disk)))
+    report = await reconcile.reconcile(srv.ctx)
+    assert sorted(report.orphan_domains) == ["h1/ghost2", "h1/ghost3"]
+    volumes = await conn._call(lambda c: c.storagePoolLookupByName("default").listVolumes(), action="list")
+    assert volumes == ["shared.qcow2"]
+
+
 async def test_interrupted_and_timed_out_provisioning_undone(make_config, start_server):
     srv = await start_server(make_config(provision_timeout="600"))
     ctx = srv.ctx

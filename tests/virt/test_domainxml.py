@@ -82,6 +82,16 @@ def test_parse_units_vnc_port_and_foreign_metadata():
     assert parsed.macs == ("52:54:00:00:00:0a", "52:54:00:00:00:0b")
     assert parsed.vnc_port == 5901
     assert parsed.guest_id is None  # someone else's metadata is not Fogmachine's mark
+    assert parsed.disks == ()
+
+
+def test_parse_disks_are_the_files_of_disk_devices_only():
+    xml = f"""<domain type='kvm'><name>x</name><uuid>{UUID}</uuid><memory>1048576</memory><vcpu>1</vcpu><devices>
+      <disk type='file' device='disk'><source file='/pool/x.qcow2'/></disk>
+      <disk type='file' device='cdrom'><source file='/iso/install.iso'/></disk>
+      <disk type='block' device='disk'><source dev='/dev/sdb'/></disk>
+      <disk type='file'><source file='/pool/data.img'/></disk></devices></domain>"""
+    assert parse_domain_xml(xml).disks == ("/pool/x.qcow2", "/pool/data.img")
 
 
 @pytest.mark.parametrize("xml", ["<domain", "<node/>"])

@@ -259,4 +259,8 @@ async def test_the_hosts_table_is_followed_and_a_host_that_left_stays_while_gues
     assert "keep" not in {d.name for d in await conn_b.list_domains()}
     assert (await sync()).deleted == ["b"]
     assert await watched(["a", "c"])
+    for _ in range(200):  # dropped from the list first, then closed
+        if not conn_b.connected:
+            break
+        await asyncio.sleep(0.02)
     assert not conn_b.connected
