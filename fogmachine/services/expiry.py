@@ -42,15 +42,28 @@ def _holdings(session: Session, guest_id: int) -> teardown.Holdings | None:
     return teardown.Holdings.of(guest)
 
 
+def mark_retired(guest: Guest, reason: str, left: teardown.Holdings | None = None) -> None:
+    """Make the row history: step ``retired``, its name free for a new guest, the reason kept.
+
+    ``left`` names what could not be removed (a forced delete while the host was down): it stays on
+    the row for reconciliation, and while a domain may still run there its state is unknown.
+    """
+    guest.step, guest.retired_at = Step.RETIRED, utcnow()
+    guest.live_name = None  # the name is free for a new guest
+    guest.step_reason = reason[:2000]
+    if left is None:
+        guest.domain_name, guest.volume_path, guest.cobbler_system = None, "", ""
+    else:
+        guest.domain_name, guest.volume_path, guest.cobbler_system = (left.domain_name, left.volume_path,
+                                                                      left.cobbler_system)
+    guest.state = GuestState.UNKNOWN if guest.domain_name else GuestState.UNDEFINED
+
+
 def _finish(session: Session, actor: Actor, guest_id: int, reason: str) -> bool:
     guest = session.scalar(select(Guest).where(Guest.id == guest_id).with_for_update())
     if guest is None or guest.step == Step.RETIRED:
         return False
-    now = utcnow()
-    guest.step, guest.state, guest.retired_at = Step.RETIRED, GuestState.UNDEFINED, now
-    guest.live_name = guest.domain_name = None  # the name is free for a new guest
-    guest.step_reason = reason
-    guest.cobbler_system = guest.volume_path = ""
+    mark_retired(guest, reason)
     audit.record(session, actor, "guest.retire", object_type="guest", object_id=guest.id, object_name=guest.name,
                  message=reason)
     return True

@@ -24,9 +24,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.context import Context
-from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step, utcnow
+from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step
 from fogmachine.errors import Conflict, FogmachineError, HostUnreachable, NotFound, PermissionDenied, ValidationError
-from fogmachine.services import audit, teardown
+from fogmachine.services import audit, expiry, teardown
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import get_guest
 
@@ -262,12 +262,7 @@ def _retire_with_leftovers(session: Session, actor: Actor, target: _Target, left
         return
     message = (f"deleted by {actor.username} with parts left behind (could not "
                f"{'; '.join(map(str, failures))}); reconciliation removes them when it can")
-    guest.step, guest.state, guest.retired_at = Step.RETIRED, GuestState.UNKNOWN, utcnow()
-    guest.live_name = None  # the name is free for a new guest
-    guest.domain_name, guest.volume_path, guest.cobbler_system = left.domain_name, left.volume_path, \
-        left.cobbler_system
-    guest.phonehome_token_hash = guest.worker = ""
-    guest.step_reason = message[:2000]
+    expiry.mark_retired(guest, message, left)
     _record(session, actor, target, "delete", "ok", message)
 
 
