@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session
 
 from fogmachine.db.models import Guest, Host, Step
@@ -72,6 +73,12 @@ def parse(path: str | Path) -> list[HostEntry]:
     return entries
 
 
+def guests_live_on(host_id: Any) -> ColumnElement[bool]:
+    """Whether Fogmachine's guests still live on the host: what keeps a host that left the file in the
+    table, and watched (``host_id`` a value, or ``Host.id`` in a query over hosts)."""
+    return exists().where(Guest.host_id == host_id, Guest.managed.is_(True), Guest.step != Step.RETIRED)
+
+
 @dataclass
 class SyncResult:
     added: list[str]
@@ -100,12 +107,7 @@ def sync(session: Session, entries: list[HostEntry]) -> SyncResult:
     for name, host in existing.items():
         if name in wanted:
             continue
-        live = session.scalar(
-            select(func.count()).select_from(Guest).where(
-                Guest.host_id == host.id, Guest.managed.is_(True), Guest.step != Step.RETIRED
-            )
-        )
-        if live:
+        if session.scalar(select(guests_live_on(host.id))):
             if host.in_config or host.enabled:
                 host.in_config = False
                 host.enabled = False

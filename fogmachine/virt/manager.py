@@ -32,17 +32,18 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fogmachine.context import Context
-from fogmachine.db.models import Guest, Host, Step
+from fogmachine.db.models import Host
 from fogmachine.errors import FogmachineError, NotFound
 from fogmachine.services import hoststate
 from fogmachine.virt.callpool import CallPool
 from fogmachine.virt.connection import HostConnection
 from fogmachine.virt.inventory import HostSnapshot
+from fogmachine.virthosts import guests_live_on
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,8 @@ CALL_THREADS = 2
 
 
 def _watched_hosts(session: Session) -> list[tuple[int, str, str]]:
-    guests_live = exists().where(Guest.host_id == Host.id, Guest.managed.is_(True), Guest.step != Step.RETIRED)
-    rows = session.execute(select(Host.id, Host.name, Host.uri).where(or_(Host.in_config.is_(True), guests_live))
-                           .order_by(Host.name))
+    watched = or_(Host.in_config.is_(True), guests_live_on(Host.id))
+    rows = session.execute(select(Host.id, Host.name, Host.uri).where(watched).order_by(Host.name))
     return [(row.id, row.name, row.uri) for row in rows]
 
 
