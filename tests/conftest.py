@@ -89,8 +89,14 @@ class RunningServer:
 
 
 @pytest.fixture
-async def start_server() -> AsyncIterator[Callable[[Config], Any]]:
-    """Start servers on free ports; each is stopped when the test ends."""
+async def start_server(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[Config], Any]]:
+    """Start servers on free ports; each is stopped when the test ends.
+
+    A test that also uses ``database_url`` gets that database set up first, so it is dropped
+    only after the servers have stopped, whatever order the test names its fixtures in.
+    """
+    if "database_url" in request.fixturenames:
+        request.getfixturevalue("database_url")
     started: list[Server] = []
 
     async def start(config: Config) -> RunningServer:

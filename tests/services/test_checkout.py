@@ -45,10 +45,14 @@ def pool_host(directory: Path, name: str, *, cpus: int = 4, memory_mb: int = 819
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path):
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
+                 database_url: str):
+    """A server on each of the three databases: checkout is the write every user makes."""
+
     async def start(hosts: dict[str, Any] | None = None, **settings: str) -> Any:
         catalog = pv.write_catalog(tmp_path / "catalog.conf", PROFILES)
         hosts = hosts if hosts is not None else {"h1": {"cpus": 4, "memory_mb": 8192}}
+        settings.setdefault("database_connection", database_url)
         srv = await start_server(make_config(hosts=hosts, local_catalog=str(catalog), **settings))
         srv.alice = pv.add_user(srv.ctx, "alice")
         return srv
