@@ -52,14 +52,6 @@ async def in_thread(fn, *args, **kwargs):
     return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
 
 
-def real_hosts_or_skip() -> None:
-    try:
-        conn = libvirt.open(REAL_URI)
-        conn.close()
-    except libvirt.libvirtError as exc:
-        pytest.skip(f"real libvirtd at {REAL_URI} not answering ({exc}); start it: tests/infra/libvirt_hosts.sh start")
-
-
 def cobbler_sh(command: str) -> None:
     subprocess.run(["bash", str(ROOT / "tests/infra/cobbler_server.sh"), command], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
@@ -69,9 +61,7 @@ def cobbler_sh(command: str) -> None:
 
 @pytest.mark.cobbler
 @pytest.mark.disruptive
-def test_cobbler_stopped_checkouts_fail_fast_catalog_stale_then_recovers(tmp_path):
-    cobbler_support.require()
-    cobbler_support.seed()
+def test_cobbler_stopped_checkouts_fail_fast_catalog_stale_then_recovers(tmp_path, cobbler_server):
     host = testhosts.write_host(tmp_path / "hosts", "h1", cpus=8, memory_mb=16384)
     settings = base_settings(tmp_path, {"h1": host}, cobbler_url=cobbler_support.XMLRPC_URL,
                              cobbler_user="cobbler", cobbler_password="cobbler", catalog_ttl="1",
@@ -241,10 +231,7 @@ def test_two_processes_retire_each_guest_and_send_each_warning_once(tmp_path):
 
 @pytest.mark.realhosts
 @pytest.mark.cobbler
-def test_sigkill_mid_checkout_is_undone_after_restart(tmp_path):
-    real_hosts_or_skip()
-    cobbler_support.require()
-    cobbler_support.seed()
+def test_sigkill_mid_checkout_is_undone_after_restart(tmp_path, real_hosts, cobbler_server):
     settings = base_settings(tmp_path, {"q1": REAL_URI}, cobbler_url=cobbler_support.XMLRPC_URL,
                              cobbler_user="cobbler", cobbler_password="cobbler", reconcile_interval="1",
                              public_url="http://10.0.2.2:1")
