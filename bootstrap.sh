@@ -2,7 +2,7 @@
 # Fogmachine's two commands for a fresh Debian machine (run as root):
 #
 #   ./bootstrap.sh serve   set up, then run the server on the embedded defaults
-#   ./bootstrap.sh test    set up, start what the tests need, run ruff and the whole suite
+#   ./bootstrap.sh test    set up, start what the tests need, run ruff, mypy and the whole suite
 #
 # Both are idempotent: a second run skips every step already done.
 set -euo pipefail
@@ -116,6 +116,8 @@ cmd_test() {
     bash tests/infra/cobbler_server.sh start
     say "ruff"
     "$VENV/bin/ruff" check .
+    say "mypy --strict fogmachine/"
+    "$VENV/bin/mypy"
     say "pytest"
     set +e
     FM_RUN_DISRUPTIVE=1 "$PY" -m pytest -rs -p no:cacheprovider "$@"
