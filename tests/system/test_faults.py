@@ -10,13 +10,14 @@ import datetime as dt
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
 from sqlalchemy import func, select
 
 from fogmachine.db import migrate
-from fogmachine.db.models import AuditEvent, Guest, Host, Step, User, utcnow
+from fogmachine.db.models import AuditEvent, Guest, Host, Step, TaskLease, User, utcnow
 from fogmachine.db.session import Database
 from fogmachine.services import tokens
 from fogmachine.services.actor import Actor
@@ -206,7 +207,20 @@ def test_two_processes_retire_each_guest_and_send_each_warning_once(tmp_path):
                 if retired == 10 and len(inbox.messages) >= 30:
                     break
                 time.sleep(0.3)
-            time.sleep(3)  # give a duplicate every chance to appear
+            # No sleep-and-hope for the duplicate that did not come: wait until both tasks have made two
+            # full passes after the work was done (their leases are renewed before each pass), so a
+            # duplicate either of them would have sent is in by then.
+            def lease_ends(s: Any) -> dict[str, dt.datetime]:
+                rows = s.execute(select(TaskLease.name, TaskLease.expires_at).where(
+                    TaskLease.name.in_(["task:expiry", "task:notices"]))).all()
+                return {name: expires for name, expires in rows}
+
+            done = db.run_sync(lease_ends)
+            assert sorted(done) == ["task:expiry", "task:notices"], done
+            deadline = time.monotonic() + 60
+            while not all(end >= done[name] + dt.timedelta(seconds=2) for name, end in db.run_sync(lease_ends).items()):
+                assert time.monotonic() < deadline, "the expiry and notice tasks stopped running"
+                time.sleep(0.2)
             events = db.run_sync(lambda s: s.scalars(select(AuditEvent.object_name).where(
                 AuditEvent.action == "guest.retire", AuditEvent.result == "ok")).all())
             per_guest = collections.Counter(events)
