@@ -491,9 +491,9 @@ class Catalog:
         if self._local is not None:
             self._reload_local()
             if kind in (None, "local"):
-                for entry in self._local.entries:
-                    if entry.name == name:
-                        return entry
+                for local in self._local.entries:
+                    if local.name == name:
+                        return local
             raise self._unknown(target)
         entry: CatalogEntry | None = None
         if kind in (None, "profile"):

@@ -24,7 +24,7 @@ from fogmachine.config import Config
 from fogmachine.db import migrate
 from fogmachine.db.models import Host
 from fogmachine.db.session import Database
-from fogmachine.errors import FogmachineError
+from fogmachine.errors import ConfigError, FogmachineError
 
 log = logging.getLogger("fogmachine")
 
@@ -185,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable[[Config, argparse.Namespace], int], help_: str,
-            parent: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:
-        p = parent.add_parser(name, help=help_, description=help_)
+            parent: argparse._SubParsersAction[argparse.ArgumentParser] = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
         return p
 
@@ -229,10 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = configmod.load(args.config, **overrides)
         logs.setup(config.log_level)
-        return args.func(config, args)
+        status: int = args.func(config, args)
+        return status
     except (FogmachineError, CliError) as exc:
         print(f"fogmachine: error: {getattr(exc, 'message', exc)}", file=sys.stderr)
-        return 2 if isinstance(exc, configmod.ConfigError) else 1
+        return 2 if isinstance(exc, ConfigError) else 1
     except SQLAlchemyError as exc:
         assert config is not None
         print(f"fogmachine: error: {_db_error(config, exc)}", file=sys.stderr)

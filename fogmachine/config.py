@@ -175,12 +175,12 @@ class Config:
 
     @property
     def database_url(self) -> str:
-        return self.values["database_connection"]
+        return str(self.values["database_connection"])
 
     @property
     def server_url(self) -> str:
         if self.public_url:
-            return self.public_url.rstrip("/")
+            return str(self.public_url).rstrip("/")
         host = self.listen_address if self.listen_address not in ("", "0.0.0.0", "::") else "127.0.0.1"
         return f"http://{host}:{self.listen_port}"
 

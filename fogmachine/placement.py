@@ -181,5 +181,6 @@ def usage_by_host(session: Session, host_ids: Iterable[int]) -> dict[int, Usage]
         .where(Guest.host_id.in_(ids), Guest.step.not_in([s.value for s in RELEASED_STEPS]))
         .group_by(Guest.host_id)
     )
-    return {host_id: Usage(int(ram), int(vcpus), int(count)) for host_id, ram, vcpus, count in rows}
+    return {host_id: Usage(int(ram), int(vcpus), int(count)) for host_id, ram, vcpus, count in rows
+            if host_id is not None}  # never None: the query asks for these hosts
 

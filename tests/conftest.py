@@ -19,20 +19,80 @@ from fogmachine import config as configmod
 from fogmachine.app import Server
 from fogmachine.config import Config
 from fogmachine.context import Context
-from tests.support import databases, testhosts
+from tests.support import cobbler, databases, realhosts, realparts, testhosts
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["pytester"]  # tests/test_realparts.py runs small suites against these hooks
+
+# fixture -> the marker of the real part it brings (a test gets the marker of every fixture it uses)
+FIXTURE_MARKERS = {"cobbler_server": "cobbler", "real_hosts": "realhosts", "browser": "browser"}
+# a database parameter's value -> its marker (database_url, and any fixture or parametrize over backends)
+BACKEND_MARKERS = {"mariadb": "mysql", "postgresql": "postgres"}
 
 
+def real_part_markers(item: pytest.Item) -> set[str]:
+    """The markers a test earns from the fixtures it uses and the database backends it is parametrized on."""
+    names = set(getattr(item, "fixturenames", ()))
+    marks = {marker for fixture, marker in FIXTURE_MARKERS.items() if fixture in names}
+    callspec = getattr(item, "callspec", None)
+    for value in (callspec.params.values() if callspec is not None else ()):
+        if isinstance(value, str) and value in BACKEND_MARKERS:
+            marks.add(BACKEND_MARKERS[value])
+    return marks
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: the markers must be there when it looks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that stop a shared service run only under the test command, which owns those services
+    """Mark each test with the real parts it uses, so that -m "not cobbler" really leaves out every
+    test that needs Cobbler (realparts.use fails a test that uses a part without its marker).
+
+    Tests that stop a shared service run only under the test command, which owns those services
     (it sets FM_RUN_DISRUPTIVE=1); elsewhere they would pull MariaDB or Cobbler from under other runs."""
+    for item in items:
+        for marker in sorted(real_part_markers(item)):
+            if item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
     if os.environ.get("FM_RUN_DISRUPTIVE") == "1":
         return
     skip = pytest.mark.skip(reason="stops a shared service: runs under ./bootstrap.sh test (FM_RUN_DISRUPTIVE=1)")
     for item in items:
         if "disruptive" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Tell realparts which test is running, so each use of a real part is counted against it."""
+    realparts.current = item
+    try:
+        return (yield)
+    finally:
+        realparts.current = None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and not report.skipped:
+        realparts.ran.add(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Which real parts this run used and on how many tests that ran (a skip or a setup error is no run)."""
+    if config.option.collectonly:
+        return
+    terminalreporter.write_sep("=", realparts.summary(), bold=True)
+
+
+@pytest.fixture
+def real_hosts() -> None:
+    """The two real libvirtd/QEMU hosts (tests/support/realhosts.py); marks the test ``realhosts``."""
+    realhosts.require()
+
+
+@pytest.fixture
+def cobbler_server() -> None:
+    """The loopback Cobbler with the fmtest objects seeded (tests/support/cobbler.py); marks it ``cobbler``."""
+    cobbler.require()
+    cobbler.seed()
 
 
 @pytest.fixture
@@ -58,7 +118,7 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
 
 @pytest.fixture(params=databases.BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new empty database on each backend (skipped with the reason when unreachable)."""
+    """A new empty database on each backend (fails with the reason when unreachable; realparts)."""
     with databases.fresh_database(request.param, tmp_dir=str(tmp_path)) as url:
         yield url
 

@@ -141,9 +141,7 @@ async def test_a_missing_local_catalog_is_empty(make_config: Callable[..., Confi
 # -- Cobbler ----------------------------------------------------------------------------------------
 
 @pytest.fixture
-async def cobbler_catalog(make_config: Callable[..., Config]):  # type: ignore[no-untyped-def]
-    cobbler_support.require()
-    cobbler_support.seed()
+async def cobbler_catalog(make_config: Callable[..., Config], cobbler_server: None):  # type: ignore[no-untyped-def]
     config = make_config(cobbler_url=cobbler_support.XMLRPC_URL, cobbler_password=cobbler_support.PASSWORD,
                          catalog_ttl="60")
     client = CobblerClient(config.cobbler_url, config.cobbler_user, config.cobbler_password, timeout=5)

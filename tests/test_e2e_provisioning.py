@@ -34,10 +34,8 @@ PREFIX = "fmtest-e2e-"
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path) -> Any:
-    rh.require()
-    cb.require()
-    cb.seed()
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
+                 real_hosts: None, cobbler_server: None) -> Any:
     rh.CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
     port = rh.free_port()
     config = make_config(

@@ -27,7 +27,7 @@ import ssl
 import xmlrpc.client
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 from xml.parsers.expat import ExpatError
 
@@ -180,7 +180,7 @@ class CobblerClient:
             if self._token is not None and self._token != stale:
                 return self._token  # someone else logged in while we waited
             try:
-                token = await self._post("login", (self.user, self.password))
+                token = str(await self._post("login", (self.user, self.password)))
             except CobblerError as exc:
                 if "login failed" in exc.message:
                     raise CobblerError(f"Cobbler at {self.display_url} refused the login of user {self.user!r}; "
@@ -204,22 +204,22 @@ class CobblerClient:
 
     # -- what Fogmachine uses --------------------------------------------------------------------
     async def version(self) -> float:
-        return await self.call("version")
+        return float(await self.call("version"))
 
     async def list_profiles(self) -> list[dict[str, Any]]:
-        return await self.call("get_profiles")
+        return cast(list[dict[str, Any]], await self.call("get_profiles"))
 
     async def list_images(self) -> list[dict[str, Any]]:
-        return await self.call("get_images")
+        return cast(list[dict[str, Any]], await self.call("get_images"))
 
     async def list_systems(self) -> list[dict[str, Any]]:
-        return await self.call("get_systems")
+        return cast(list[dict[str, Any]], await self.call("get_systems"))
 
     async def list_distros(self) -> list[dict[str, Any]]:
-        return await self.call("get_distros")
+        return cast(list[dict[str, Any]], await self.call("get_distros"))
 
     async def settings(self) -> dict[str, Any]:
-        return await self.call("get_settings")
+        return cast(dict[str, Any], await self.call("get_settings"))
 
     async def get_profile(self, name: str, resolved: bool = True) -> dict[str, Any] | None:
         found = await self.call("get_profile", name, False, resolved)
@@ -235,13 +235,13 @@ class CobblerClient:
 
     async def blended_profile(self, name: str) -> dict[str, Any]:
         """Everything a profile resolves to, distro included (kernel, initrd, kernel options, breed)."""
-        return await self.call("get_blended_data", name, "")
+        return cast(dict[str, Any], await self.call("get_blended_data", name, ""))
 
     async def find_system(self, criteria: Mapping[str, Any]) -> list[str]:
-        return await self.call("find_system", dict(criteria))
+        return cast(list[str], await self.call("find_system", dict(criteria)))
 
     async def new_system(self) -> str:
-        return await self.authed("new_system")
+        return str(await self.authed("new_system"))
 
     async def modify_system(self, handle: str, field_name: str, value: Any) -> None:
         await self.authed("modify_system", handle, field_name, value)
@@ -285,7 +285,7 @@ class CobblerClient:
         await self.authed("write_autoinstall_snippet", name, text)
 
     async def read_autoinstall_snippet(self, name: str) -> str:
-        return await self.authed("read_autoinstall_snippet", name)
+        return str(await self.authed("read_autoinstall_snippet", name))
 
     async def generate_autoinstall(self, system: str) -> str:
-        return await self.call("generate_autoinstall", "", system)
+        return str(await self.call("generate_autoinstall", "", system))

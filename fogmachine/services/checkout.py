@@ -90,10 +90,10 @@ def validate_name(name: Any) -> str:
 def validate_purpose(purpose: Any) -> str:
     if not isinstance(purpose, str) or not purpose.strip():
         raise ValidationError("purpose is required: say what the guest is for", field="purpose")
-    purpose = purpose.strip()
-    if len(purpose) > MAX_PURPOSE:
+    text: str = purpose.strip()
+    if len(text) > MAX_PURPOSE:
         raise ValidationError(f"purpose must be at most {MAX_PURPOSE} characters", field="purpose")
-    return purpose
+    return text
 
 
 def validate(req: CheckoutRequest, config: Config) -> tuple[str, int, str]:
@@ -111,7 +111,7 @@ def new_mac() -> str:
 def autoinstall_base(config: Config) -> str:
     """Cobbler's svc URL as guests see it: ``cobbler_autoinstall_url``, or derived from ``cobbler_url``."""
     if config.cobbler_autoinstall_url:
-        return config.cobbler_autoinstall_url.rstrip("/")
+        return str(config.cobbler_autoinstall_url).rstrip("/")
     from urllib.parse import urlsplit
 
     parts = urlsplit(config.cobbler_url)
@@ -162,7 +162,7 @@ def _claim(session: Session, actor: Actor, config: Config, name: str, entry: Cat
         raise ValidationError(f"a guest named {name} already exists", field="name")
     usage = placement.usage_by_host(session, [h.id for h in hosts])
     # A host that already has a domain of this name (someone else's) cannot take ours.
-    clashing = set(session.scalars(select(Guest.host_id).where(Guest.domain_name == name)))
+    clashing = {h for h in session.scalars(select(Guest.host_id).where(Guest.domain_name == name)) if h is not None}
     candidates = placement.rooms(hosts, usage, demand, config.cpu_overcommit, excluded=clashing, unfit=unfit)
     chosen = placement.choose(candidates, config.placement_policy)
     if chosen is None:
@@ -225,6 +225,7 @@ async def checkout(ctx: Context, actor: Actor, req: CheckoutRequest) -> Guest:
     except NoCapacity as exc:
         await ctx.db.run(_record_refusal, actor, name, entry.name, exc.message)
         raise
+    assert guest.host is not None  # _claim always places the guest on a host
     job = Job(guest.id, name, guest.host.name, guest.host.virt_type, guest.mac or "", str(guest.uuid), entry, token)
     provisioner(ctx).spawn(guest.id, _provision(ctx, job))
     return guest

@@ -68,7 +68,7 @@ async def switch(ctx: Context, target: Installed) -> bool:
         if ctx.hosts is None:
             return False
         conn = ctx.hosts.get(target.host)
-        changed = await conn.redefine(target.domain_name, boot_from_disk, label=target.name)
+        changed: bool = await conn.redefine(target.domain_name, boot_from_disk, label=target.name)
     except FogmachineError as exc:
         await _record_failure(ctx, target, exc.message)
         return False

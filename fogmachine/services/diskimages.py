@@ -56,11 +56,13 @@ async def make_disk(conn: Any, name: str, entry: CatalogEntry) -> str | None:
     """The guest's disk on ``conn``'s host: an overlay of the entry's image, a blank volume of ``disk_gb``,
     or None (no disk wanted, or a blank one on a host without a pool)."""
     if entry.image:
-        path = await conn.create_volume(name, entry.disk_gb, backing=entry.image, backing_format=entry.image_format)
+        path: str | None = await conn.create_volume(name, entry.disk_gb, backing=entry.image,
+                                                    backing_format=entry.image_format)
         if path is None:
             raise Conflict(f"host {conn.name} has {NO_POOL} ({entry.image})",
                            details={"host": conn.name, "image": entry.image})
         return path
     if entry.disk_gb > 0:
-        return await conn.create_volume(name, entry.disk_gb)
+        blank: str | None = await conn.create_volume(name, entry.disk_gb)
+        return blank
     return None

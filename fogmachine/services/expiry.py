@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.context import Context
@@ -102,7 +103,8 @@ async def retire_expired(ctx: Context, now: dt.datetime | None = None) -> int:
 
 def _purge(session: Session, keep_days: int, now: dt.datetime) -> int:
     cutoff = now - dt.timedelta(days=keep_days)
-    result = session.execute(delete(Guest).where(Guest.step == Step.RETIRED, Guest.retired_at < cutoff))
+    result = cast("CursorResult[Any]", session.execute(  # a DELETE: its result has a rowcount
+        delete(Guest).where(Guest.step == Step.RETIRED, Guest.retired_at < cutoff)))
     session.execute(delete(ApiToken).where(ApiToken.expires_at < now))
     return result.rowcount or 0
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from fogmachine.db.models import Guest, GuestState, Host, HostState, Step, utcnow
@@ -80,7 +80,7 @@ class _Macs:
         self.owner: dict[str, object] = {}
         if wanted:
             for guest_id, mac in session.execute(select(Guest.id, Guest.mac).where(Guest.mac.in_(wanted))):
-                self.owner[mac] = guest_id
+                self.owner[mac or ""] = guest_id  # never None: the query asks for these MACs
 
     def assign(self, guest: Guest, mac: str | None) -> int:
         if mac is None or guest.mac == mac:
@@ -116,11 +116,11 @@ def apply_snapshot(session: Session, host_id: int, snapshot: HostSnapshot, *, se
 
     rows = list(session.scalars(select(Guest).where(Guest.host_id == host_id)))
     by_id = {g.id: g for g in rows}
-    by_name = {g.domain_name: g for g in rows}
+    by_name = {g.domain_name: g for g in rows if g.domain_name is not None}
     marked_elsewhere = {d.guest_id for d in snapshot.domains if d.guest_id and d.guest_id not in by_id}
     if marked_elsewhere:
-        for guest in session.scalars(select(Guest).where(Guest.id.in_(marked_elsewhere))):
-            by_id[guest.id] = guest
+        for elsewhere in session.scalars(select(Guest).where(Guest.id.in_(marked_elsewhere))):
+            by_id[elsewhere.id] = elsewhere
     macs = _Macs(session, snapshot.domains)
 
     seen: set[int] = set()
@@ -166,7 +166,7 @@ def _match(session: Session, host_id: int, dom: DomainInfo, by_id: dict[int, Gue
         if guest is not None and guest.managed and not released(guest):
             if guest.host_id == host_id:
                 if guest.domain_name != dom.name and dom.name not in by_name:
-                    by_name.pop(guest.domain_name, None)
+                    by_name.pop(guest.domain_name or "", None)
                     guest.domain_name = dom.name  # renamed behind our back
                     by_name[dom.name] = guest
                 return guest
@@ -211,10 +211,10 @@ def apply_down(session: Session, host_id: int, reason: str, *, last_seen_at: dt.
     if last_seen_at is not None and (host.last_seen_at is None or last_seen_at > host.last_seen_at):
         host.last_seen_at = last_seen_at
         changes += 1
-    result = session.execute(
+    result = cast("CursorResult[Any]", session.execute(  # an UPDATE: its result has a rowcount
         update(Guest)
         .where(Guest.host_id == host_id, Guest.step != Step.RETIRED, Guest.state.not_in(_NOT_LIVE))
         .values(state=GuestState.UNKNOWN, updated_at=utcnow())
         .execution_options(synchronize_session=False)
-    )
+    ))
     return changes + (result.rowcount or 0)

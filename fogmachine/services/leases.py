@@ -12,8 +12,9 @@ import datetime as dt
 import os
 import socket
 import uuid
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,12 +31,12 @@ def try_acquire(session: Session, name: str, owner: str, ttl: float) -> bool:
     """Take or renew lease ``name`` for ``ttl`` seconds; False when another live owner holds it."""
     now = utcnow()
     expires = now + dt.timedelta(seconds=ttl)
-    result = session.execute(
+    result = cast("CursorResult[Any]", session.execute(  # an UPDATE: its result has a rowcount
         update(TaskLease)
         .where(TaskLease.name == name, or_(TaskLease.owner == owner, TaskLease.expires_at < now))
         .values(owner=owner, expires_at=expires)
         .execution_options(synchronize_session=False)
-    )
+    ))
     if result.rowcount == 1:
         return True
     if session.get(TaskLease, name) is not None:

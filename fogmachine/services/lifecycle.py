@@ -43,7 +43,7 @@ class _Target:
 
     id: int
     name: str
-    domain_name: str
+    domain_name: str | None
     host: str | None
     owner_id: int | None
     managed: bool

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, func, inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstanceState, Session
 
 from fogmachine.db.models import ApiToken, User, utcnow
 from fogmachine.errors import Conflict, NotFound, PermissionDenied, ValidationError
@@ -151,7 +151,7 @@ def get_token(session: Session, actor: Actor, token_id: int, *, for_update: bool
     query = _visible(actor).where(ApiToken.id == token_id)
     if for_update:
         query = query.with_for_update(of=ApiToken)
-    token = session.scalar(query)
+    token: ApiToken | None = session.scalar(query)
     if token is None:
         raise NotFound(f"no token with id {token_id}")
     return token
@@ -259,7 +259,7 @@ _BOOKKEEPING = frozenset({"last_used_at", "last_login_at"})
 def _changes_authority(obj: object) -> bool:
     if not isinstance(obj, (User, ApiToken)):
         return False
-    state = inspect(obj)
+    state: InstanceState[Any] = inspect(obj)
     return any(attr.history.has_changes() for attr in state.attrs if attr.key not in _BOOKKEEPING)
 
 
@@ -270,7 +270,7 @@ def token_cache(ctx: Context) -> TokenCache:
     changes in this process (revocations, disabled accounts, revoked admin
     rights), whichever door they came through.
     """
-    cache = ctx.extras.get("token_cache")
+    cache: TokenCache | None = ctx.extras.get("token_cache")
     if cache is not None:
         return cache
     cache = ctx.extras["token_cache"] = TokenCache()

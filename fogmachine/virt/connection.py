@@ -481,7 +481,8 @@ class HostConnection:
 
         handle = self._loop.call_later(self.call_timeout, expire)
         try:
-            return await future
+            result: T = await future
+            return result
         except asyncio.CancelledError:
             if not expired:
                 raise
@@ -713,7 +714,7 @@ def _create_volume(conn: libvirt.virConnect, name: str, size_gb: int, backing: s
     pool = _default_pool(conn)
     if pool is None:
         return None
-    return pool.createXML(volume_xml(name, size_gb, backing, backing_format), 0).path()
+    return str(pool.createXML(volume_xml(name, size_gb, backing, backing_format), 0).path())
 
 
 def _delete_volume(conn: libvirt.virConnect, path: str) -> None:

@@ -74,7 +74,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     @property
     def ctx(self) -> Context:
-        return self.application.settings["fm_context"]
+        ctx: Context = self.application.settings["fm_context"]
+        return ctx
 
     async def _execute(self, transforms: Any, *args: bytes, **kwargs: bytes) -> None:
         # Tornado's one entry point per request: counted here so shutdown can wait for it.

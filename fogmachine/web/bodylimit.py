@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import socket
+from collections.abc import Awaitable
 
 from tornado import httputil, iostream
 
@@ -51,7 +52,7 @@ class _Request(httputil.HTTPMessageDelegate):
         self.max_bytes = max_bytes
 
     def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-                         headers: httputil.HTTPHeaders) -> object:
+                         headers: httputil.HTTPHeaders) -> Awaitable[None] | None:
         declared = headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             assert isinstance(start_line, httputil.RequestStartLine)
@@ -59,7 +60,7 @@ class _Request(httputil.HTTPMessageDelegate):
             return None
         return self.inner.headers_received(start_line, headers)
 
-    def data_received(self, chunk: bytes) -> object:
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         return self.inner.data_received(chunk)
 
     def finish(self) -> None:

@@ -18,6 +18,8 @@ from sqlalchemy import select
 
 from fogmachine.db.models import Guest
 from fogmachine.services.users import create_user
+from tests.support import testhosts
+from tests.support.tcpproxy import TcpProxy
 from tests.web.pages.conftest import PASSWORD, password_hash, write_catalog
 
 pytestmark = pytest.mark.browser
@@ -38,8 +40,13 @@ async def log_in(page: Any, base: str, username: str, password: str = PASSWORD) 
 
 @pytest.fixture
 async def server(make_config, start_server, tmp_path):
-    config = make_config(hosts={"h1": {"cpus": 8, "memory_mb": 16384}, "h2": {"cpus": 4, "memory_mb": 8192}},
-                         local_catalog=write_catalog(tmp_path))
+    return await open_server(make_config, start_server, tmp_path,
+                             {"h1": {"cpus": 8, "memory_mb": 16384}, "h2": {"cpus": 4, "memory_mb": 8192}})
+
+
+async def open_server(make_config, start_server, tmp_path, hosts: dict[str, Any]) -> Any:
+    """The ``server`` fixture on ``hosts`` (make_config's: test-driver kwargs or URIs), with root and dave."""
+    config = make_config(hosts=hosts, local_catalog=write_catalog(tmp_path))
     srv = await start_server(config)
     for name, admin in (("root", True), ("dave", False)):  # as `fogmachine user add [--admin]` would
         await srv.ctx.db.run(create_user, name, PASSWORD, is_admin=admin, password_hash=password_hash())
@@ -232,10 +239,19 @@ async def test_phone_width(server, browser, shoot):
     await ctx.close()
 
 
-async def test_an_administrator_deletes_anyway_a_guest_whose_host_died(server, browser, shoot):
-    """The row's Delete meets a host that does not answer: the page says why and offers to delete anyway."""
-    from pathlib import Path
+async def test_an_administrator_deletes_anyway_a_guest_whose_host_died(make_config, start_server, tmp_path, browser,
+                                                                      shoot, real_hosts):
+    """The row's Delete meets a host that does not answer: the page says why and offers to delete anyway.
+    The host is a test-driver host served by the real libvirtd on 127.0.0.1 through a TCP forwarder; cutting
+    it is a real fault (connections reset, reconnects refused) for this test alone."""
+    path = testhosts.write_host(tmp_path / "served", "h1", cpus=8, memory_mb=16384)[len("test://"):]
+    with TcpProxy(("127.0.0.1", 16509)) as proxy:
+        server = await open_server(make_config, start_server, tmp_path,
+                                   {"h1": f"test+tcp://127.0.0.1:{proxy.port}{path}"})
+        await delete_anyway_after_the_cut(server, proxy, browser, shoot)
 
+
+async def delete_anyway_after_the_cut(server: Any, proxy: TcpProxy, browser: Any, shoot: Any) -> None:
     from playwright.async_api import expect
 
     from fogmachine.db.models import Step, User
@@ -252,9 +268,13 @@ async def test_an_administrator_deletes_anyway_a_guest_whose_host_died(server, b
             break
         await asyncio.sleep(0.05)
     host = await ctx.db.run(lambda s: s.get(Guest, guest.id).host.name)
+    proxy.cut()  # the host dies and does not come back during the test
     conn = ctx.hosts.get(host)
-    Path(conn.uri[len("test://"):]).unlink()  # the host dies and cannot come back
-    conn._drop(conn._conn, "cable pulled")
+    for _ in range(600):
+        if not conn.connected:
+            break
+        await asyncio.sleep(0.05)
+    assert not conn.connected
 
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()

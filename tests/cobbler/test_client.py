@@ -29,9 +29,7 @@ def test_public_url_hides_a_password() -> None:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[CobblerClient]:
-    support.require()
-    support.seed()
+async def client(cobbler_server: None) -> AsyncIterator[CobblerClient]:
     client = CobblerClient(support.XMLRPC_URL, support.USER, support.PASSWORD, timeout=10)
     yield client
     await client.stop()
@@ -171,8 +169,7 @@ async def test_something_that_is_not_xmlrpc_is_reported_as_such() -> None:
 
 
 @pytest.mark.cobbler
-async def test_a_wrong_path_on_a_web_server_is_reported_with_the_http_status() -> None:
-    support.require()
+async def test_a_wrong_path_on_a_web_server_is_reported_with_the_http_status(cobbler_server: None) -> None:
     client = CobblerClient("http://127.0.0.1:25152/not-cobbler", "u", "p", timeout=5)
     try:
         with pytest.raises(CobblerUnreachable) as info:

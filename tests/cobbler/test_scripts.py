@@ -55,8 +55,7 @@ def test_install_snippets_against_an_unreachable_cobbler_is_one_line(tmp_path: P
 
 
 @pytest.mark.cobbler
-def test_install_snippets_writes_them_into_cobbler(tmp_path: Path) -> None:
-    cb.require()
+def test_install_snippets_writes_them_into_cobbler(tmp_path: Path, cobbler_server: None) -> None:
     scripts = tmp_path / "ks"
     (scripts / "snippets").mkdir(parents=True)
     (scripts / "kickstarts").mkdir()
@@ -81,10 +80,8 @@ def test_install_snippets_writes_them_into_cobbler(tmp_path: Path) -> None:
 @pytest.mark.cobbler
 async def test_the_rendered_post_section_phones_home_with_curl(make_config: Callable[..., Config],
                                                                start_server: Callable[..., Any],
-                                                               tmp_path: Path) -> None:
+                                                               tmp_path: Path, cobbler_server: None) -> None:
     """The %post Cobbler renders for a checked-out system, run by /bin/sh here (curl, not the guest's wget)."""
-    cb.require()
-    cb.seed()
     from tests.support.realhosts import free_port
 
     port = free_port()
@@ -121,9 +118,7 @@ async def test_the_rendered_post_section_phones_home_with_curl(make_config: Call
 
 
 @pytest.mark.cobbler
-async def test_rendered_for_a_profile_alone_the_snippets_are_empty() -> None:
-    cb.require()
-    cb.seed()
+async def test_rendered_for_a_profile_alone_the_snippets_are_empty(cobbler_server: None) -> None:
     server, _ = cb.proxy()
     rendered = await asyncio.get_running_loop().run_in_executor(None, server.generate_autoinstall, cb.PROFILE, "")
     post = rendered[rendered.index("%post") + len("%post"):rendered.rindex("%end")]

@@ -78,12 +78,40 @@ QEMU_CONF_SETTINGS=(
     'stdio_handler = "file"'
 )
 
+# Both hosts bind their guests' VNC (and websocket, migration) ports on this machine's one port space:
+# with libvirt's default ranges, two guests started at the same moment, one per host, both pick 5900 and
+# one fails ("Failed to find an available port"). So each host gets ranges of its own.
+host_port_settings() {
+    local n="$1"
+    local display=$((5900 + (n - 1) * 500)) websocket=$((5700 + (n - 1) * 100)) migration=$((49152 + (n - 1) * 32))
+    echo "remote_display_port_min = $display"
+    echo "remote_display_port_max = $((display + 499))"
+    echo "remote_websocket_port_min = $websocket"
+    echo "remote_websocket_port_max = $((websocket + 99))"
+    echo "migration_port_min = $migration"
+    echo "migration_port_max = $((migration + 31))"
+}
+
+# The whole qemu.conf managed block of host N.
+host_qemu_settings() {
+    printf '%s\n' "${QEMU_CONF_SETTINGS[@]}"
+    host_port_settings "$1"
+    if [ "$1" != 1 ]; then echo 'cgroup_controllers = [ ]'; fi
+}
+
+# set_conf_block FILE with host N's settings (one per line).
+set_host_qemu_conf() {
+    local n="$1" file="$2" settings=()
+    mapfile -t settings < <(host_qemu_settings "$n")
+    set_conf_block "$file" "${settings[@]}"
+}
+
 cmd_install() {
     ensure_packages "${PACKAGES[@]}"
     getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
     getent passwd libvirt-qemu >/dev/null ||
         useradd --system -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
-    set_conf_block /etc/libvirt/qemu.conf "${QEMU_CONF_SETTINGS[@]}"
+    set_host_qemu_conf 1 /etc/libvirt/qemu.conf
     mkdir -p /var/log/libvirt/qemu /var/lib/libvirt /var/cache/libvirt /run/libvirt
     mkdir -p "$STATE"
     local n
@@ -145,7 +173,7 @@ prepare_host2_tree() {
         cp -p "$f" "$h/etc/"
     done
     cp /etc/libvirt/qemu.conf "$h/etc/qemu.conf"
-    set_conf_block "$h/etc/qemu.conf" "${QEMU_CONF_SETTINGS[@]}" 'cgroup_controllers = [ ]'
+    set_host_qemu_conf 2 "$h/etc/qemu.conf"
     write_libvirtd_conf 2 "$h/etc/libvirtd.conf"
     # Seed the QEMU capabilities cache from host 1 (saves the ~8 s probe).
     if [ ! -d "$h/cache/qemu/capabilities" ] && [ -d /var/cache/libvirt/qemu/capabilities ]; then
@@ -153,6 +181,21 @@ prepare_host2_tree() {
         cp -a /var/cache/libvirt/qemu/capabilities "$h/cache/qemu/"
     fi
 }
+
+# The configuration host N's daemon would start with now, as a hash: a running daemon started with an
+# older one (e.g. before the port ranges existed) is restarted by `start`, so a machine that was set up
+# earlier gets the new settings without a manual stop.
+config_hash() {
+    local n="$1"
+    if [ "$n" = 1 ]; then
+        write_libvirtd_conf 1 "$(host_dir 1)/libvirtd.conf"
+        cat /etc/libvirt/qemu.conf "$(host_dir 1)/libvirtd.conf" | sha256sum | cut -c1-16
+    else
+        prepare_host2_tree  # only files: the running daemon reads its configuration at start alone
+        cat "$(host_dir 2)/etc/qemu.conf" "$(host_dir 2)/etc/libvirtd.conf" | sha256sum | cut -c1-16
+    fi
+}
+config_stamp() { echo "$(host_dir "$1")/config.sha"; }
 
 wait_reachable() {
     local n="$1" t0="$2"
@@ -170,23 +213,28 @@ wait_reachable() {
 
 start_host() {
     local n="$1" pid
-    if pid="$(libvirtd_pid "$n")"; then
-        log "host $n already running (pid $pid)"
-        wait_reachable "$n" "$(date +%s)"
-        return 0
-    fi
     if [ ! -s "$(host_dir "$n")/host_uuid" ] || [ ! -f /etc/libvirt/qemu.conf ]; then
         die "run '$0 install' first"
     fi
+    local want; want="$(config_hash "$n")"
+    if pid="$(libvirtd_pid "$n")"; then
+        if [ "$(cat "$(config_stamp "$n")" 2>/dev/null)" = "$want" ]; then
+            log "host $n already running (pid $pid)"
+            wait_reachable "$n" "$(date +%s)"
+            return 0
+        fi
+        # Its guests keep running: a restarted libvirtd picks them up again (as after stop-host/start-host).
+        log "host $n (pid $pid) runs with an older configuration: restarting its libvirtd"
+        kill_pid "$pid" TERM
+    fi
     local t0 t0ns; t0="$(date +%s)"; t0ns="$(date +%s%N)"
     rm -f "$(pid_file "$n")"
+    echo "$want" >"$(config_stamp "$n")"
     if [ "$n" = 1 ]; then
         mkdir -p /var/log/libvirt/qemu /run/libvirt
-        write_libvirtd_conf 1 "$(host_dir 1)/libvirtd.conf"
         # 9>&-: the daemon must not inherit our lock fd (it would hold the lock)
         libvirtd -d --listen -f "$(host_dir 1)/libvirtd.conf" -p "$(pid_file 1)" 9>&-
     else
-        prepare_host2_tree
         local h; h="$(host_dir 2)"
         # The daemonised libvirtd keeps the private mount namespace alive;
         # QEMU processes it spawns inherit it.

@@ -22,9 +22,7 @@ PREFIX = "fmtest-co-"
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any]) -> Any:
-    cb.require()
-    cb.seed()
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], cobbler_server: None) -> Any:
     cb.remove_systems(PREFIX)
     config = make_config(hosts={"h1": {"cpus": 4, "memory_mb": 4096}}, cobbler_url=cb.XMLRPC_URL,
                          cobbler_password=cb.PASSWORD, public_url="http://10.0.2.2:9999",

@@ -21,8 +21,8 @@ PREFIX = "fmtest-rl-"
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path) -> Any:
-    rh.require()
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
+                 real_hosts: None) -> Any:
     rh.CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
     catalog = pv.write_catalog(tmp_path / "catalog.conf", {
         "tiny": {"virt_type": "qemu", "ram_mb": 256, "vcpus": 1, "boot": "kernel", "kernel": str(rh.KERNEL),

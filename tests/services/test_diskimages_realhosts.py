@@ -25,6 +25,7 @@ from fogmachine.services import checkout as co
 from fogmachine.services import lifecycle
 from tests.support import provisioning as pv
 from tests.support import realhosts as rh
+from tests.support import realparts
 
 pytestmark = pytest.mark.realhosts
 PREFIX = "fmtest-img-"
@@ -37,7 +38,8 @@ def pool() -> Iterator[Path]:
     """Host 1's active 'default' pool: the one it has, or one defined here and removed afterwards."""
     rh.require()
     if shutil.which("qemu-img") is None:
-        pytest.skip("qemu-img missing (libvirt needs it for qcow2 volumes): bash tests/infra/libvirt_hosts.sh install")
+        realparts.missing("realhosts", "qemu-img missing (libvirt needs it for qcow2 volumes): "
+                          "bash tests/infra/libvirt_hosts.sh install")
     made = started = False
     if rh.virsh("rh1", "pool-info", "default").returncode != 0:
         POOL_DIR.mkdir(parents=True, exist_ok=True)
@@ -67,7 +69,7 @@ def base(pool: Path) -> Iterator[Path]:
 
 @pytest.fixture
 async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
-                 base: Path) -> Any:
+                 base: Path, real_hosts: None) -> Any:
     rh.CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
     tiny = {"virt_type": "qemu", "ram_mb": 256, "vcpus": 1, "network": "user"}
     catalog = pv.write_catalog(tmp_path / "catalog.conf", {

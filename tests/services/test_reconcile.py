@@ -186,9 +186,7 @@ async def test_forced_delete_on_a_down_host_retires_and_reconcile_cleans_up_when
 
 
 @pytest.mark.cobbler
-async def test_orphan_cobbler_system_removed_owned_one_kept(make_config, start_server):
-    cobbler_support.require()
-    cobbler_support.seed()
+async def test_orphan_cobbler_system_removed_owned_one_kept(make_config, start_server, cobbler_server):
     srv = await start_server(make_config(cobbler_url=cobbler_support.XMLRPC_URL, cobbler_user="cobbler",
                                          cobbler_password="cobbler"))
     ctx = srv.ctx

@@ -20,9 +20,7 @@ PREFIX = "fmtest-td-"
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any]) -> Any:
-    cb.require()
-    cb.seed()
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], cobbler_server: None) -> Any:
     cb.remove_systems(PREFIX)
     config = make_config(hosts={"h1": {}, "dead": "qemu+tcp://127.0.0.1:1/system"}, cobbler_url=cb.XMLRPC_URL,
                          cobbler_password=cb.PASSWORD, libvirt_connect_timeout="2")

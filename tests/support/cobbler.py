@@ -1,6 +1,7 @@
 """The loopback Cobbler 3.3 server for the tests (tests/infra/cobbler_server.sh).
 
-Tests that need it skip with the reason when it does not answer. They use
+Tests that need it fail with the reason when it does not answer (skip only under
+FM_ALLOW_MISSING; tests/support/realparts.py); they get it through the ``cobbler_server`` fixture. They use
 objects of their own (``fmtest-*``), seeded once per session, so they never
 disturb what other tests or the infra smoke check put into Cobbler.
 """
@@ -14,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
-import pytest
+from tests.support import realparts
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 XMLRPC_URL = "http://127.0.0.1:25151/"
@@ -31,8 +32,12 @@ IMAGE = "fmtest-image"
 TEMPLATE = "fogmachine-minimal.ks"
 
 
-@cache
 def unreachable() -> str | None:
+    """Why Cobbler cannot be used, or None when it can."""
+    return realparts.check("cobbler", _probe)
+
+
+def _probe() -> str | None:
     try:
         proxy = xmlrpc.client.ServerProxy(XMLRPC_URL)
         import socket
@@ -52,9 +57,11 @@ def unreachable() -> str | None:
 
 
 def require() -> None:
+    """Record the use (the test must carry the marker); fail, or skip under FM_ALLOW_MISSING, if down."""
+    realparts.use("cobbler")
     reason = unreachable()
     if reason:
-        pytest.skip(reason)
+        realparts.missing("cobbler", reason)
 
 
 def _seed_module() -> ModuleType:

@@ -1,6 +1,7 @@
 """The two real libvirtd/QEMU hosts of tests/infra/libvirt_hosts.sh, for provisioning tests.
 
-Tests skip with the reason when they do not answer. Everything a test makes is
+Tests fail with the reason when they do not answer (skip only under FM_ALLOW_MISSING;
+tests/support/realparts.py); they get the hosts through the ``real_hosts`` fixture. Everything a test makes is
 named with its own prefix and removed afterwards, whatever state it was left in,
 because other tests may use the same hosts at the same time.
 """
@@ -10,10 +11,9 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from functools import cache
 from pathlib import Path
 
-import pytest
+from tests.support import realparts
 
 STATE = Path(os.environ.get("FM_TEST_STATE", "/var/tmp/fogmachine-test"))
 KERNEL = STATE / "tiny" / "vmlinuz"
@@ -22,8 +22,12 @@ CONSOLE_DIR = STATE / "smoke"  # the same path on both hosts (host 2 only has /v
 URIS = {"rh1": "qemu+tcp://127.0.0.1/system", "rh2": "qemu+tcp://127.0.0.2/system"}
 
 
-@cache
 def unavailable() -> str | None:
+    """Why the real hosts cannot be used, or None when they can."""
+    return realparts.check("realhosts", _probe)
+
+
+def _probe() -> str | None:
     for path in (KERNEL, INITRD):
         if not path.is_file():
             return f"{path} missing: run bash tests/infra/tiny_guest.sh build"
@@ -38,9 +42,11 @@ def unavailable() -> str | None:
 
 
 def require() -> None:
+    """Record the use (the test must carry the marker); fail, or skip under FM_ALLOW_MISSING, if down."""
+    realparts.use("realhosts")
     reason = unavailable()
     if reason:
-        pytest.skip(reason)
+        realparts.missing("realhosts", reason)
 
 
 def write_virthosts(path: Path, names: tuple[str, ...] = ("rh1", "rh2")) -> Path:

@@ -10,13 +10,14 @@ import datetime as dt
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
 from sqlalchemy import func, select
 
 from fogmachine.db import migrate
-from fogmachine.db.models import AuditEvent, Guest, Host, Step, User, utcnow
+from fogmachine.db.models import AuditEvent, Guest, Host, Step, TaskLease, User, utcnow
 from fogmachine.db.session import Database
 from fogmachine.services import tokens
 from fogmachine.services.actor import Actor
@@ -52,14 +53,6 @@ async def in_thread(fn, *args, **kwargs):
     return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
 
 
-def real_hosts_or_skip() -> None:
-    try:
-        conn = libvirt.open(REAL_URI)
-        conn.close()
-    except libvirt.libvirtError as exc:
-        pytest.skip(f"real libvirtd at {REAL_URI} not answering ({exc}); start it: tests/infra/libvirt_hosts.sh start")
-
-
 def cobbler_sh(command: str) -> None:
     subprocess.run(["bash", str(ROOT / "tests/infra/cobbler_server.sh"), command], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
@@ -69,9 +62,7 @@ def cobbler_sh(command: str) -> None:
 
 @pytest.mark.cobbler
 @pytest.mark.disruptive
-def test_cobbler_stopped_checkouts_fail_fast_catalog_stale_then_recovers(tmp_path):
-    cobbler_support.require()
-    cobbler_support.seed()
+def test_cobbler_stopped_checkouts_fail_fast_catalog_stale_then_recovers(tmp_path, cobbler_server):
     host = testhosts.write_host(tmp_path / "hosts", "h1", cpus=8, memory_mb=16384)
     settings = base_settings(tmp_path, {"h1": host}, cobbler_url=cobbler_support.XMLRPC_URL,
                              cobbler_user="cobbler", cobbler_password="cobbler", catalog_ttl="1",
@@ -216,7 +207,20 @@ def test_two_processes_retire_each_guest_and_send_each_warning_once(tmp_path):
                 if retired == 10 and len(inbox.messages) >= 30:
                     break
                 time.sleep(0.3)
-            time.sleep(3)  # give a duplicate every chance to appear
+            # No sleep-and-hope for the duplicate that did not come: wait until both tasks have made two
+            # full passes after the work was done (their leases are renewed before each pass), so a
+            # duplicate either of them would have sent is in by then.
+            def lease_ends(s: Any) -> dict[str, dt.datetime]:
+                rows = s.execute(select(TaskLease.name, TaskLease.expires_at).where(
+                    TaskLease.name.in_(["task:expiry", "task:notices"]))).all()
+                return {name: expires for name, expires in rows}
+
+            done = db.run_sync(lease_ends)
+            assert sorted(done) == ["task:expiry", "task:notices"], done
+            deadline = time.monotonic() + 60
+            while not all(end >= done[name] + dt.timedelta(seconds=2) for name, end in db.run_sync(lease_ends).items()):
+                assert time.monotonic() < deadline, "the expiry and notice tasks stopped running"
+                time.sleep(0.2)
             events = db.run_sync(lambda s: s.scalars(select(AuditEvent.object_name).where(
                 AuditEvent.action == "guest.retire", AuditEvent.result == "ok")).all())
             per_guest = collections.Counter(events)
@@ -241,10 +245,7 @@ def test_two_processes_retire_each_guest_and_send_each_warning_once(tmp_path):
 
 @pytest.mark.realhosts
 @pytest.mark.cobbler
-def test_sigkill_mid_checkout_is_undone_after_restart(tmp_path):
-    real_hosts_or_skip()
-    cobbler_support.require()
-    cobbler_support.seed()
+def test_sigkill_mid_checkout_is_undone_after_restart(tmp_path, real_hosts, cobbler_server):
     settings = base_settings(tmp_path, {"q1": REAL_URI}, cobbler_url=cobbler_support.XMLRPC_URL,
                              cobbler_user="cobbler", cobbler_password="cobbler", reconcile_interval="1",
                              public_url="http://10.0.2.2:1")

@@ -46,14 +46,16 @@ def test_a_hung_call_gets_a_stand_in_and_the_pool_shrinks_back(pool):
     assert pool.stalled == 0
 
 
-def test_many_hung_calls_stop_at_the_thread_cap(monkeypatch):
+def test_many_hung_calls_stop_at_the_thread_cap(monkeypatch, caplog):
     monkeypatch.setattr(callpool, "MAX_THREADS", 3)
     pool = CallPool(1, stall_after=0.05, name="capped")
     release = threading.Event()
     try:
         hung = [pool.submit(release.wait, 10) for _ in range(5)]
         wait_until(lambda: pool.threads == 3 and sum(f.running() for f in hung) == 3)
-        time.sleep(0.2)
+        # the watchdog has looked again and declined to start a fourth thread (it says so)
+        wait_until(lambda: any("no more are started" in r.getMessage() for r in caplog.records))
+        assert any("capped: 3 threads" in r.getMessage() for r in caplog.records)
         assert pool.threads == 3  # the other two calls wait in the queue
         release.set()
         assert all(f.result(5) for f in hung)

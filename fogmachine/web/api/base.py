@@ -139,9 +139,10 @@ class ApiHandler(JsonHandler):
         token = self.bearer_token()
         if token is None:
             await super().prepare()
-            user = self.current_user
-            if user is not None:
-                self.identity = tokens.CachedIdentity(user.id, user.username, user.is_admin, "write", None)
+            by_cookie = self.current_user
+            if by_cookie is not None:
+                self.identity = tokens.CachedIdentity(by_cookie.id, by_cookie.username, by_cookie.is_admin, "write",
+                                                      None)
             return
         self.current_user = None
         self.identity = await tokens.authenticate(self.ctx, token)

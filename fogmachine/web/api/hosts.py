@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from fogmachine.services import hosts
@@ -36,15 +38,15 @@ HOST = Obj("Host", (
 HOST_LIST = Obj("HostList", (Field("hosts", "array", items=HOST),), closed=False)
 
 
-def _list(session: Session, overcommit: float) -> list[dict]:
+def _list(session: Session, overcommit: float) -> list[dict[str, Any]]:
     return [hosts.host_to_dict(h, overcommit) for h in hosts.list_hosts(session)]
 
 
-def _get(session: Session, name: str, overcommit: float) -> dict:
+def _get(session: Session, name: str, overcommit: float) -> dict[str, Any]:
     return hosts.host_to_dict(hosts.get_host(session, name), overcommit)
 
 
-def _set_enabled(session: Session, actor: Actor, name: str, enabled: bool, overcommit: float) -> dict:
+def _set_enabled(session: Session, actor: Actor, name: str, enabled: bool, overcommit: float) -> dict[str, Any]:
     return hosts.host_to_dict(hosts.set_enabled(session, actor, name, enabled), overcommit)
 
 

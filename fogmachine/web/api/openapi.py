@@ -212,7 +212,7 @@ def build_document(routes: list[tuple[Any, ...]]) -> dict[str, Any]:
 
 def document_json(application: Any) -> bytes:
     """The document for this application, built on first use and kept (routes do not change)."""
-    cached = application.settings.get("fm_openapi_json")
+    cached: bytes | None = application.settings.get("fm_openapi_json")
     if cached is None:
         from fogmachine.web import api
 

@@ -155,8 +155,13 @@ def write_catalog(directory: Path) -> str:
 @pytest.fixture
 async def site(make_config, start_server, tmp_path) -> Site:
     """A server on two test-driver hosts with users alice and bob and the administrator root."""
-    config = make_config(hosts={"h1": {"cpus": 8, "memory_mb": 16384}, "h2": {"cpus": 4, "memory_mb": 8192}},
-                         local_catalog=write_catalog(tmp_path))
+    return await open_site(make_config, start_server, tmp_path,
+                           {"h1": {"cpus": 8, "memory_mb": 16384}, "h2": {"cpus": 4, "memory_mb": 8192}})
+
+
+async def open_site(make_config, start_server, tmp_path, hosts: dict[str, Any]) -> Site:
+    """The ``site`` fixture's server on ``hosts`` (make_config's: test-driver kwargs or URIs)."""
+    config = make_config(hosts=hosts, local_catalog=write_catalog(tmp_path))
     srv = await start_server(config)
     users = {}
     for name in ("alice", "bob", "root"):
