@@ -76,7 +76,7 @@ start_databases() {
 
 cmd_test() {
     setup_venv "mysql,postgres,test"
-    apt_install chromium wrk
+    apt_install chromium wrk nginx-light
     start_databases
     bash tests/infra/libvirt_hosts.sh install
     bash tests/infra/tiny_guest.sh build

@@ -27,6 +27,7 @@ from fogmachine.logs import log_request
 from fogmachine.web import api, callbacks, pages
 from fogmachine.web.base import InFlight, NotFoundHandler
 from fogmachine.web.bodylimit import BodyLimit
+from fogmachine.web.proxies import ForwardedHeaders, TrustedProxies
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +155,9 @@ class Server:
             self.components = started
             await self.stop()
             raise
-        self.http = tornado.httpserver.HTTPServer(BodyLimit(app, MAX_BODY), max_body_size=MAX_BODY, xheaders=True)
+        # xheaders stays off: X-Forwarded-* count only from trusted_proxies (fogmachine.web.proxies).
+        edge = ForwardedHeaders(BodyLimit(app, MAX_BODY), TrustedProxies(config.trusted_proxies))
+        self.http = tornado.httpserver.HTTPServer(edge, max_body_size=MAX_BODY, xheaders=False)
         self.port = sockets[0].getsockname()[1]
         self.http.add_sockets(sockets)
         log.info("Fogmachine listening on http://%s:%d/ (database revision %s, config: %s)",
