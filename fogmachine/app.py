@@ -25,7 +25,7 @@ from fogmachine.db.session import Database
 from fogmachine.errors import FogmachineError
 from fogmachine.logs import log_request
 from fogmachine.web import api, callbacks, pages
-from fogmachine.web.base import InFlight, NotFoundHandler
+from fogmachine.web.base import InFlight, NotFoundHandler, StaticHandler
 from fogmachine.web.bodylimit import BodyLimit
 from fogmachine.web.proxies import ForwardedHeaders, TrustedProxies
 
@@ -52,6 +52,7 @@ def make_app(ctx: Context, **overrides: Any) -> tornado.web.Application:
         "fm_inflight": InFlight(),
         "template_path": str(TEMPLATES),
         "static_path": str(STATIC),
+        "static_handler_class": StaticHandler,
         "cookie_secret": ctx.config.cookie_secret(),
         "xsrf_cookies": True,
         "xsrf_cookie_kwargs": {"httponly": False, "samesite": "Lax"},

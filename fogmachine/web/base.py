@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "fm_session"
 SESSION_DAYS = 14
+# Every answer, whatever its type: never framed (clickjacking), never content-sniffed. Pages and the
+# API docs send a full Content-Security-Policy of their own that repeats frame-ancestors.
+BASELINE_CSP = "frame-ancestors 'none'"
+
+
+def set_baseline_headers(handler: tornado.web.RequestHandler) -> None:
+    handler.set_header("X-Frame-Options", "DENY")
+    handler.set_header("X-Content-Type-Options", "nosniff")
+    handler.set_header("Content-Security-Policy", BASELINE_CSP)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -63,6 +72,13 @@ def _load_user(session: Session, user_id: int) -> User | None:
     return user if user is not None and user.is_active else None
 
 
+class StaticHandler(tornado.web.StaticFileHandler):
+    """The static files, with the same baseline headers (a script is never sniffed into something else)."""
+
+    def set_default_headers(self) -> None:
+        set_baseline_headers(self)
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Finds the context and the browser's user from the signed session cookie.
 
@@ -75,6 +91,19 @@ class BaseHandler(tornado.web.RequestHandler):
     @property
     def ctx(self) -> Context:
         return self.application.settings["fm_context"]
+
+    def set_default_headers(self) -> None:
+        set_baseline_headers(self)
+
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        """Every cookie (session, ``_xsrf``, flash) is Secure when the request came over https.
+
+        ``request.protocol`` is the truth here: the socket's own, or ``X-Forwarded-Proto`` from one of
+        ``trusted_proxies`` (fogmachine.web.proxies), never what any other client claims.
+        """
+        if self.request.protocol == "https":
+            kwargs["secure"] = True
+        super().set_cookie(name, value, *args, **kwargs)
 
     async def _execute(self, transforms: Any, *args: bytes, **kwargs: bytes) -> None:
         # Tornado's one entry point per request: counted here so shutdown can wait for it.
@@ -140,6 +169,7 @@ class JsonHandler(BaseHandler):
     """Answers and errors in JSON, in the one shape the API documents."""
 
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
 

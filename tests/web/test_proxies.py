@@ -124,4 +124,5 @@ async def test_through_nginx_as_a_real_reverse_proxy(make_api: Any, database_url
     assert login_addresses(api) == ["127.0.0.4", "127.0.0.5"]
     # What the client sent as X-Forwarded-Proto never counts; nginx's $scheme does.
     assert not secure(plain["fm_session"])
-    assert secure(tls["fm_session"])
+    assert secure(tls["fm_session"]) and secure(tls["_xsrf"])
+    assert not secure(plain["_xsrf"])

@@ -155,8 +155,10 @@ def write_catalog(directory: Path) -> str:
 @pytest.fixture
 async def site(make_config, start_server, tmp_path) -> Site:
     """A server on two test-driver hosts with users alice and bob and the administrator root."""
+    # The tests' client on loopback stands in for a TLS-terminating reverse proxy when it sends
+    # X-Forwarded-Proto (test_auth); from anyone else the header counts for nothing (tests/web/test_proxies.py).
     config = make_config(hosts={"h1": {"cpus": 8, "memory_mb": 16384}, "h2": {"cpus": 4, "memory_mb": 8192}},
-                         local_catalog=write_catalog(tmp_path))
+                         local_catalog=write_catalog(tmp_path), trusted_proxies="127.0.0.1")
     srv = await start_server(config)
     users = {}
     for name in ("alice", "bob", "root"):
