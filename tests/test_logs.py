@@ -93,3 +93,29 @@ async def test_client_text_with_control_characters_never_forges_a_log_line(insta
     out = buffer.getvalue()
     assert "/guest/" in out  # the requests were logged at all
     assert_one_line_per_record(out)
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("/guest/x/set?token=abc&ip=1.2.3.4", "/guest/x/set?token=***&ip=1.2.3.4"),
+    ("/x?%74oken=abc&new_password=p&_xsrf=2%7Ca&api_key=k", "/x?%74oken=***&new_password=***&_xsrf=***&api_key=***"),
+    ("/x?ip=1.2.3.4", "/x?ip=1.2.3.4"),
+    ("/x", "/x"),
+])
+def test_the_request_log_masks_every_secret_looking_parameter(uri: str, expected: str) -> None:
+    from fogmachine.logs import redact_uri
+
+    assert redact_uri(uri) == expected
+
+
+def test_a_credential_in_any_record_is_masked() -> None:
+    secret = "s3cr3t-VALUE-0123456789"
+    with server_log("debug") as buffer:
+        log = logging.getLogger("fogmachine.test")
+        log.info("calling http://h/x?token=%s&a=1", secret)
+        log.info("headers %r", {"Authorization": f"Bearer {secret}", "Cookie": f"fm_session={secret}"})
+        log.info("password=%s", secret)
+        try:
+            raise RuntimeError(f"failed for /guest/m/set?token={secret}")
+        except RuntimeError:
+            log.exception("boom")
+    assert secret not in buffer.getvalue()

@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import tornado.log
 import tornado.web
 import tornado.websocket
 from sqlalchemy.orm import Session
 
 from fogmachine.db.models import User
 from fogmachine.errors import AuthenticationRequired, FogmachineError
+from fogmachine.logs import redact_uri
 from fogmachine.services.actor import Actor
 
 if TYPE_CHECKING:
@@ -143,6 +146,21 @@ class BaseHandler(tornado.web.RequestHandler):
             raise AuthenticationRequired("log in or send an API token")
         return Actor(user_id=user.id, username=user.username, is_admin=user.is_admin,
                      remote_addr=self.request.remote_ip or "")
+
+    def _request_summary(self) -> str:
+        # Tornado's own puts the full URI in warnings and tracebacks: a phone-home's token with it.
+        return f"{self.request.method} {redact_uri(self.request.uri or '')} ({self.request.remote_ip})"
+
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
+        """Tornado's, minus ``repr(request)``: that printed the raw URI, query string and all."""
+        if isinstance(value, tornado.web.HTTPError):
+            if value.log_message:
+                tornado.log.gen_log.warning("%d %s: " + value.log_message, value.status_code,
+                                            self._request_summary(), *value.args)
+            return
+        tornado.log.app_log.error("Uncaught exception %s", self._request_summary(),
+                                  exc_info=(typ, value, tb))  # type: ignore[arg-type]
 
     def _fm_error(self, kwargs: dict[str, Any]) -> FogmachineError | None:
         exc_info = kwargs.get("exc_info")
