@@ -106,7 +106,7 @@ cmd_test() {
         unset FM_ALLOW_MISSING
     fi
     setup_venv "mysql,postgres,test"
-    apt_install chromium wrk
+    apt_install chromium wrk nginx-light
     start_databases
     bash tests/infra/libvirt_hosts.sh install
     bash tests/infra/tiny_guest.sh build

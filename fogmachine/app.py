@@ -25,8 +25,9 @@ from fogmachine.db.session import Database
 from fogmachine.errors import FogmachineError
 from fogmachine.logs import log_request
 from fogmachine.web import api, callbacks, pages
-from fogmachine.web.base import InFlight, NotFoundHandler
+from fogmachine.web.base import InFlight, NotFoundHandler, StaticHandler
 from fogmachine.web.bodylimit import BodyLimit
+from fogmachine.web.proxies import ForwardedHeaders, TrustedProxies
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +52,7 @@ def make_app(ctx: Context, **overrides: Any) -> tornado.web.Application:
         "fm_inflight": InFlight(),
         "template_path": str(TEMPLATES),
         "static_path": str(STATIC),
+        "static_handler_class": StaticHandler,
         "cookie_secret": ctx.config.cookie_secret(),
         "xsrf_cookies": True,
         "xsrf_cookie_kwargs": {"httponly": False, "samesite": "Lax"},
@@ -154,7 +156,9 @@ class Server:
             self.components = started
             await self.stop()
             raise
-        self.http = tornado.httpserver.HTTPServer(BodyLimit(app, MAX_BODY), max_body_size=MAX_BODY, xheaders=True)
+        # xheaders stays off: X-Forwarded-* count only from trusted_proxies (fogmachine.web.proxies).
+        edge = ForwardedHeaders(BodyLimit(app, MAX_BODY), TrustedProxies(config.trusted_proxies))
+        self.http = tornado.httpserver.HTTPServer(edge, max_body_size=MAX_BODY, xheaders=False)
         self.port = sockets[0].getsockname()[1]
         self.http.add_sockets(sockets)
         log.info("Fogmachine listening on http://%s:%d/ (database revision %s, config: %s)",

@@ -95,6 +95,12 @@ def _str(value: str) -> str:
     return value.strip()
 
 
+def _networks(value: str) -> tuple[Any, ...]:
+    from fogmachine.web.proxies import parse_networks
+
+    return parse_networks(value)
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -108,6 +114,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("listen_address", _str, "127.0.0.1", "address the HTTP server binds"),
     Setting("listen_port", _port, "8888", "port of the dashboard and the API"),
+    Setting("trusted_proxies", _networks, "", "addresses or CIDR networks of the reverse proxies whose "
+            "X-Forwarded-For, X-Real-Ip and X-Forwarded-Proto are believed; empty: none, the TCP peer is the client"),
     Setting("public_url", _str, "", "URL guests and e-mails use to reach this server; default http://ADDRESS:PORT"),
     Setting("data_dir", _str, "data", "directory for the SQLite database and the cookie secret", is_path=True),
     Setting("database_connection", _str, "", "SQLAlchemy URL; default sqlite in data_dir", secret=True),
@@ -307,7 +315,7 @@ def describe(config: Config) -> list[tuple[str, str, str]]:
         elif setting.secret:
             shown = "***" if value else ""
         elif isinstance(value, tuple):
-            shown = " ".join(f"{v:g}" for v in value)
+            shown = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
         else:
             shown = str(value)
         rows.append((setting.key, shown, config.origins.get(setting.key, "default")))

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from fogmachine.db.models import Guest, Host, Step
 from fogmachine.errors import ConfigError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-URI_RE = re.compile(r"^[a-z][a-z0-9+.-]*:\S*$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch only: "$" lets a final "\n" in
+URI_RE = re.compile(r"[a-z][a-z0-9+.-]*:\S*")
 VIRT_TYPES = ("qemu", "kvm", "xen", "lxc", "test")
 
 
@@ -59,9 +59,9 @@ def parse(path: str | Path) -> list[HostEntry]:
         if len(parts) != 3:
             raise ConfigError(f"{where}: expected 'name, libvirt-uri, virt-type', found {len(parts)} field(s)")
         name, uri, virt_type = parts
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise ConfigError(f"{where}: host name {name!r} must be letters, digits, '.', '_' or '-'")
-        if not URI_RE.match(uri):
+        if not URI_RE.fullmatch(uri):
             raise ConfigError(f"{where}: {uri!r} is not a libvirt URI (e.g. qemu+ssh://host/system)")
         virt_type = virt_type.lower()
         if virt_type not in VIRT_TYPES:

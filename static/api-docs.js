@@ -1,24 +1,17 @@
-// Renders /api/v1/openapi.json with the vendored Swagger UI. "Try it out" uses the
-// page's session cookie; requests that change something also need the XSRF token,
-// which is copied from the _xsrf cookie into the X-XSRFToken header here.
+// Renders /api/v1/openapi.json with the vendored Swagger UI.
+//
+// "Try it out" deliberately does NOT copy the _xsrf cookie into an X-XSRFToken header: requests
+// made here with only the browser's session cookie can read, but every write is refused (403) by
+// the XSRF check. To write, give an API token to "Authorize" (a bearer token is never sent by a
+// browser unasked). So a page that tricks a logged-in user into clicking can never act as them,
+// even if it somehow framed this page (the server also forbids framing it).
 (function () {
   "use strict";
   var root = document.getElementById("swagger-ui");
-  function xsrf() {
-    var m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
-    return m ? decodeURIComponent(m[1]) : null;
-  }
   window.SwaggerUIBundle({
     url: root.getAttribute("data-spec-url"),
     domNode: root,
     deepLinking: true,
     validatorUrl: null,
-    requestInterceptor: function (req) {
-      var token = xsrf();
-      if (token && req.method && req.method.toUpperCase() !== "GET") {
-        req.headers["X-XSRFToken"] = token;
-      }
-      return req;
-    },
   });
 })();

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 MISSING = "~"  # what get_<item>(name) answers for an object that does not exist
 _FAULT_PREFIX = re.compile(r"^<class '[\w.]+'>:")
 _INVALID_TOKEN = re.compile(r"invalid token|\"token\" did not have the correct format", re.IGNORECASE)
+# Cobbler echoes the token it refused ("invalid token: <token>"): whatever follows never leaves here.
+_TOKEN_ECHO = re.compile(r"(invalid token)\s*:?\s*\S+", re.IGNORECASE)
+REDACTED = "***"
 
 
 class CobblerUnreachable(CobblerError):
@@ -121,7 +124,9 @@ class CobblerClient:
         return self._http
 
     # -- transport and the one place errors are translated -------------------------------------
-    async def _post(self, method: str, params: tuple[Any, ...]) -> Any:
+    async def _post(self, method: str, params: tuple[Any, ...], secret: str | None = None) -> Any:
+        """One XML-RPC call; ``secret`` (the session token or the password it carries) never appears in
+        the error it may raise, nor in a log line."""
         body = xmlrpc.client.dumps(params, method, allow_none=True).encode("utf-8")
         request = tornado.httpclient.HTTPRequest(
             self.url, method="POST", body=body, headers={"Content-Type": "text/xml"},
@@ -133,21 +138,30 @@ class CobblerClient:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise self._translate(method, exc) from exc
+            raise self._translate(method, exc, secret=secret) from exc
         if response.code != 200:
             raise self._translate(method, response.error or RuntimeError(f"HTTP {response.code}"),
-                                  status=response.code)
+                                  status=response.code, secret=secret)
         try:
             result, _ = xmlrpc.client.loads(response.body, use_builtin_types=True)
         except Exception as exc:
-            raise self._translate(method, exc) from exc
+            raise self._translate(method, exc, secret=secret) from exc
         return result[0] if result else None
 
-    def _translate(self, method: str, exc: BaseException, status: int | None = None) -> FogmachineError:
+    def _redact(self, text: str, secret: str | None) -> str:
+        """Cobbler's text without any credential: the token or password this call carried, the cached
+        token, and whatever follows "invalid token"."""
+        for value in (secret, self._token):
+            if value and len(value) >= 4:
+                text = text.replace(value, REDACTED)
+        return _TOKEN_ECHO.sub(rf"\1: {REDACTED}", text)
+
+    def _translate(self, method: str, exc: BaseException, status: int | None = None,
+                   secret: str | None = None) -> FogmachineError:
         """Every failure of a Cobbler call becomes a Fogmachine error here, and only here."""
         where = f"Cobbler at {self.display_url}"
         if isinstance(exc, xmlrpc.client.Fault):
-            message = clean_fault(exc.faultString)
+            message = self._redact(clean_fault(exc.faultString), secret)
             log.info("Cobbler %s failed: %s", method, message)
             return CobblerError(f"Cobbler: {message}", details={"cobbler_url": self.display_url, "method": method,
                                                                   "fault": message})
@@ -163,7 +177,7 @@ class CobblerClient:
             return CobblerUnreachable(f"{where} did not answer with XML-RPC: is this Cobbler's XML-RPC URL?",
                                       details=details)
         if isinstance(exc, OSError | ssl.SSLError | tornado.httpclient.HTTPClientError):
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            reason = self._redact(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__, secret)
             return CobblerUnreachable(f"{where} is unreachable: {reason}", details=details)
         log.exception("unexpected error calling Cobbler %s", method)
         return CobblerError(f"{where}: {method} failed: {type(exc).__name__}", details=details)
@@ -180,7 +194,7 @@ class CobblerClient:
             if self._token is not None and self._token != stale:
                 return self._token  # someone else logged in while we waited
             try:
-                token = str(await self._post("login", (self.user, self.password)))
+                token = str(await self._post("login", (self.user, self.password), secret=self.password))
             except CobblerError as exc:
                 if "login failed" in exc.message:
                     raise CobblerError(f"Cobbler at {self.display_url} refused the login of user {self.user!r}; "
@@ -194,13 +208,13 @@ class CobblerClient:
         """A call that takes the login token as its last argument; logs in again once if Cobbler forgot it."""
         token = self._token or await self._login(None)
         try:
-            return await self._post(method, (*params, token))
+            return await self._post(method, (*params, token), secret=token)
         except CobblerError as exc:
             if not _INVALID_TOKEN.search(exc.details.get("fault", "")):
                 raise
             log.info("Cobbler token expired; logging in again")
             token = await self._login(token)
-            return await self._post(method, (*params, token))
+            return await self._post(method, (*params, token), secret=token)
 
     # -- what Fogmachine uses --------------------------------------------------------------------
     async def version(self) -> float:

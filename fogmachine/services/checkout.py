@@ -61,7 +61,7 @@ from fogmachine.services.tokens import hash_token
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+NAME_RE = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")  # always fullmatch: "$" lets a final "\n" in
 MAX_PURPOSE = 2000
 MAC_PREFIX = "52:54:00"
 EXTRAS_KEY = "provisioning"
@@ -80,7 +80,7 @@ class CheckoutRequest:
 # -- validation ------------------------------------------------------------------------------------
 
 def validate_name(name: Any) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ValidationError(
             "name must be a DNS label: 1 to 63 lower-case letters, digits or '-', starting with a letter "
             "and not ending with '-'", field="name")

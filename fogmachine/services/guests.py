@@ -76,7 +76,7 @@ def find_guest_id(session: Session, actor: Actor, ref: str) -> int:
     """A guest's id from its id or its MAC address, as the original's ``/guest/<id-or-mac>/...`` routes
     name guests; NotFound (not forbidden) for a guest the actor may not see, as everywhere."""
     text = ref.strip().lower().replace("-", ":")
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit alone takes "²", which int() refuses
         guest_id = int(text)
         if guest_id < 1 or guest_id > 2**31 - 1:
             raise NotFound(f"no guest with id {ref}")

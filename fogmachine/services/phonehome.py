@@ -32,15 +32,15 @@ from fogmachine.services.tokens import hash_token
 log = logging.getLogger(__name__)
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\.?")
+MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 # Steps at which a phone-home means "installed": later ones (ready) just update the address.
 ACCEPTING = (Step.REGISTERING, Step.DEFINING, Step.BOOTING, Step.INSTALLING, Step.READY)
 
 
 def normalize_mac(mac: str) -> str | None:
     text = mac.strip().lower().replace("-", ":")
-    return text if MAC_RE.match(text) else None
+    return text if MAC_RE.fullmatch(text) else None
 
 
 def _guest_by_token(session: Session, mac: str, token: str, remote_addr: str, for_update: bool) -> Guest:
@@ -74,7 +74,7 @@ def _clean_ip(ip: str) -> str:
 
 def _clean_hostname(hostname: str) -> str:
     hostname = hostname.strip()
-    if hostname and not HOSTNAME_RE.match(hostname):
+    if hostname and not HOSTNAME_RE.fullmatch(hostname):
         raise ValidationError(f"hostname {hostname[:64]!r} is not a host name", field="hostname")
     return hostname.rstrip(".")
 

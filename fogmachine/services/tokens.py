@@ -23,6 +23,7 @@ import hashlib
 import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,8 +80,9 @@ def validate_name(name: str) -> str:
         raise ValidationError("name must not be empty", field="name")
     if len(name) > MAX_NAME:
         raise ValidationError(f"name must be at most {MAX_NAME} characters", field="name")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise ValidationError("name must not contain control characters", field="name")
+    # Cc is every C0/C1 control (NUL, newline, ESC, ...); Zl/Zp are the Unicode line and paragraph breaks.
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        raise ValidationError("name must not contain control characters or line breaks", field="name")
     return name
 
 

@@ -592,7 +592,7 @@ class HostConnection:
         gets the image's contents at once and writes only its own changes, the image itself is never
         written. ``size_gb`` 0 then means the image's own size (a bigger size grows the guest's disk).
         """
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise ValidationError("volume name must be 1-63 letters, digits, '.', '_' or '-'", field="name")
         smallest = 0 if backing else 1
         if isinstance(size_gb, bool) or not isinstance(size_gb, int) or size_gb < smallest:

@@ -30,8 +30,8 @@ DOMAIN_TYPES = ("qemu", "kvm", "test")
 BOOTS = ("network", "kernel", "disk")
 DISK_FORMATS = ("qcow2", "raw")
 _KERNEL_BOOT = ("kernel", "initrd", "cmdline")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")  # fullmatch only
+MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 # A network is 'user' (QEMU user mode), ('bridge', NAME) or ('network', NAME).
 Network = str | tuple[str, str]
 
@@ -89,7 +89,7 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -
 
 def validate_spec(spec: DomainSpec) -> None:
     """Refuse a spec that libvirt would reject or that would put surprises into the XML."""
-    if not NAME_RE.match(spec.name):
+    if not NAME_RE.fullmatch(spec.name):
         raise ValidationError("domain name must be 1-63 letters, digits, '.', '_' or '-'", field="name")
     if spec.domain_type not in DOMAIN_TYPES:
         raise ValidationError(f"domain type must be one of {', '.join(DOMAIN_TYPES)}", field="domain_type")
@@ -102,7 +102,7 @@ def validate_spec(spec: DomainSpec) -> None:
             uuidmod.UUID(spec.uuid)
         except ValueError:
             raise ValidationError(f"{spec.uuid!r} is not a UUID", field="uuid") from None
-    if spec.mac is not None and not MAC_RE.match(spec.mac):
+    if spec.mac is not None and not MAC_RE.fullmatch(spec.mac):
         raise ValidationError(f"{spec.mac!r} is not a MAC address like 52:54:00:12:34:56", field="mac")
     if isinstance(spec.network, tuple):
         if len(spec.network) != 2 or spec.network[0] not in ("bridge", "network") or not spec.network[1]:

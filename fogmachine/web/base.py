@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import tornado.log
 import tornado.web
 import tornado.websocket
 from sqlalchemy.orm import Session
 
 from fogmachine.db.models import User
 from fogmachine.errors import AuthenticationRequired, FogmachineError
+from fogmachine.logs import redact_uri
 from fogmachine.services.actor import Actor
 
 if TYPE_CHECKING:
@@ -26,6 +29,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "fm_session"
 SESSION_DAYS = 14
+# Every answer, whatever its type: never framed (clickjacking), never content-sniffed. Pages and the
+# API docs send a full Content-Security-Policy of their own that repeats frame-ancestors.
+BASELINE_CSP = "frame-ancestors 'none'"
+
+
+def set_baseline_headers(handler: tornado.web.RequestHandler) -> None:
+    handler.set_header("X-Frame-Options", "DENY")
+    handler.set_header("X-Content-Type-Options", "nosniff")
+    handler.set_header("Content-Security-Policy", BASELINE_CSP)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -63,6 +75,13 @@ def _load_user(session: Session, user_id: int) -> User | None:
     return user if user is not None and user.is_active else None
 
 
+class StaticHandler(tornado.web.StaticFileHandler):
+    """The static files, with the same baseline headers (a script is never sniffed into something else)."""
+
+    def set_default_headers(self) -> None:
+        set_baseline_headers(self)
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Finds the context and the browser's user from the signed session cookie.
 
@@ -76,6 +95,19 @@ class BaseHandler(tornado.web.RequestHandler):
     def ctx(self) -> Context:
         ctx: Context = self.application.settings["fm_context"]
         return ctx
+
+    def set_default_headers(self) -> None:
+        set_baseline_headers(self)
+
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        """Every cookie (session, ``_xsrf``, flash) is Secure when the request came over https.
+
+        ``request.protocol`` is the truth here: the socket's own, or ``X-Forwarded-Proto`` from one of
+        ``trusted_proxies`` (fogmachine.web.proxies), never what any other client claims.
+        """
+        if self.request.protocol == "https":
+            kwargs["secure"] = True
+        super().set_cookie(name, value, *args, **kwargs)
 
     async def _execute(self, transforms: Any, *args: bytes, **kwargs: bytes) -> None:
         # Tornado's one entry point per request: counted here so shutdown can wait for it.
@@ -116,6 +148,21 @@ class BaseHandler(tornado.web.RequestHandler):
         return Actor(user_id=user.id, username=user.username, is_admin=user.is_admin,
                      remote_addr=self.request.remote_ip or "")
 
+    def _request_summary(self) -> str:
+        # Tornado's own puts the full URI in warnings and tracebacks: a phone-home's token with it.
+        return f"{self.request.method} {redact_uri(self.request.uri or '')} ({self.request.remote_ip})"
+
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
+        """Tornado's, minus ``repr(request)``: that printed the raw URI, query string and all."""
+        if isinstance(value, tornado.web.HTTPError):
+            if value.log_message:
+                tornado.log.gen_log.warning("%d %s: " + value.log_message, value.status_code,
+                                            self._request_summary(), *value.args)
+            return
+        tornado.log.app_log.error("Uncaught exception %s", self._request_summary(),
+                                  exc_info=(typ, value, tb))  # type: ignore[arg-type]
+
     def _fm_error(self, kwargs: dict[str, Any]) -> FogmachineError | None:
         exc_info = kwargs.get("exc_info")
         if exc_info and isinstance(exc_info[1], FogmachineError):
@@ -141,6 +188,7 @@ class JsonHandler(BaseHandler):
     """Answers and errors in JSON, in the one shape the API documents."""
 
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
 

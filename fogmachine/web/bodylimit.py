@@ -54,7 +54,7 @@ class _Request(httputil.HTTPMessageDelegate):
     def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
                          headers: httputil.HTTPHeaders) -> Awaitable[None] | None:
         declared = headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
             assert isinstance(start_line, httputil.RequestStartLine)
             self._refuse(start_line, int(declared))
             return None

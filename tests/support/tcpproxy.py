@@ -18,9 +18,13 @@ from types import TracebackType
 class TcpProxy:
     """Forward 127.0.0.1:<port> to ``target``; ``cut()`` closes the port and every connection."""
 
-    def __init__(self, target: tuple[str, int], listen_host: str = "127.0.0.1") -> None:
+    def __init__(self, target: tuple[str, int], listen_host: str = "127.0.0.1", record: bool = False) -> None:
         self.target = target
         self.listen_host = listen_host
+        # With record=True, every byte passed either way, in order: what a test needs to know of the
+        # conversation (e.g. the session token a server handed out) without asking the client's internals.
+        self.record = record
+        self.transcript: list[bytes] = []
         self.port = 0
         self._listener: socket.socket | None = None
         self._conns: set[socket.socket] = set()
@@ -94,6 +98,9 @@ class TcpProxy:
     def _pump(self, src: socket.socket, dst: socket.socket, done: threading.Barrier) -> None:
         try:
             while chunk := src.recv(65536):
+                if self.record:
+                    with self._lock:
+                        self.transcript.append(chunk)
                 dst.sendall(chunk)
         except OSError:
             pass

@@ -155,7 +155,7 @@ class ApiHandler(JsonHandler):
     def _check_size(self) -> None:
         declared = self.request.headers.get("Content-Length", "")
         too_big = len(self.request.body or b"") > MAX_API_BODY
-        if declared.isdigit() and int(declared) > MAX_API_BODY:
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_API_BODY:
             too_big = True
         if too_big:
             raise PayloadTooLarge(f"the request body is larger than {MAX_API_BODY} bytes",

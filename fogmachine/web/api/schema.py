@@ -124,7 +124,7 @@ class Field:
                 raise ValidationError(f"{path} must be at least {self.min_length} characters", field=path)
             if self.max_length is not None and len(value) > self.max_length:
                 raise ValidationError(f"{path} must be at most {self.max_length} characters", field=path)
-            if self.pattern is not None and not re.search(self.pattern, value):
+            if self.pattern is not None and not re.fullmatch(self.pattern, value):
                 raise ValidationError(f"{path} has the wrong form (expected {self.pattern})", field=path)
             if self.enum is not None and value not in self.enum:
                 raise ValidationError(f"{path} must be one of {', '.join(self.enum)}", field=path)

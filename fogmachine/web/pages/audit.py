@@ -28,7 +28,7 @@ MAX_PAGE = 100_000  # the offset stays far inside every database's integer range
 TEXT_FIELDS = {"actor": ("who", 64), "action": ("action", 64), "object_type": ("object type", 32),
                "object_id": ("object id", 64), "result": ("result", 16)}
 FIELDS = (*TEXT_FIELDS, "since", "until")
-ACTION_RE = re.compile(r"^[a-z_]+(\.[a-z_-]+)?$")
+ACTION_RE = re.compile(r"[a-z_]+(\.[a-z_-]+)?")  # fullmatch only
 OLDEST = dt.datetime(1970, 1, 1)
 # Hints for the form's fields (datalists); any value may be typed.
 SUGGESTIONS = {
@@ -78,7 +78,7 @@ def parse_filter(form: dict[str, str], page_text: str) -> tuple[audit.AuditFilte
         if len(text) > longest:
             raise ValidationError(f"{label} is too long (at most {longest} characters)", field=name)
         values[name] = text or None
-    if values["action"] is not None and not ACTION_RE.match(values["action"]):
+    if values["action"] is not None and not ACTION_RE.fullmatch(values["action"]):
         raise ValidationError("action must be an action such as guest.start or a family such as guest",
                               field="action")
     since = _date("since", form.get("since", ""), end_of_day=False)

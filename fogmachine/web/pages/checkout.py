@@ -53,7 +53,7 @@ class CheckoutHandler(DashboardHandler):
     @login_required
     async def post(self) -> None:
         form = {key: self.get_body_argument(key, "").strip() for key in ("name", "target", "days", "purpose")}
-        days: int | str = int(form["days"]) if form["days"].isdigit() else form["days"]
+        days: int | str = int(form["days"]) if form["days"].isascii() and form["days"].isdigit() else form["days"]
         try:
             guest = await checkout.checkout(
                 self.ctx, self.actor, checkout.CheckoutRequest(name=form["name"], target=form["target"], days=days,

@@ -74,6 +74,7 @@ class DashboardHandler(PageHandler):
 
     def set_default_headers(self) -> None:
         # Pages show people's guests: never cache them, never frame them.
+        super().set_default_headers()
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("X-Content-Type-Options", "nosniff")

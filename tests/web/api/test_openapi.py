@@ -26,7 +26,10 @@ def _sample(name: str, schema: dict) -> str:
 
 
 def _app(srv) -> tornado.web.Application:
-    return srv.server.http.request_callback.app  # inside the BodyLimit wrapper
+    app = srv.server.http.request_callback
+    while not isinstance(app, tornado.web.Application):  # inside the ForwardedHeaders and BodyLimit wrappers
+        app = app.app
+    return app
 
 
 def _route(app: tornado.web.Application, method: str, path: str):
