@@ -153,17 +153,22 @@ def write_catalog(directory: Path) -> str:
 
 
 @pytest.fixture
-async def site(make_config, start_server, tmp_path) -> Site:
-    """A server on two test-driver hosts with users alice and bob and the administrator root."""
+async def site(make_config, start_server, tmp_path, database_url) -> Site:
+    """A server on two test-driver hosts with users alice and bob and the administrator root.
+
+    On each of the three databases: the pages' forms write (checkout, delete, extend, profile, admin).
+    """
     return await open_site(make_config, start_server, tmp_path,
-                           {"h1": {"cpus": 8, "memory_mb": 16384}, "h2": {"cpus": 4, "memory_mb": 8192}})
+                           {"h1": {"cpus": 8, "memory_mb": 16384}, "h2": {"cpus": 4, "memory_mb": 8192}},
+                           database_url)
 
 
-async def open_site(make_config, start_server, tmp_path, hosts: dict[str, Any]) -> Site:
+async def open_site(make_config, start_server, tmp_path, hosts: dict[str, Any], database_url: str) -> Site:
     """The ``site`` fixture's server on ``hosts`` (make_config's: test-driver kwargs or URIs)."""
     # The tests' client on loopback stands in for a TLS-terminating reverse proxy when it sends
     # X-Forwarded-Proto (test_auth); from anyone else the header counts for nothing (tests/web/test_proxies.py).
-    config = make_config(hosts=hosts, local_catalog=write_catalog(tmp_path), trusted_proxies="127.0.0.1")
+    config = make_config(hosts=hosts, local_catalog=write_catalog(tmp_path), trusted_proxies="127.0.0.1",
+                         database_connection=database_url)
     srv = await start_server(config)
     users = {}
     for name in ("alice", "bob", "root"):

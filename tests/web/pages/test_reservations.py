@@ -122,12 +122,13 @@ async def test_delete_asks_first(site):
 
 
 async def test_an_administrator_may_delete_anyway_when_the_host_is_down(make_config, start_server, tmp_path,
-                                                                       real_hosts):
+                                                                       real_hosts, database_url):
     """The host is a test-driver host served by the real libvirtd on 127.0.0.1 through a TCP forwarder;
     cutting the forwarder is a real fault (connections reset, reconnects refused), for this test alone."""
     path = testhosts.write_host(tmp_path / "hosts", "h1", cpus=8, memory_mb=16384)[len("test://"):]
     with TcpProxy(("127.0.0.1", 16509)) as proxy:
-        site = await open_site(make_config, start_server, tmp_path, {"h1": f"test+tcp://127.0.0.1:{proxy.port}{path}"})
+        site = await open_site(make_config, start_server, tmp_path, {"h1": f"test+tcp://127.0.0.1:{proxy.port}{path}"},
+                               database_url)
         gid = await site.guest("alice", "web1")
         proxy.cut()  # the cable is pulled
         conn = site.ctx.hosts.get("h1")
