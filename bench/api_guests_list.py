@@ -34,6 +34,7 @@ import tornado.web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.verdict import check, exit_status  # noqa: E402
 from fogmachine import config as configmod  # noqa: E402
 from fogmachine.app import Server  # noqa: E402
 from fogmachine.db.models import Guest, Host, User, utcnow  # noqa: E402
@@ -165,6 +166,7 @@ async def main(seconds: int, connections: int, rounds: int) -> None:
         print(f"  bare Tornado handler            {bare_rps:9.1f} req/s   p99 {bare_p99:7.2f} ms")
         print(f"  Fogmachine /api/v1/guests       {api_rps:9.1f} req/s   p99 {api_p99:7.2f} ms")
         print(f"  ratio Fogmachine / bare         {api_rps / bare_rps:9.2f}   (target >= 0.5)")
+        check(f"{api_rps / bare_rps:.2f} x the bare handler's req/s", ">= 0.5", api_rps / bare_rps >= 0.5)
         print("  for context:")
         print(f"    bare without per-request ETag {noetag_rps:9.1f} req/s   p99 {noetag_p99:7.2f} ms"
               f"   (ratio {api_rps / noetag_rps:.2f})")
@@ -184,3 +186,4 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     asyncio.run(main(args.seconds, args.connections, args.rounds))
+    sys.exit(exit_status())

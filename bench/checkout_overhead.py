@@ -38,6 +38,7 @@ import libvirt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.verdict import check, exit_status  # noqa: E402
 from fogmachine import config as configmod  # noqa: E402
 from fogmachine.app import Server  # noqa: E402
 from fogmachine.db.models import Step, User  # noqa: E402
@@ -198,10 +199,12 @@ def main() -> int:
         result = asyncio.run(measure(kind.strip(), args.iterations))
         ratio = result["fm"] / result["direct"]
         worst = max(worst, ratio) if kind.strip() == "real" else worst
+        if kind.strip() == "real":
+            check(f"ratio {ratio:.2f} to the direct calls", "<= 1.3 on real hosts", ratio <= 1.3)
         print(f"{kind:<6} {result['fm'] * 1000:>11.1f} {result['answer'] * 1000:>12.1f} "
               f"{result['direct'] * 1000:>8.1f} {ratio:>6.2f}")
     print("target: ratio <= 1.3 on real hosts")
-    return 0
+    return exit_status()
 
 
 if __name__ == "__main__":

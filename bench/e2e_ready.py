@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.checkout_overhead import COBBLER, INITRD, KERNEL, PROFILE, seed  # noqa: E402
+from bench.verdict import check, exit_status  # noqa: E402
 from fogmachine import config as configmod  # noqa: E402
 from fogmachine.app import Server  # noqa: E402
 from fogmachine.cobbler.scripts import find_scripts, install  # noqa: E402
@@ -175,7 +176,8 @@ def cli() -> int:
     print(f"boot-to-phone-home (bare libvirt):         median {bare_med:6.2f} s  (min {min(bare):.2f}, "
           f"max {max(bare):.2f})")
     print(f"ratio {fm_med / bare_med:.2f}  (target <= 1.5)")
-    return 0
+    check(f"ratio {fm_med / bare_med:.2f} ({fm_med:.1f} s vs {bare_med:.1f} s)", "<= 1.5", fm_med / bare_med <= 1.5)
+    return exit_status()
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import select, update  # noqa: E402
 
+from bench.verdict import check, exit_status  # noqa: E402
 from fogmachine import config as configmod  # noqa: E402
 from fogmachine.app import Server  # noqa: E402
 from fogmachine.db.models import Guest, Host, User, utcnow  # noqa: E402
@@ -144,6 +145,7 @@ async def main(guests: int, changes: int, database: str | None) -> None:
     print(f"  commit -> socket   median {statistics.median(latencies) * 1000:.0f} ms, "
           f"p95 {percentile(latencies, 95) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
           f"over {changes} changes (target 1000 ms; max / target {max(latencies):.2f})")
+    check(f"commit -> socket max {max(latencies) * 1000:.0f} ms", "<= 1000 ms", max(latencies) <= 1.0)
 
 
 if __name__ == "__main__":
@@ -153,3 +155,4 @@ if __name__ == "__main__":
     parser.add_argument("--database", help="an EMPTY MariaDB/PostgreSQL database URL (default: SQLite)")
     args = parser.parse_args()
     asyncio.run(main(args.guests, args.changes, args.database))
+    sys.exit(exit_status())

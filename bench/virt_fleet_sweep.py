@@ -41,6 +41,9 @@ from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.verdict import check, exit_status  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "bench"))
 
 import virt_fleet_baseline as baseline  # noqa: E402
@@ -195,6 +198,8 @@ async def main() -> None:
             print(f"fogmachine {what}: {ms(wall)} vs baseline {ms(base_wall)} (medians of {args.rounds}, "
                   f"interleaved): ratio {wall / base_wall:.2f}{' (target <= 1.5)' if label == 'fogmachine' else ''};"
                   f" best-of ratio {best:.2f}; CPU time ratio {cpus[label] / cpus['baseline']:.2f}")
+            if label == "fogmachine":
+                check(f"steady resync ratio {wall / base_wall:.2f} to raw calls", "<= 1.5", wall / base_wall <= 1.5)
         print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
         # Restarts on the same database: connect + first read + compare with the rows, no inserts.
@@ -227,3 +232,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    sys.exit(exit_status())

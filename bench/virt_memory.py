@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, func, select, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.verdict import check, exit_status  # noqa: E402
 from fogmachine.db.models import Guest, Host  # noqa: E402
 from tests.support import testhosts  # noqa: E402
 
@@ -126,7 +127,9 @@ def main() -> None:
           f"launch")
     print(f"the fleet costs {full['rss_mb'] - empty['rss_mb']:.1f} MB; RSS vs the 200 MB target: "
           f"ratio {full['rss_mb'] / 200:.2f} (peak {full['peak_mb'] / 200:.2f})")
+    check(f"RSS {full['rss_mb']:.0f} MB with {args.hosts * args.domains} guests", "< 200 MB", full["rss_mb"] < 200)
 
 
 if __name__ == "__main__":
     main()
+    sys.exit(exit_status())

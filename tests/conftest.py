@@ -111,6 +111,8 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
         values = {"data_dir": str(tmp_path / "data"), "virthosts": str(virthosts), "listen_port": "0",
                   "local_catalog": str(ROOT / "catalog.conf")}
         values.update(settings)
+        if "database_connection" not in settings:
+            realparts.use("sqlite")  # the default: SQLite in the data dir
         return configmod.load(None, environ={}, **values)
 
     return make

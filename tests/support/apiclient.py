@@ -104,10 +104,27 @@ _HASH: list[str] = []
 
 
 @pytest.fixture
-def make_api(make_config, start_server):
-    """``await make_api(**config)`` -> Api on a fresh server (test-driver hosts h1 and h2 by default)."""
+def api_database_url() -> str | None:
+    """The database of make_api's servers: None is SQLite in the server's data dir.
+
+    A module whose routes write overrides it with the parametrized ``database_url``, so that each of
+    its tests runs on SQLite, MariaDB and PostgreSQL (and gets the mysql/postgres markers)::
+
+        @pytest.fixture
+        def api_database_url(database_url: str) -> str:
+            return database_url
+    """
+    return None
+
+
+@pytest.fixture
+def make_api(make_config, start_server, api_database_url):
+    """``await make_api(**config)`` -> Api on a fresh server (test-driver hosts h1 and h2 by default), on
+    ``api_database_url`` unless a ``database_connection`` setting is given."""
 
     async def make(hosts: dict[str, Any] | None = None, **settings: str) -> Api:
+        if api_database_url is not None:
+            settings.setdefault("database_connection", api_database_url)
         srv = await start_server(make_config(hosts=hosts if hosts is not None else {"h1": {}, "h2": {}},
                                              **settings))
         if not _HASH:

@@ -15,6 +15,12 @@ from fogmachine.web.api.base import MAX_API_BODY
 from tests.support.apiclient import cookie_header
 
 
+@pytest.fixture
+def api_database_url(database_url: str) -> str:
+    """These routes write: every test here runs on SQLite, MariaDB and PostgreSQL (issue 11, item 1)."""
+    return database_url
+
+
 def _shape(reply) -> dict:
     body = reply.json
     assert set(body) == {"error"}

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from fogmachine.db.models import ApiToken, AuditEvent
 from fogmachine.services.tokens import hash_token
+
+
+@pytest.fixture
+def api_database_url(database_url: str) -> str:
+    """These routes write: every test here runs on SQLite, MariaDB and PostgreSQL (issue 11, item 1)."""
+    return database_url
 
 
 def _row(session, token_id):

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fogmachine.db.models import User
 from tests.support.apiclient import PASSWORD
+
+
+@pytest.fixture
+def api_database_url(database_url: str) -> str:
+    """These routes write: every test here runs on SQLite, MariaDB and PostgreSQL (issue 11, item 1)."""
+    return database_url
 
 
 def _user(session, user_id):
