@@ -33,7 +33,15 @@ from fogmachine.errors import (
 )
 from fogmachine.services import audit, loginthrottle, passwords
 from fogmachine.services.actor import Actor
-from fogmachine.services.users import create_user, validate_email, validate_password, validate_username
+from fogmachine.services.users import (
+    create_user,
+    normalize_username,
+    taken_message,
+    username_taken,
+    validate_email,
+    validate_password,
+    validate_username,
+)
 
 if TYPE_CHECKING:
     from fogmachine.context import Context
@@ -42,8 +50,8 @@ T = TypeVar("T")
 
 HASH_THREADS = 2
 LOGIN_FAILED = "wrong username or password"
-SSH_KEY_RE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)"
-                        r"@openssh\.com) [A-Za-z0-9+/=]+( [^\r\n]*)?$")
+SSH_KEY_RE = re.compile(r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)"
+                        r"@openssh\.com) [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?")
 MAX_SSH_KEYS_CHARS = 16 * 1024
 MAX_DESCRIPTION_CHARS = 2000
 
@@ -116,16 +124,13 @@ async def register(ctx: Context, actor: Actor | None, new: NewUser, remote_addr:
     validate_username(new.username)
     validate_email(new.email)
     validate_password(new.password)
-    if await ctx.db.run(_username_taken, new.username):
+    existing = await ctx.db.run(username_taken, new.username)
+    if existing is not None:
         # Checked before hashing so that a taken name costs no Argon2; the unique
         # constraint (create_user) still decides a race.
-        raise Conflict(f"user {new.username} already exists", details={"field": "username"})
+        raise Conflict(taken_message(new.username, existing), details={"field": "username"})
     password_hash = await hash_password(ctx, new.password)
     return await ctx.db.run(_insert_user, actor, new, password_hash)
-
-
-def _username_taken(session: Session, username: str) -> bool:
-    return session.scalar(select(User.id).where(User.username == username)) is not None
 
 
 # --- logging in -------------------------------------------------------------------------------
@@ -165,7 +170,7 @@ async def authenticate(ctx: Context, username: str, password: str, address: str)
     the same message, and takes the same time: it must not tell which names exist.
     """
     st = state(ctx)
-    username = (username or "").strip().lower()[:64]
+    username = normalize_username((username or "").strip())[:64]
     wait, record = await ctx.db.run(_login_record, username, address)
     if wait > 0:
         minutes = max(1, round(wait / 60))
@@ -211,7 +216,7 @@ def validate_ssh_keys(text: str) -> str:
         raise ValidationError(f"SSH keys must be at most {MAX_SSH_KEYS_CHARS} characters", field="ssh_key")
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.strip()
-        if line and not line.startswith("#") and not SSH_KEY_RE.match(line):
+        if line and not line.startswith("#") and not SSH_KEY_RE.fullmatch(line):
             raise ValidationError(f"line {number} of the SSH keys is not an OpenSSH public key "
                                   "(ssh-ed25519 AAAA... comment)", field="ssh_key")
     return text

@@ -19,8 +19,10 @@ from fogmachine.web.api.base import ApiHandler, Op
 from fogmachine.web.api.schema import Field, Obj, Query, page_params
 
 TAG = "users"
-USERNAME = Field("username", "string", "2 to 32 characters: lower-case letters, digits, '.', '_' or '-'",
-                 min_length=2, max_length=32, pattern=r"^[a-z][a-z0-9._-]{1,31}$", example="alice")
+# No pattern here: the service normalizes first (NFKC + casefold, so "Alice" is alice and a
+# look-alike of a taken name answers 409 saying which), then full-matches [a-z][a-z0-9._-]{1,31}.
+USERNAME = Field("username", "string", "2 to 32 characters once normalized (NFKC, lower case): letters a-z, "
+                 "digits, '.', '_' or '-', starting with a letter", min_length=1, max_length=64, example="alice")
 
 _COMMON = (
     Field("id", "integer", minimum=1),
