@@ -13,6 +13,7 @@ audit log, which every Fogmachine process sharing the database writes and reads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from fogmachine.errors import (
     TooManyRequests,
     ValidationError,
 )
-from fogmachine.services import audit, loginthrottle, passwords
+from fogmachine.services import audit, loginthrottle, passwordpolicy, passwords
 from fogmachine.services.actor import Actor
 from fogmachine.services.users import (
     create_user,
@@ -39,7 +40,6 @@ from fogmachine.services.users import (
     taken_message,
     username_taken,
     validate_email,
-    validate_password,
     validate_username,
 )
 
@@ -86,6 +86,14 @@ async def verify_password(ctx: Context, password_hash: str, password: str) -> bo
     return await _off_loop(ctx, passwords.verify_password, password_hash, password)
 
 
+async def check_password(ctx: Context, password: str, *, username: str, email: str,
+                         field: str = "password") -> str:
+    """The password policy (``passwordpolicy``) with this server's minimum score; zxcvbn
+    costs milliseconds of CPU per password, so it runs on the hashing pool too."""
+    return await _off_loop(ctx, functools.partial(passwordpolicy.check, password, username=username, email=email,
+                                                  min_score=ctx.config.password_min_score, field=field))
+
+
 # --- registration -----------------------------------------------------------------------------
 
 
@@ -121,9 +129,9 @@ async def register(ctx: Context, actor: Actor | None, new: NewUser, remote_addr:
     else:
         actor.require_write()
         actor.require_admin()
-    validate_username(new.username)
+    username = validate_username(new.username)
     validate_email(new.email)
-    validate_password(new.password)
+    await check_password(ctx, new.password, username=username, email=new.email)
     existing = await ctx.db.run(username_taken, new.username)
     if existing is not None:
         # Checked before hashing so that a taken name costs no Argon2; the unique
@@ -267,8 +275,10 @@ def update_profile(session: Session, actor: Actor, user_id: int, change: Profile
     return user
 
 
-def _password_hash_of(session: Session, user_id: int) -> str:
-    return session.scalar(select(User.password_hash).where(User.id == user_id)) or ""
+def _password_record(session: Session, user_id: int) -> tuple[str, str, str]:
+    """(password hash, username, e-mail) of a user: the policy refuses the name and address."""
+    row = session.execute(select(User.password_hash, User.username, User.email).where(User.id == user_id)).first()
+    return (row[0] or "", row[1], row[2]) if row is not None else ("", "", "")
 
 
 def _store_password(session: Session, actor: Actor, user_id: int, old_hash: str, new_hash: str) -> None:
@@ -287,11 +297,8 @@ async def change_password(ctx: Context, actor: Actor, current: str, new: str, co
         raise PermissionDenied("only a user can change their password")
     if confirm is not None and confirm != new:
         raise ValidationError("the new passwords differ", field="confirm_password")
-    try:
-        validate_password(new)
-    except ValidationError as exc:
-        raise ValidationError(exc.message.replace("password", "new password", 1), field="new_password") from None
-    old_hash = await ctx.db.run(_password_hash_of, actor.user_id)
+    old_hash, username, email = await ctx.db.run(_password_record, actor.user_id)
+    await check_password(ctx, new, username=username, email=email, field="new_password")
     if not await verify_password(ctx, old_hash, current or ""):
         raise ValidationError("the current password is wrong", field="current_password")
     new_hash = await hash_password(ctx, new)

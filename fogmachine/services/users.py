@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from fogmachine.db.models import User
 from fogmachine.errors import Conflict, ValidationError
-from fogmachine.services.passwords import MIN_LENGTH, hash_password
+from fogmachine.services import passwordpolicy
+from fogmachine.services.passwords import hash_password
 
 USERNAME_RE = re.compile(r"[a-z][a-z0-9._-]{1,31}")
 # No whitespace and no control characters anywhere (they would forge log lines and
@@ -59,14 +60,6 @@ def validate_email(email: str) -> str:
     return email
 
 
-def validate_password(password: str) -> str:
-    if not isinstance(password, str) or len(password) < MIN_LENGTH:
-        raise ValidationError(f"password must be at least {MIN_LENGTH} characters", field="password")
-    if len(password) > 1024:
-        raise ValidationError("password is too long", field="password")
-    return password
-
-
 def username_taken(session: Session, username: str) -> str | None:
     """The stored name that ``username`` collides with once normalized, or None."""
     return session.scalar(select(User.username).where(User.username == normalize_username(username)))
@@ -82,11 +75,11 @@ def taken_message(asked: str, existing: str) -> str:
 def create_user(session: Session, username: str, password: str, *, email: str = "",
                 is_admin: bool = False, password_hash: str | None = None) -> User:
     """Add a user under the normalized name; ``password_hash`` lets callers hash off the IOLoop
-    beforehand."""
+    beforehand (they have applied the password policy themselves, as ``accounts.register`` does)."""
     name = validate_username(username)
     validate_email(email)
     if password_hash is None:
-        password_hash = hash_password(validate_password(password))
+        password_hash = hash_password(passwordpolicy.check(password, username=name, email=email))
     existing = username_taken(session, name)
     if existing is not None:
         raise Conflict(taken_message(username, existing), details={"field": "username"})

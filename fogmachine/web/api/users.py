@@ -47,7 +47,8 @@ USER_LIST = Obj("UserList", (Field("users", "array", items=USER_SUMMARY), Field(
 
 USER_CREATE = Obj("UserCreate", (
     USERNAME,
-    Field("password", "string", "at least 8 characters", min_length=1, max_length=1024),
+    Field("password", "string", "at least 8 characters, hard to guess (zxcvbn score), not the username or e-mail",
+          min_length=1, max_length=1024),
     Field("email", "string", required=False, max_length=255, default=""),
     Field("is_admin", "boolean", required=False, default=False),
 ))
@@ -64,7 +65,7 @@ PROFILE_UPDATE = Obj("ProfileUpdate", (
 ), description="Send the fields to change; a field left out stays as it is.")
 PASSWORD_CHANGE = Obj("PasswordChange", (
     Field("current_password", "string", max_length=1024),
-    Field("new_password", "string", "at least 8 characters", max_length=1024),
+    Field("new_password", "string", "the password policy, as for a new user", max_length=1024),
 ))
 
 
