@@ -144,6 +144,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("notice_interval", _positive_float, "60", "seconds between passes that send expiry warnings"),
     Setting("reconcile_interval", _positive_float, "300", "seconds between reconciliation passes"),
     Setting("open_registration", _bool, "true", "anyone may register an account"),
+    Setting("session_idle_minutes", _positive_int, "720", "a login session ends after this many minutes unused"),
+    Setting("session_max_days", _positive_int, "14", "a login session ends this many days after it began"),
     Setting("password_min_score", _score, "3", "least zxcvbn strength (0-4) of a new password; 0: length only"),
     Setting("warn_hours", _hours_list, "72 24 1", "hours before expiry at which owners are warned"),
     Setting("smtp_host", _str, "", "SMTP server; empty: no e-mail"),

@@ -32,7 +32,7 @@ from fogmachine.errors import (
     TooManyRequests,
     ValidationError,
 )
-from fogmachine.services import audit, loginthrottle, passwordpolicy, passwords
+from fogmachine.services import audit, loginthrottle, passwordpolicy, passwords, sessions
 from fogmachine.services.actor import Actor
 from fogmachine.services.users import (
     create_user,
@@ -287,11 +287,16 @@ def _store_password(session: Session, actor: Actor, user_id: int, old_hash: str,
         # Changed by someone else between the check and now: make the user try again.
         raise ValidationError("the password was changed meanwhile; try again", field="current_password")
     user.password_hash = new_hash
-    audit.record(session, actor, "user.password", object_type="user", object_id=user.id, object_name=user.username)
+    # Whoever knew the old password may hold a session: every other one ends now.
+    ended = sessions.end_for_user(session, user.id, "password changed", keep=actor.session_id)
+    audit.record(session, actor, "user.password", object_type="user", object_id=user.id, object_name=user.username,
+                 message=f"{ended} other session(s) ended" if ended else "")
 
 
 async def change_password(ctx: Context, actor: Actor, current: str, new: str, confirm: str | None = None) -> None:
-    """Change the actor's own password; the current one must be given, whoever asks."""
+    """Change the actor's own password; the current one must be given, whoever asks.
+
+    Every other login session of the user ends (the one making the change stays)."""
     actor.require_write()
     if actor.user_id is None:
         raise PermissionDenied("only a user can change their password")
@@ -357,6 +362,7 @@ def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> Us
     if not active and user.id == actor.user_id:
         raise PermissionDenied("you cannot disable your own account")
     user.is_active = active
+    ended = 0 if active else sessions.end_for_user(session, user.id, "account disabled")
     audit.record(session, actor, "user.enable" if active else "user.disable", object_type="user",
-                 object_id=user.id, object_name=user.username)
+                 object_id=user.id, object_name=user.username, message=f"{ended} session(s) ended" if ended else "")
     return user

@@ -64,9 +64,11 @@ async def test_admin_lists_creates_promotes_and_disables(api):
 
 
 async def test_create_user_errors(api):
-    r = await api.call("POST", "/api/v1/users", as_="admin", body={"username": "alice", "password": "long-enough-indeed"})
+    r = await api.call("POST", "/api/v1/users", as_="admin",
+                       body={"username": "alice", "password": "long-enough-indeed"})
     assert r.code == 409 and r.error["details"]["field"] == "username"
-    r = await api.call("POST", "/api/v1/users", as_="admin", body={"username": "Bad Name", "password": "long-enough-indeed"})
+    r = await api.call("POST", "/api/v1/users", as_="admin",
+                       body={"username": "Bad Name", "password": "long-enough-indeed"})
     assert r.code == 400 and r.error["details"]["field"] == "username"
     r = await api.call("POST", "/api/v1/users", as_="admin", body={"username": "dave", "password": "short"})
     assert r.code == 400 and r.error["details"]["field"] == "password"

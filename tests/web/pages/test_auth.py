@@ -98,7 +98,8 @@ async def test_register_logs_in_and_validates(site):
     r = await c.post("/register", {"username": "Bad Name", "password": "longer than enough", "confirm_password":
                                    "longer than enough"})
     assert r.code == 400 and "username must be" in r.text and 'value="bad name"' in r.text
-    r = await c.post("/register", {"username": "dora", "password": "longer than enough", "confirm_password": "other one"})
+    r = await c.post("/register", {"username": "dora", "password": "longer than enough",
+                                   "confirm_password": "other one"})
     assert r.code == 400 and "the two passwords differ" in r.text
     r = await c.post("/register", {"username": "alice", "password": "longer than enough", "confirm_password":
                                    "longer than enough"})
@@ -120,6 +121,7 @@ async def test_closed_registration(make_config, start_server, tmp_path):
     c = PageClient(srv)
     r = await c.get("/register")
     assert r.code == 200 and "Registration is closed" in r.text
-    r = await c.post("/register", {"username": "eve", "password": "longer than enough", "confirm_password": "longer than enough"})
+    r = await c.post("/register", {"username": "eve", "password": "longer than enough",
+                                   "confirm_password": "longer than enough"})
     assert r.code == 403 and "Registration is closed" in r.text
     assert await srv.ctx.db.run(lambda s: s.scalar(select(User).where(User.username == "eve"))) is None

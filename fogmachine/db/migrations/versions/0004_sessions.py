@@ -1,8 +1,13 @@
-"""usernames in their normal form
+"""server-side login sessions; usernames in their normal form
 
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-30
+
+The ``sessions`` table holds login sessions (services/sessions.py): the
+SHA-256 of the cookie's random id, the user, created/last seen, address, user
+agent and when and why it ended. Cookies of the old kind (a signed user id)
+find no row, so everyone logs in once after the upgrade.
 
 Usernames are now stored normalized (NFKC + casefold, ASCII [a-z0-9._-] only;
 services/users.py). Names accepted before need no change, because the old rule
@@ -45,8 +50,27 @@ def _fix_usernames() -> None:
 
 
 def upgrade() -> None:
+    op.create_table('sessions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('last_seen_at', sa.DateTime(), nullable=False),
+    sa.Column('remote_addr', sa.String(length=64), nullable=False),
+    sa.Column('user_agent', sa.String(length=255), nullable=False),
+    sa.Column('ended_at', sa.DateTime(), nullable=True),
+    sa.Column('end_reason', sa.String(length=32), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_sessions_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sessions')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_sessions_token_hash'))
+    )
+    with op.batch_alter_table('sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sessions_user_id'), ['user_id'], unique=False)
     _fix_usernames()
 
 
 def downgrade() -> None:
-    pass  # the renames are not undone: the old names were the defect
+    # The username renames are not undone: the old names were the defect.
+    with op.batch_alter_table('sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sessions_user_id'))
+    op.drop_table('sessions')
