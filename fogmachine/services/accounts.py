@@ -6,8 +6,9 @@ never on the database threads: a burst of logins then queues behind two
 hashing threads instead of starving every page of database connections.
 Passwords are never logged, never stored in clear and never echoed back.
 
-Failed logins are throttled (``loginthrottle``) by counting them in the
-audit log, which every Fogmachine process sharing the database writes and reads.
+Failed logins, wrong current passwords and self-registrations are throttled
+(``loginthrottle``, where the rule is) by counting them in the audit log,
+which every Fogmachine process sharing the database writes and reads.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fogmachine.db.models import Guest, Step, User, utcnow
 from fogmachine.errors import (
     AuthenticationRequired,
     Conflict,
+    FogmachineError,
     NotFound,
     PermissionDenied,
     TooManyRequests,
@@ -105,12 +107,16 @@ class NewUser:
     is_admin: bool = False
 
 
-def _insert_user(session: Session, actor: Actor | None, new: NewUser, password_hash: str) -> User:
+def _insert_user(session: Session, actor: Actor | None, new: NewUser, password_hash: str,
+                 remote_addr: str = "") -> User:
     user = create_user(session, new.username, new.password, email=new.email, is_admin=new.is_admin,
                        password_hash=password_hash)
-    who = actor if actor is not None else Actor(user_id=user.id, username=user.username)
+    who = actor if actor is not None else Actor(user_id=user.id, username=user.username, remote_addr=remote_addr)
     audit.record(session, who, "user.create", object_type="user", object_id=user.id, object_name=user.username,
                  message="administrator" if user.is_admin else "")
+    if actor is None:  # what the per-address registration limit counts (loginthrottle)
+        audit.record(session, who, loginthrottle.REGISTER, object_type="user", object_id=user.id,
+                     object_name=user.username)
     return user
 
 
@@ -126,9 +132,32 @@ async def register(ctx: Context, actor: Actor | None, new: NewUser, remote_addr:
             raise PermissionDenied("registration is closed; ask an administrator for an account")
         if new.is_admin:
             raise PermissionDenied("only administrators may create administrators")
-    else:
-        actor.require_write()
-        actor.require_admin()
+        wait = await ctx.db.run(loginthrottle.register_wait, remote_addr, utcnow())
+        if wait > 0:
+            raise _too_many("too many registrations from your address", wait)
+        try:
+            return await _create(ctx, None, new, remote_addr)
+        except FogmachineError as exc:
+            # Counted by the per-address limit: a refused name is what enumeration looks like.
+            await ctx.db.run(_register_failed, new.username, remote_addr, exc.message)
+            raise
+    actor.require_write()
+    actor.require_admin()
+    return await _create(ctx, actor, new, remote_addr)
+
+
+def _too_many(what: str, wait: float) -> TooManyRequests:
+    minutes = max(1, round(wait / 60))
+    return TooManyRequests(f"{what}; try again in about {minutes} minute(s)", details={"retry_after": int(wait) + 1})
+
+
+def _register_failed(session: Session, username: str, address: str, reason: str) -> None:
+    name = "".join(c for c in str(username) if c.isprintable())[:64]
+    audit.record(session, Actor(None, name, remote_addr=address), loginthrottle.REGISTER, object_type="user",
+                 object_name=name, result="failed", message=reason[:500])
+
+
+async def _create(ctx: Context, actor: Actor | None, new: NewUser, remote_addr: str) -> User:
     username = validate_username(new.username)
     validate_email(new.email)
     await check_password(ctx, new.password, username=username, email=new.email)
@@ -138,20 +167,21 @@ async def register(ctx: Context, actor: Actor | None, new: NewUser, remote_addr:
         # constraint (create_user) still decides a race.
         raise Conflict(taken_message(new.username, existing), details={"field": "username"})
     password_hash = await hash_password(ctx, new.password)
-    return await ctx.db.run(_insert_user, actor, new, password_hash)
+    return await ctx.db.run(_insert_user, actor, new, password_hash, remote_addr)
 
 
 # --- logging in -------------------------------------------------------------------------------
 
 
-def _login_record(session: Session, username: str, address: str) -> tuple[float, tuple[int, str, bool] | None]:
-    """(seconds this username and address must wait, (id, password hash, active) of the user or None)."""
-    wait = loginthrottle.retry_after(session, username, address, utcnow())
-    if wait > 0 or not username:
-        return wait, None
+def _login_record(session: Session, username: str,
+                  address: str) -> tuple[loginthrottle.Verdict, tuple[int, str, bool] | None]:
+    """(what the throttle says, (id, password hash, active) of the user or None)."""
+    verdict = loginthrottle.check_login(session, username, address, utcnow())
+    if verdict.retry_after > 0 or not username:
+        return verdict, None
     row = session.execute(select(User.id, User.password_hash, User.is_active)
                           .where(User.username == username)).first()
-    return wait, (row[0], row[1], row[2]) if row is not None else None
+    return verdict, (row[0], row[1], row[2]) if row is not None else None
 
 
 def _login_succeeded(session: Session, user_id: int, address: str, new_hash: str | None) -> User:
@@ -179,11 +209,12 @@ async def authenticate(ctx: Context, username: str, password: str, address: str)
     """
     st = state(ctx)
     username = normalize_username((username or "").strip())[:64]
-    wait, record = await ctx.db.run(_login_record, username, address)
-    if wait > 0:
-        minutes = max(1, round(wait / 60))
-        raise TooManyRequests(f"too many failed logins; try again in about {minutes} minute(s)",
-                              details={"retry_after": int(wait) + 1})
+    verdict, record = await ctx.db.run(_login_record, username, address)
+    if verdict.retry_after > 0:
+        raise _too_many("too many failed logins", verdict.retry_after)
+    if verdict.delay > 0:
+        # The per-account backoff: slower answers for a name under attack, never a refusal.
+        await asyncio.sleep(verdict.delay)
     if record is None:
         if not st.dummy_hash:
             st.dummy_hash = await hash_password(ctx, "fogmachine-dummy-password")
@@ -281,6 +312,11 @@ def _password_record(session: Session, user_id: int) -> tuple[str, str, str]:
     return (row[0] or "", row[1], row[2]) if row is not None else ("", "", "")
 
 
+def _password_failed(session: Session, actor: Actor, username: str) -> None:
+    audit.record(session, actor, loginthrottle.PASSWORD_CHANGE, object_type="user", object_id=actor.user_id,
+                 object_name=username, result="failed", message="wrong current password")
+
+
 def _store_password(session: Session, actor: Actor, user_id: int, old_hash: str, new_hash: str) -> None:
     user = _user_for(session, actor, user_id, for_update=True)
     if user.password_hash != old_hash:
@@ -304,7 +340,11 @@ async def change_password(ctx: Context, actor: Actor, current: str, new: str, co
         raise ValidationError("the new passwords differ", field="confirm_password")
     old_hash, username, email = await ctx.db.run(_password_record, actor.user_id)
     await check_password(ctx, new, username=username, email=email, field="new_password")
+    wait = await ctx.db.run(loginthrottle.password_change_wait, username, actor.remote_addr, utcnow())
+    if wait > 0:
+        raise _too_many("too many wrong current passwords", wait)
     if not await verify_password(ctx, old_hash, current or ""):
+        await ctx.db.run(_password_failed, actor, username)
         raise ValidationError("the current password is wrong", field="current_password")
     new_hash = await hash_password(ctx, new)
     await ctx.db.run(_store_password, actor, actor.user_id, old_hash, new_hash)

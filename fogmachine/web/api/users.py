@@ -162,8 +162,9 @@ class MeHandler(ApiHandler):
 
 
 class PasswordHandler(ApiHandler):
-    api = {"post": Op("Change your password", TAG, "The current password is needed, whoever asks.",
-                      body=PASSWORD_CHANGE, status=204)}
+    api = {"post": Op("Change your password", TAG, "The current password is needed, whoever asks; 5 wrong ones "
+                      "from one address within 15 minutes answer 429 there. Your other login sessions end.",
+                      body=PASSWORD_CHANGE, status=204, errors=(429,))}
 
     async def post(self) -> None:
         await accounts.change_password(self.ctx, self.actor, self.data["current_password"],

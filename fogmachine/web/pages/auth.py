@@ -56,6 +56,8 @@ class RegisterHandler(DashboardHandler):
             user = await accounts.register(self.ctx, None, accounts.NewUser(username, password, email),
                                            self.request.remote_ip or "")
         except FogmachineError as exc:
+            if isinstance(exc, TooManyRequests):
+                self.set_header("Retry-After", str(exc.details.get("retry_after", 60)))
             self.form_error("register.html", exc, username=username, email=email)
             return
         await self.start_session(user)

@@ -62,7 +62,7 @@ async def test_wrong_password_unknown_user_and_disabled_account_look_alike(site)
 
 async def test_repeated_failures_answer_429(site):
     c = site.client()
-    for _ in range(loginthrottle.DEFAULT.per_user):
+    for _ in range(loginthrottle.DEFAULT.per_pair):
         assert (await c.post("/login", {"username": "alice", "password": "guess guess"})).code == 401
     r = await c.post("/login", {"username": "alice", "password": PASSWORD})
     assert r.code == 429 and "too many failed logins" in r.text
