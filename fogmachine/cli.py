@@ -76,7 +76,9 @@ def cmd_db_current(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
-    from fogmachine.services.users import create_user, validate_password
+    from fogmachine.services import passwordpolicy
+    from fogmachine.services.passwords import hash_password
+    from fogmachine.services.users import create_user, validate_email, validate_username
 
     if args.password_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\n")
@@ -84,16 +86,18 @@ def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
         password = getpass.getpass(f"Password for {args.name}: ")
         if getpass.getpass("Again: ") != password:
             raise CliError("the passwords differ")
-    validate_password(password)
+    passwordpolicy.check(password, username=validate_username(args.name), email=validate_email(args.email or ""),
+                         min_score=config.password_min_score)
     db = _database(config)
     try:
         migrate.ensure_schema(db.engine)
         with db.session() as session:
-            user = create_user(session, args.name, password, email=args.email or "", is_admin=args.admin)
-            role = "admin" if user.is_admin else "user"
+            user = create_user(session, args.name, "", email=args.email or "", is_admin=args.admin,
+                               password_hash=hash_password(password))
+            role, name = ("admin" if user.is_admin else "user"), user.username
     finally:
         db.dispose()
-    print(f"{role} {args.name} created")
+    print(f"{role} {name} created")
     return 0
 
 

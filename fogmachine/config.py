@@ -91,6 +91,13 @@ def _hours_list(value: str) -> tuple[float, ...]:
     return tuple(sorted(hours, reverse=True))
 
 
+def _score(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 4:
+        raise ValueError("must be between 0 and 4 (zxcvbn's scores)")
+    return number
+
+
 def _str(value: str) -> str:
     return value.strip()
 
@@ -145,6 +152,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("notice_interval", _positive_float, "60", "seconds between passes that send expiry warnings"),
     Setting("reconcile_interval", _positive_float, "300", "seconds between reconciliation passes"),
     Setting("open_registration", _bool, "true", "anyone may register an account"),
+    Setting("session_idle_minutes", _positive_int, "720", "a login session ends after this many minutes unused"),
+    Setting("session_max_days", _positive_int, "14", "a login session ends this many days after it began"),
+    Setting("password_min_score", _score, "3", "least zxcvbn strength (0-4) of a new password; 0: length only"),
     Setting("warn_hours", _hours_list, "72 24 1", "hours before expiry at which owners are warned"),
     Setting("smtp_host", _str, "", "SMTP server; empty: no e-mail"),
     Setting("smtp_port", _port, "25", "SMTP port"),

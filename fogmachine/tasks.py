@@ -135,9 +135,9 @@ class TaskRegistry:
 
 
 def build_registry(ctx: Context) -> TaskRegistry:
-    """The server's periodic tasks: expiry, notices, reconciliation, history purge."""
+    """The server's periodic tasks: expiry, notices, reconciliation, history and login-session purges."""
     from fogmachine.notify import Mailer
-    from fogmachine.services import expiry, notices, reconcile
+    from fogmachine.services import expiry, notices, reconcile, sessions
 
     registry = TaskRegistry(ctx)
     mailer = Mailer(ctx.config)
@@ -146,6 +146,8 @@ def build_registry(ctx: Context) -> TaskRegistry:
     registry.add(PeriodicTask("expiry", config.expiry_interval, lambda: expiry.retire_expired(ctx)))
     registry.add(PeriodicTask("notices", config.notice_interval, lambda: notices.run(ctx.db, config, mailer)))
     registry.add(PeriodicTask("purge", 3600, lambda: expiry.purge_history(ctx)))
+    lifetimes = sessions.Lifetimes.of(config)
+    registry.add(PeriodicTask("sessions", 3600, lambda: ctx.db.run(sessions.purge, lifetimes)))
     registry.add(PeriodicTask("reconcile", config.reconcile_interval, lambda: reconcile.reconcile(ctx)))
     registry.at_start.append("reconcile")
     if ctx.hosts is not None:

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(args, *, cwd, input_=None, env=None):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("FOGMACHINE_")}
+    full_env["PYTHONPATH"] = str(ROOT)  # this checkout's package, not whatever the venv's editable install points at
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "fogmachine.cli", *args], cwd=cwd, input=input_,
                           capture_output=True, text=True, env=full_env, timeout=60)
@@ -43,12 +44,18 @@ def test_db_upgrade_current_hosts_and_users(workdir):
     assert r.returncode == 0 and "added: demo" in r.stdout
     r = run(["hosts", "list"], cwd=workdir)
     assert "demo" in r.stdout and "test:///default" in r.stdout
-    r = run(["user", "add", "root1", "--admin", "--password-stdin"], cwd=workdir, input_="s3cret-pass\n")
+    r = run(["user", "add", "root1", "--admin", "--password-stdin"], cwd=workdir, input_="ochre lantern quietly\n")
     assert r.returncode == 0 and "admin root1 created" in r.stdout
-    r = run(["user", "add", "root1"], cwd=workdir, input_="s3cret-pass\n")
+    r = run(["user", "add", "root1"], cwd=workdir, input_="ochre lantern quietly\n")
     assert r.returncode == 1 and "already exists" in r.stderr
     r = run(["user", "add", "bob"], cwd=workdir, input_="short\n")
     assert r.returncode == 1 and "at least 8 characters" in r.stderr
+    for weak, why in (("password", "too easy to guess"), ("12345678", "too easy to guess"),
+                      ("B0b-2026!", "must not be your username")):
+        r = run(["user", "add", "bob"], cwd=workdir, input_=weak + "\n")
+        assert r.returncode == 1 and why in r.stderr, (weak, r.stderr)
+    r = run(["user", "add", "Bob"], cwd=workdir, input_="ochre lantern quietly\n")
+    assert r.returncode == 0 and "user bob created" in r.stdout
     r = run(["config", "check"], cwd=workdir)
     assert r.returncode == 0 and "configuration OK" in r.stdout
 

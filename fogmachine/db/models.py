@@ -202,6 +202,22 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
+class UserSession(Base):
+    """A browser's login (services/sessions.py): only the SHA-256 of the cookie's random id is stored."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+    end_reason: Mapped[str] = mapped_column(String(32), default="")
+
+
 class AuditEvent(Base):
     """Who did what to which object, when, from where, and how it ended."""
 

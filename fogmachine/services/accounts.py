@@ -6,13 +6,15 @@ never on the database threads: a burst of logins then queues behind two
 hashing threads instead of starving every page of database connections.
 Passwords are never logged, never stored in clear and never echoed back.
 
-Failed logins are throttled (``loginthrottle``) by counting them in the
-audit log, which every Fogmachine process sharing the database writes and reads.
+Failed logins, wrong current passwords and self-registrations are throttled
+(``loginthrottle``, where the rule is) by counting them in the audit log,
+which every Fogmachine process sharing the database writes and reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,14 +28,22 @@ from fogmachine.db.models import Guest, Step, User, utcnow
 from fogmachine.errors import (
     AuthenticationRequired,
     Conflict,
+    FogmachineError,
     NotFound,
     PermissionDenied,
     TooManyRequests,
     ValidationError,
 )
-from fogmachine.services import audit, loginthrottle, passwords
+from fogmachine.services import audit, loginthrottle, passwordpolicy, passwords, sessions
 from fogmachine.services.actor import Actor
-from fogmachine.services.users import create_user, validate_email, validate_password, validate_username
+from fogmachine.services.users import (
+    create_user,
+    normalize_username,
+    taken_message,
+    username_taken,
+    validate_email,
+    validate_username,
+)
 
 if TYPE_CHECKING:
     from fogmachine.context import Context
@@ -42,8 +52,8 @@ T = TypeVar("T")
 
 HASH_THREADS = 2
 LOGIN_FAILED = "wrong username or password"
-SSH_KEY_RE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)"
-                        r"@openssh\.com) [A-Za-z0-9+/=]+( [^\r\n]*)?$")
+SSH_KEY_RE = re.compile(r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-(ssh-ed25519|ecdsa-sha2-nistp256)"
+                        r"@openssh\.com) [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?")
 MAX_SSH_KEYS_CHARS = 16 * 1024
 MAX_DESCRIPTION_CHARS = 2000
 
@@ -78,6 +88,14 @@ async def verify_password(ctx: Context, password_hash: str, password: str) -> bo
     return await _off_loop(ctx, passwords.verify_password, password_hash, password)
 
 
+async def check_password(ctx: Context, password: str, *, username: str, email: str,
+                         field: str = "password") -> str:
+    """The password policy (``passwordpolicy``) with this server's minimum score; zxcvbn
+    costs milliseconds of CPU per password, so it runs on the hashing pool too."""
+    return await _off_loop(ctx, functools.partial(passwordpolicy.check, password, username=username, email=email,
+                                                  min_score=ctx.config.password_min_score, field=field))
+
+
 # --- registration -----------------------------------------------------------------------------
 
 
@@ -89,12 +107,16 @@ class NewUser:
     is_admin: bool = False
 
 
-def _insert_user(session: Session, actor: Actor | None, new: NewUser, password_hash: str) -> User:
+def _insert_user(session: Session, actor: Actor | None, new: NewUser, password_hash: str,
+                 remote_addr: str = "") -> User:
     user = create_user(session, new.username, new.password, email=new.email, is_admin=new.is_admin,
                        password_hash=password_hash)
-    who = actor if actor is not None else Actor(user_id=user.id, username=user.username)
+    who = actor if actor is not None else Actor(user_id=user.id, username=user.username, remote_addr=remote_addr)
     audit.record(session, who, "user.create", object_type="user", object_id=user.id, object_name=user.username,
                  message="administrator" if user.is_admin else "")
+    if actor is None:  # what the per-address registration limit counts (loginthrottle)
+        audit.record(session, who, loginthrottle.REGISTER, object_type="user", object_id=user.id,
+                     object_name=user.username)
     return user
 
 
@@ -110,35 +132,56 @@ async def register(ctx: Context, actor: Actor | None, new: NewUser, remote_addr:
             raise PermissionDenied("registration is closed; ask an administrator for an account")
         if new.is_admin:
             raise PermissionDenied("only administrators may create administrators")
-    else:
-        actor.require_write()
-        actor.require_admin()
-    validate_username(new.username)
+        wait = await ctx.db.run(loginthrottle.register_wait, remote_addr, utcnow())
+        if wait > 0:
+            raise _too_many("too many registrations from your address", wait)
+        try:
+            return await _create(ctx, None, new, remote_addr)
+        except FogmachineError as exc:
+            # Counted by the per-address limit: a refused name is what enumeration looks like.
+            await ctx.db.run(_register_failed, new.username, remote_addr, exc.message)
+            raise
+    actor.require_write()
+    actor.require_admin()
+    return await _create(ctx, actor, new, remote_addr)
+
+
+def _too_many(what: str, wait: float) -> TooManyRequests:
+    minutes = max(1, round(wait / 60))
+    return TooManyRequests(f"{what}; try again in about {minutes} minute(s)", details={"retry_after": int(wait) + 1})
+
+
+def _register_failed(session: Session, username: str, address: str, reason: str) -> None:
+    name = "".join(c for c in str(username) if c.isprintable())[:64]
+    audit.record(session, Actor(None, name, remote_addr=address), loginthrottle.REGISTER, object_type="user",
+                 object_name=name, result="failed", message=reason[:500])
+
+
+async def _create(ctx: Context, actor: Actor | None, new: NewUser, remote_addr: str) -> User:
+    username = validate_username(new.username)
     validate_email(new.email)
-    validate_password(new.password)
-    if await ctx.db.run(_username_taken, new.username):
+    await check_password(ctx, new.password, username=username, email=new.email)
+    existing = await ctx.db.run(username_taken, new.username)
+    if existing is not None:
         # Checked before hashing so that a taken name costs no Argon2; the unique
         # constraint (create_user) still decides a race.
-        raise Conflict(f"user {new.username} already exists", details={"field": "username"})
+        raise Conflict(taken_message(new.username, existing), details={"field": "username"})
     password_hash = await hash_password(ctx, new.password)
-    return await ctx.db.run(_insert_user, actor, new, password_hash)
-
-
-def _username_taken(session: Session, username: str) -> bool:
-    return session.scalar(select(User.id).where(User.username == username)) is not None
+    return await ctx.db.run(_insert_user, actor, new, password_hash, remote_addr)
 
 
 # --- logging in -------------------------------------------------------------------------------
 
 
-def _login_record(session: Session, username: str, address: str) -> tuple[float, tuple[int, str, bool] | None]:
-    """(seconds this username and address must wait, (id, password hash, active) of the user or None)."""
-    wait = loginthrottle.retry_after(session, username, address, utcnow())
-    if wait > 0 or not username:
-        return wait, None
+def _login_record(session: Session, username: str,
+                  address: str) -> tuple[loginthrottle.Verdict, tuple[int, str, bool] | None]:
+    """(what the throttle says, (id, password hash, active) of the user or None)."""
+    verdict = loginthrottle.check_login(session, username, address, utcnow())
+    if verdict.retry_after > 0 or not username:
+        return verdict, None
     row = session.execute(select(User.id, User.password_hash, User.is_active)
                           .where(User.username == username)).first()
-    return wait, (row[0], row[1], row[2]) if row is not None else None
+    return verdict, (row[0], row[1], row[2]) if row is not None else None
 
 
 def _login_succeeded(session: Session, user_id: int, address: str, new_hash: str | None) -> User:
@@ -165,12 +208,13 @@ async def authenticate(ctx: Context, username: str, password: str, address: str)
     the same message, and takes the same time: it must not tell which names exist.
     """
     st = state(ctx)
-    username = (username or "").strip().lower()[:64]
-    wait, record = await ctx.db.run(_login_record, username, address)
-    if wait > 0:
-        minutes = max(1, round(wait / 60))
-        raise TooManyRequests(f"too many failed logins; try again in about {minutes} minute(s)",
-                              details={"retry_after": int(wait) + 1})
+    username = normalize_username((username or "").strip())[:64]
+    verdict, record = await ctx.db.run(_login_record, username, address)
+    if verdict.retry_after > 0:
+        raise _too_many("too many failed logins", verdict.retry_after)
+    if verdict.delay > 0:
+        # The per-account backoff: slower answers for a name under attack, never a refusal.
+        await asyncio.sleep(verdict.delay)
     if record is None:
         if not st.dummy_hash:
             st.dummy_hash = await hash_password(ctx, "fogmachine-dummy-password")
@@ -211,7 +255,7 @@ def validate_ssh_keys(text: str) -> str:
         raise ValidationError(f"SSH keys must be at most {MAX_SSH_KEYS_CHARS} characters", field="ssh_key")
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.strip()
-        if line and not line.startswith("#") and not SSH_KEY_RE.match(line):
+        if line and not line.startswith("#") and not SSH_KEY_RE.fullmatch(line):
             raise ValidationError(f"line {number} of the SSH keys is not an OpenSSH public key "
                                   "(ssh-ed25519 AAAA... comment)", field="ssh_key")
     return text
@@ -262,8 +306,15 @@ def update_profile(session: Session, actor: Actor, user_id: int, change: Profile
     return user
 
 
-def _password_hash_of(session: Session, user_id: int) -> str:
-    return session.scalar(select(User.password_hash).where(User.id == user_id)) or ""
+def _password_record(session: Session, user_id: int) -> tuple[str, str, str]:
+    """(password hash, username, e-mail) of a user: the policy refuses the name and address."""
+    row = session.execute(select(User.password_hash, User.username, User.email).where(User.id == user_id)).first()
+    return (row[0] or "", row[1], row[2]) if row is not None else ("", "", "")
+
+
+def _password_failed(session: Session, actor: Actor, username: str) -> None:
+    audit.record(session, actor, loginthrottle.PASSWORD_CHANGE, object_type="user", object_id=actor.user_id,
+                 object_name=username, result="failed", message="wrong current password")
 
 
 def _store_password(session: Session, actor: Actor, user_id: int, old_hash: str, new_hash: str) -> None:
@@ -272,22 +323,28 @@ def _store_password(session: Session, actor: Actor, user_id: int, old_hash: str,
         # Changed by someone else between the check and now: make the user try again.
         raise ValidationError("the password was changed meanwhile; try again", field="current_password")
     user.password_hash = new_hash
-    audit.record(session, actor, "user.password", object_type="user", object_id=user.id, object_name=user.username)
+    # Whoever knew the old password may hold a session: every other one ends now.
+    ended = sessions.end_for_user(session, user.id, "password changed", keep=actor.session_id)
+    audit.record(session, actor, "user.password", object_type="user", object_id=user.id, object_name=user.username,
+                 message=f"{ended} other session(s) ended" if ended else "")
 
 
 async def change_password(ctx: Context, actor: Actor, current: str, new: str, confirm: str | None = None) -> None:
-    """Change the actor's own password; the current one must be given, whoever asks."""
+    """Change the actor's own password; the current one must be given, whoever asks.
+
+    Every other login session of the user ends (the one making the change stays)."""
     actor.require_write()
     if actor.user_id is None:
         raise PermissionDenied("only a user can change their password")
     if confirm is not None and confirm != new:
         raise ValidationError("the new passwords differ", field="confirm_password")
-    try:
-        validate_password(new)
-    except ValidationError as exc:
-        raise ValidationError(exc.message.replace("password", "new password", 1), field="new_password") from None
-    old_hash = await ctx.db.run(_password_hash_of, actor.user_id)
+    old_hash, username, email = await ctx.db.run(_password_record, actor.user_id)
+    await check_password(ctx, new, username=username, email=email, field="new_password")
+    wait = await ctx.db.run(loginthrottle.password_change_wait, username, actor.remote_addr, utcnow())
+    if wait > 0:
+        raise _too_many("too many wrong current passwords", wait)
     if not await verify_password(ctx, old_hash, current or ""):
+        await ctx.db.run(_password_failed, actor, username)
         raise ValidationError("the current password is wrong", field="current_password")
     new_hash = await hash_password(ctx, new)
     await ctx.db.run(_store_password, actor, actor.user_id, old_hash, new_hash)
@@ -345,6 +402,7 @@ def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> Us
     if not active and user.id == actor.user_id:
         raise PermissionDenied("you cannot disable your own account")
     user.is_active = active
+    ended = 0 if active else sessions.end_for_user(session, user.id, "account disabled")
     audit.record(session, actor, "user.enable" if active else "user.disable", object_type="user",
-                 object_id=user.id, object_name=user.username)
+                 object_id=user.id, object_name=user.username, message=f"{ended} session(s) ended" if ended else "")
     return user

@@ -20,6 +20,9 @@ class Actor:
     remote_addr: str = ""
     # "write" or "read": an API token with scope read may not change anything.
     scope: str = "write"
+    # The server-side login session the request came with (services/sessions.py); None for
+    # API tokens, Basic auth and the system.
+    session_id: int | None = None
 
     @classmethod
     def system(cls, task: str = "system") -> Actor:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import tornado.log
 import tornado.web
 import tornado.websocket
-from sqlalchemy.orm import Session
 
 from fogmachine.db.models import User
 from fogmachine.errors import AuthenticationRequired, FogmachineError
 from fogmachine.logs import redact_uri
+from fogmachine.services import sessions
 from fogmachine.services.actor import Actor
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "fm_session"
-SESSION_DAYS = 14
 # Every answer, whatever its type: never framed (clickjacking), never content-sniffed. Pages and the
 # API docs send a full Content-Security-Policy of their own that repeats frame-ancestors.
 BASELINE_CSP = "frame-ancestors 'none'"
@@ -70,11 +69,6 @@ class InFlight:
         return True
 
 
-def _load_user(session: Session, user_id: int) -> User | None:
-    user = session.get(User, user_id)
-    return user if user is not None and user.is_active else None
-
-
 class StaticHandler(tornado.web.StaticFileHandler):
     """The static files, with the same baseline headers (a script is never sniffed into something else)."""
 
@@ -83,13 +77,14 @@ class StaticHandler(tornado.web.StaticFileHandler):
 
 
 class BaseHandler(tornado.web.RequestHandler):
-    """Finds the context and the browser's user from the signed session cookie.
+    """Finds the context and the browser's user from the session cookie (a server-side session).
 
     Bearer tokens are the API's business (``web.api.base.ApiHandler``, with its
     token cache); pages and callbacks never take them, so there is one way in each.
     """
 
     current_user: User | None
+    session_id: int | None = None
 
     @property
     def ctx(self) -> Context:
@@ -121,22 +116,39 @@ class BaseHandler(tornado.web.RequestHandler):
         finally:
             inflight.leave()
 
+    def session_token(self) -> str | None:
+        """The session id the browser sent, if the cookie's signature holds (a forged or
+        truncated value costs no database read)."""
+        cookie = self.get_signed_cookie(SESSION_COOKIE, max_age_days=self.ctx.config.session_max_days)
+        if not cookie:
+            return None
+        try:
+            return cookie.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+
     async def prepare(self) -> None:
         self.current_user = None
-        cookie = self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_DAYS)
-        if cookie:
-            try:
-                user_id = int(cookie.decode())
-            except ValueError:
-                return
-            self.current_user = await self.ctx.db.run(_load_user, user_id)
+        self.session_id = None
+        token = self.session_token()
+        if token:
+            found = await self.ctx.db.run(sessions.lookup, token, sessions.Lifetimes.of(self.ctx.config))
+            if found is not None:
+                self.current_user, self.session_id = found
 
-    def set_session(self, user: User) -> None:
+    async def start_session(self, user: User) -> None:
+        """Log the browser in: a new server-side session, its id in the cookie."""
+        _, token = await self.ctx.db.run(sessions.start, user.id, self.request.remote_ip or "",
+                                         self.request.headers.get("User-Agent", ""))
         secure = self.request.protocol == "https"
-        self.set_signed_cookie(SESSION_COOKIE, str(user.id), expires_days=SESSION_DAYS, httponly=True,
+        self.set_signed_cookie(SESSION_COOKIE, token, expires_days=self.ctx.config.session_max_days, httponly=True,
                                samesite="Lax", secure=secure)
+        self.current_user = user
 
-    def clear_session(self) -> None:
+    async def end_session(self) -> None:
+        """Log the browser out: its session ends server-side, so a copied cookie is worthless too."""
+        if self.current_user is not None and self.session_id is not None:
+            await self.ctx.db.run(sessions.end_current, self.actor)
         self.clear_cookie(SESSION_COOKIE)
 
     @property
@@ -146,7 +158,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if user is None:
             raise AuthenticationRequired("log in or send an API token")
         return Actor(user_id=user.id, username=user.username, is_admin=user.is_admin,
-                     remote_addr=self.request.remote_ip or "")
+                     remote_addr=self.request.remote_ip or "", session_id=self.session_id)
 
     def _request_summary(self) -> str:
         # Tornado's own puts the full URI in warnings and tracebacks: a phone-home's token with it.

@@ -19,7 +19,9 @@ How changes are found:
   rows read twice, never a duplicate message.
 * Every ``full_scan_s`` a full read of live guests catches anything a
   window missed (a clock skewed by more than the overlap, a transaction held
-  open longer than it) and re-checks the subscribed users (disabled, demoted).
+  open longer than it) and re-checks the subscribed users (disabled, demoted)
+  and their login sessions (a socket whose session was logged out, from any
+  process, is closed).
 
 Who gets what: a user's socket receives only their own managed guests; an
 administrator's receives every guest; everyone receives host states (any
@@ -41,6 +43,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.db.models import Guest, Host, Step, User, utcnow
+from fogmachine.services import sessions
 from fogmachine.services.guests import guest_to_dict
 from fogmachine.services.hosts import host_to_dict
 from fogmachine.web.base import BaseHandler
@@ -74,6 +77,7 @@ class Snapshot:
     live_ids: set[int] | None  # None: the same live guests as the cache, plus new ones read
     stamps: dict[int, dt.datetime]  # updated_at of each guest read
     users: dict[int, tuple[bool, bool]] = field(default_factory=dict)  # id -> (active, admin)
+    live_sessions: set[int] = field(default_factory=set)  # of the subscribers' sessions, those not ended
 
 
 def _load(session: Session, condition: Any) -> tuple[list[dict[str, Any]], dict[int, dt.datetime]]:
@@ -86,7 +90,8 @@ def _load(session: Session, condition: Any) -> tuple[list[dict[str, Any]], dict[
 
 
 def _read(session: Session, since: dt.datetime | None, known: dict[int, dt.datetime] | None, user_ids: list[int],
-          overcommit: float, digest: tuple[int, int] = (-1, -1)) -> Snapshot:
+          overcommit: float, digest: tuple[int, int] = (-1, -1), session_ids: tuple[int, ...] = (),
+          lifetimes: sessions.Lifetimes | None = None) -> Snapshot:
     """A window read (``since``): the rows stamped since then, retired ones included (they leave
     the pages), and the ids of the live guests only when their count and sum differ from
     ``digest`` (the cache's): a deletion changes them, and reading 20,000 ids every 0.4 s would
@@ -116,15 +121,17 @@ def _read(session: Session, since: dt.datetime | None, known: dict[int, dt.datet
         for uid, active, admin in session.execute(
                 select(User.id, User.is_active, User.is_admin).where(User.id.in_(user_ids))):
             users[uid] = (active, admin)
-    return Snapshot(hosts, guests, live_ids, stamps, users)
+    live_sessions = sessions.still_alive(session, session_ids, lifetimes) if session_ids and lifetimes else set()
+    return Snapshot(hosts, guests, live_ids, stamps, users, live_sessions)
 
 
 class Subscriber:
     """One open page. ``send`` must not block; it gets one JSON-able message."""
 
-    def __init__(self, user_id: int, is_admin: bool) -> None:
+    def __init__(self, user_id: int, is_admin: bool, session_id: int | None = None) -> None:
         self.user_id = user_id
         self.is_admin = is_admin
+        self.session_id = session_id
         # The snapshot is owed after the first poll numbered above this; None once sent.
         self.snapshot_after: int | None = None
 
@@ -135,7 +142,7 @@ class Subscriber:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Called when the user behind the subscription was disabled."""
+        """Called when the user behind the subscription was disabled or their session ended."""
 
 
 class LiveFeed:
@@ -200,7 +207,10 @@ class LiveFeed:
         user_ids = sorted({s.user_id for s in self.subscribers}) if full else []
         known = dict(self.stamps) if full else None  # a copy: the read runs on another thread
         digest = (len(self.guests), sum(self.guests))
-        snap = await self.ctx.db.run(_read, since, known, user_ids, self.ctx.config.cpu_overcommit, digest)
+        session_ids = tuple(sorted({s.session_id for s in self.subscribers if s.session_id is not None})) if full \
+            else ()
+        snap = await self.ctx.db.run(_read, since, known, user_ids, self.ctx.config.cpu_overcommit, digest,
+                                     session_ids, sessions.Lifetimes.of(self.ctx.config))
         self.stamps.update(snap.stamps)
         live_ids = snap.live_ids
         if live_ids is None:
@@ -208,7 +218,7 @@ class LiveFeed:
         self.polls += 1
         if full:
             self._last_full = time.monotonic()
-            self._recheck_users(snap.users)
+            self._recheck_users(snap.users, snap.live_sessions)
         changed_hosts = []
         seen_hosts = set()
         for host in snap.hosts:
@@ -237,10 +247,10 @@ class LiveFeed:
             del self.stamps[gid]
         self._fan_out(poll, changed_hosts, changed_guests, gone)
 
-    def _recheck_users(self, users: dict[int, tuple[bool, bool]]) -> None:
+    def _recheck_users(self, users: dict[int, tuple[bool, bool]], live_sessions: set[int]) -> None:
         for sub in list(self.subscribers):
             active, admin = users.get(sub.user_id, (False, False))
-            if not active:
+            if not active or (sub.session_id is not None and sub.session_id not in live_sessions):
                 self.unsubscribe(sub)
                 sub.close()
             else:
@@ -294,8 +304,8 @@ def _collect(future: asyncio.Future[None]) -> None:
 
 
 class _SocketSubscriber(Subscriber):
-    def __init__(self, handler: LiveSocket, user_id: int, is_admin: bool) -> None:
-        super().__init__(user_id, is_admin)
+    def __init__(self, handler: LiveSocket, user_id: int, is_admin: bool, session_id: int | None) -> None:
+        super().__init__(user_id, is_admin, session_id)
         self.handler = handler
 
     def send(self, message: dict[str, Any]) -> None:
@@ -332,7 +342,7 @@ class LiveSocket(tornado.websocket.WebSocketHandler, BaseHandler):
         feed: LiveFeed = self.ctx.extras["live"]
         user = self.current_user
         assert user is not None
-        self.subscriber = _SocketSubscriber(self, user.id, user.is_admin)
+        self.subscriber = _SocketSubscriber(self, user.id, user.is_admin, self.session_id)
         feed.subscribe(self.subscriber)
 
     def on_message(self, message: str | bytes) -> None:

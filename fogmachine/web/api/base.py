@@ -31,7 +31,7 @@ from fogmachine.errors import (
 from fogmachine.services import accounts, tokens
 from fogmachine.services.actor import Actor
 from fogmachine.web.api.schema import INT_LIMIT, Field, Obj, Query
-from fogmachine.web.base import SESSION_COOKIE, SESSION_DAYS, JsonHandler
+from fogmachine.web.base import JsonHandler
 
 # Far below the HTTP server's own limit (which drops the connection instead of
 # answering), so that an oversized body gets a JSON 413 a client can read.
@@ -100,7 +100,7 @@ class ApiHandler(JsonHandler):
         # nothing to forge, and the request is refused with 401 in prepare.
         if self.bearer_token() is not None:
             return
-        if not self.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_DAYS):
+        if not self.session_token():
             return
         super().check_xsrf_cookie()
 
@@ -185,7 +185,7 @@ class ApiHandler(JsonHandler):
         if who is None:
             raise AuthenticationRequired("send an API token (Authorization: Bearer fm_...) or log in")
         return Actor(user_id=who.user_id, username=who.username, is_admin=who.is_admin,
-                     remote_addr=self.request.remote_ip or "", scope=who.scope)
+                     remote_addr=self.request.remote_ip or "", scope=who.scope, session_id=self.session_id)
 
     def created(self, location: str, payload: Any, status: int = 201) -> None:
         self.set_header("Location", location)

@@ -19,8 +19,10 @@ from fogmachine.web.api.base import ApiHandler, Op
 from fogmachine.web.api.schema import Field, Obj, Query, page_params
 
 TAG = "users"
-USERNAME = Field("username", "string", "2 to 32 characters: lower-case letters, digits, '.', '_' or '-'",
-                 min_length=2, max_length=32, pattern=r"^[a-z][a-z0-9._-]{1,31}$", example="alice")
+# No pattern here: the service normalizes first (NFKC + casefold, so "Alice" is alice and a
+# look-alike of a taken name answers 409 saying which), then full-matches [a-z][a-z0-9._-]{1,31}.
+USERNAME = Field("username", "string", "2 to 32 characters once normalized (NFKC, lower case): letters a-z, "
+                 "digits, '.', '_' or '-', starting with a letter", min_length=1, max_length=64, example="alice")
 
 _COMMON = (
     Field("id", "integer", minimum=1),
@@ -45,7 +47,8 @@ USER_LIST = Obj("UserList", (Field("users", "array", items=USER_SUMMARY), Field(
 
 USER_CREATE = Obj("UserCreate", (
     USERNAME,
-    Field("password", "string", "at least 8 characters", min_length=1, max_length=1024),
+    Field("password", "string", "at least 8 characters, hard to guess (zxcvbn score), not the username or e-mail",
+          min_length=1, max_length=1024),
     Field("email", "string", required=False, max_length=255, default=""),
     Field("is_admin", "boolean", required=False, default=False),
 ))
@@ -62,7 +65,7 @@ PROFILE_UPDATE = Obj("ProfileUpdate", (
 ), description="Send the fields to change; a field left out stays as it is.")
 PASSWORD_CHANGE = Obj("PasswordChange", (
     Field("current_password", "string", max_length=1024),
-    Field("new_password", "string", "at least 8 characters", max_length=1024),
+    Field("new_password", "string", "the password policy, as for a new user", max_length=1024),
 ))
 
 
@@ -159,8 +162,9 @@ class MeHandler(ApiHandler):
 
 
 class PasswordHandler(ApiHandler):
-    api = {"post": Op("Change your password", TAG, "The current password is needed, whoever asks.",
-                      body=PASSWORD_CHANGE, status=204)}
+    api = {"post": Op("Change your password", TAG, "The current password is needed, whoever asks; 5 wrong ones "
+                      "from one address within 15 minutes answer 429 there. Your other login sessions end.",
+                      body=PASSWORD_CHANGE, status=204, errors=(429,))}
 
     async def post(self) -> None:
         await accounts.change_password(self.ctx, self.actor, self.data["current_password"],

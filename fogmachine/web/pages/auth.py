@@ -26,14 +26,14 @@ class LoginHandler(DashboardHandler):
                 self.set_header("Retry-After", str(exc.details.get("retry_after", 60)))
             self.form_error("login.html", exc, username=username, next=target)
             return
-        self.set_session(user)
+        await self.start_session(user)
         self.flash("ok", f"Welcome, {user.username}.")
         self.redirect(target, status=303)
 
 
 class LogoutHandler(DashboardHandler):
-    def post(self) -> None:
-        self.clear_session()
+    async def post(self) -> None:
+        await self.end_session()
         self.flash("ok", "You are logged out.")
         self.redirect("/login", status=303)
 
@@ -56,9 +56,11 @@ class RegisterHandler(DashboardHandler):
             user = await accounts.register(self.ctx, None, accounts.NewUser(username, password, email),
                                            self.request.remote_ip or "")
         except FogmachineError as exc:
+            if isinstance(exc, TooManyRequests):
+                self.set_header("Retry-After", str(exc.details.get("retry_after", 60)))
             self.form_error("register.html", exc, username=username, email=email)
             return
-        self.set_session(user)
+        await self.start_session(user)
         self.flash("ok", f"Welcome, {user.username}: your account is ready.")
         self.redirect("/", status=303)
 

@@ -72,9 +72,11 @@ async def test_admin_lists_creates_promotes_and_disables(api):
 
 
 async def test_create_user_errors(api):
-    r = await api.call("POST", "/api/v1/users", as_="admin", body={"username": "alice", "password": "long-enough"})
+    r = await api.call("POST", "/api/v1/users", as_="admin",
+                       body={"username": "alice", "password": "long-enough-indeed"})
     assert r.code == 409 and r.error["details"]["field"] == "username"
-    r = await api.call("POST", "/api/v1/users", as_="admin", body={"username": "Bad Name", "password": "long-enough"})
+    r = await api.call("POST", "/api/v1/users", as_="admin",
+                       body={"username": "Bad Name", "password": "long-enough-indeed"})
     assert r.code == 400 and r.error["details"]["field"] == "username"
     r = await api.call("POST", "/api/v1/users", as_="admin", body={"username": "dave", "password": "short"})
     assert r.code == 400 and r.error["details"]["field"] == "password"
@@ -100,7 +102,7 @@ async def test_users_cannot_manage_or_read_other_users(api):
     assert r.code == 403
     r = await api.call("PATCH", f"/api/v1/users/{api.users['alice'].id}", body={"is_admin": True})
     assert r.code == 403
-    r = await api.call("POST", "/api/v1/users", body={"username": "mallory", "password": "long-enough"})
+    r = await api.call("POST", "/api/v1/users", body={"username": "mallory", "password": "long-enough-indeed"})
     assert r.code == 403
     assert api.run(_user, bob).is_active is True
     assert api.run(_user, api.users["alice"].id).is_admin is False

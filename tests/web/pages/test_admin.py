@@ -31,7 +31,7 @@ async def test_users_are_refused(site, method, path):
     if method == "GET":
         r = await alice.get(path)
     else:
-        r = await alice.post(path, {"username": "mallory", "password": "long enough", "is_admin": "yes"})
+        r = await alice.post(path, {"username": "mallory", "password": "longer than enough", "is_admin": "yes"})
     assert r.code == 403 and "only administrators may do this" in r.text
     bob = await user_row(site, "bob")
     assert not bob.is_admin and bob.is_active and await user_row(site, "mallory") is None
@@ -74,11 +74,11 @@ async def test_admin_cannot_lock_themselves_out(site):
 async def test_create_user(site):
     root = await site.as_user("root")
     r = await root.post("/admin/users", {"username": "dora", "email": "dora@example.org",
-                                         "password": "long enough", "is_admin": "yes"})
+                                         "password": "longer than enough", "is_admin": "yes"})
     assert ("ok", "Created administrator dora.") in (await root.follow(r)).flashes
     dora = await user_row(site, "dora")
     assert dora.is_admin and dora.email == "dora@example.org"
-    r = await root.post("/admin/users", {"username": "dora", "password": "long enough"})
+    r = await root.post("/admin/users", {"username": "dora", "password": "longer than enough"})
     assert r.code == 409 and "user dora already exists" in r.text and 'value="dora"' in r.text
     r = await root.post("/admin/users", {"username": "eve", "password": "short"})
     assert r.code == 400 and "at least 8 characters" in r.text
@@ -103,7 +103,7 @@ async def test_host_maintenance(site):
 @pytest.mark.parametrize("path", ["/admin/users", "/admin/users/{bob}/disable", "/admin/hosts/h1/disable"])
 async def test_admin_forms_need_xsrf(site, path):
     root = await site.as_user("root")
-    r = await root.post(path.format(bob=site.users["bob"]), {"username": "x1", "password": "long enough"},
+    r = await root.post(path.format(bob=site.users["bob"]), {"username": "x1", "password": "longer than enough"},
                         xsrf=None)
     assert r.code == 403
     assert (await user_row(site, "bob")).is_active and await user_row(site, "x1") is None

@@ -62,7 +62,7 @@ async def test_wrong_password_unknown_user_and_disabled_account_look_alike(site)
 
 async def test_repeated_failures_answer_429(site):
     c = site.client()
-    for _ in range(loginthrottle.DEFAULT.per_user):
+    for _ in range(loginthrottle.DEFAULT.per_pair):
         assert (await c.post("/login", {"username": "alice", "password": "guess guess"})).code == 401
     r = await c.post("/login", {"username": "alice", "password": PASSWORD})
     assert r.code == 429 and "too many failed logins" in r.text
@@ -95,16 +95,17 @@ async def test_logout_needs_a_post_with_xsrf(site):
 async def test_register_logs_in_and_validates(site):
     c = site.client()
     assert "Create my account" in (await c.get("/register")).text
-    r = await c.post("/register", {"username": "Bad Name", "password": "long enough", "confirm_password":
-                                   "long enough"})
+    r = await c.post("/register", {"username": "Bad Name", "password": "longer than enough", "confirm_password":
+                                   "longer than enough"})
     assert r.code == 400 and "username must be" in r.text and 'value="bad name"' in r.text
-    r = await c.post("/register", {"username": "dora", "password": "long enough", "confirm_password": "other one"})
+    r = await c.post("/register", {"username": "dora", "password": "longer than enough",
+                                   "confirm_password": "other one"})
     assert r.code == 400 and "the two passwords differ" in r.text
-    r = await c.post("/register", {"username": "alice", "password": "long enough", "confirm_password":
-                                   "long enough"})
+    r = await c.post("/register", {"username": "alice", "password": "longer than enough", "confirm_password":
+                                   "longer than enough"})
     assert r.code == 409 and "user alice already exists" in r.text
-    r = await c.post("/register", {"username": "dora", "email": "dora@example.org", "password": "long enough",
-                                   "confirm_password": "long enough"})
+    r = await c.post("/register", {"username": "dora", "email": "dora@example.org", "password": "longer than enough",
+                                   "confirm_password": "longer than enough"})
     assert r.code == 303
     page = await c.follow(r)
     assert "Your guests" in page.text and ("ok", "Welcome, dora: your account is ready.") in page.flashes
@@ -120,6 +121,7 @@ async def test_closed_registration(make_config, start_server, tmp_path):
     c = PageClient(srv)
     r = await c.get("/register")
     assert r.code == 200 and "Registration is closed" in r.text
-    r = await c.post("/register", {"username": "eve", "password": "long enough", "confirm_password": "long enough"})
+    r = await c.post("/register", {"username": "eve", "password": "longer than enough",
+                                   "confirm_password": "longer than enough"})
     assert r.code == 403 and "Registration is closed" in r.text
     assert await srv.ctx.db.run(lambda s: s.scalar(select(User).where(User.username == "eve"))) is None

@@ -22,6 +22,7 @@ from fogmachine.db.models import Guest, Host, User, utcnow
 from fogmachine.services.accounts import NewUser, UserSummary
 from fogmachine.services.guests import guest_to_dict
 from fogmachine.services.hosts import Capacity, host_to_dict
+from fogmachine.services.sessions import SessionView
 from fogmachine.web.pages.common import DashboardHandler
 
 
@@ -75,7 +76,9 @@ USERS = [UserSummary(1, "alice", "alice@example.org", False, True, utcnow(), Non
          UserSummary(3, "root", "", True, True, utcnow(), utcnow(), 0),
          UserSummary(4, "carl", "", False, False, utcnow(), None, 0)]
 PROFILE = {"email": "alice@example.org", "ssh_key": "ssh-ed25519 AAAA x", "description": "team A",
-           "notify_expiry": True, "notify_ready": False, "created_at": utcnow(), "last_login_at": None}
+           "notify_expiry": True, "notify_ready": False, "created_at": utcnow(), "last_login_at": None,
+           "sessions": [SessionView(7, utcnow(), utcnow(), "192.0.2.1", "Firefox <b>", True),
+                        SessionView(8, utcnow(), utcnow(), "192.0.2.2", "", False)]}
 FORM = {"target": "tiny", "name": "web2", "days": "3", "purpose": "demo"}
 HOSTS = [host(), host("h2", enabled=False), host("h3", state="down", state_reason="connection refused")]
 GUESTS = [guest(), guest(2, "db1", state="paused", step="failed", step_reason="boot failed"),
@@ -170,7 +173,9 @@ CASES = [
     ("register.html", None, dict(username="x", email="", error="username must be", error_field="username"),
      ["Create my account", "username must be"]),
     ("profile.html", ALICE, dict(profile=PROFILE, error="the current password is wrong",
-                                 error_field="current_password"), ["ssh-ed25519 AAAA x", "the current password"]),
+                                 error_field="current_password"),
+     ["ssh-ed25519 AAAA x", "the current password", "Firefox &lt;b&gt; <strong>(this one)</strong>", "192.0.2.2",
+      'action="/profile/sessions/8/end"', 'action="/profile/sessions/end-all"', "720 minutes unused"]),
     ("error.html", ALICE, dict(status_code=403, message="only administrators may do this"),
      ["Not allowed", "only administrators"]),
     ("error.html", None, dict(status_code=500, message="Something went wrong"), ["Error 500"]),

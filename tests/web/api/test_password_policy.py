@@ -1,0 +1,75 @@
+"""The password policy through the real server, everywhere a password is set (issue 11, section 3).
+
+Before the fix only the length was checked: ``password``, ``12345678`` and the
+user's own name were accepted by registration, the administrators' user
+creation and the password change (page and API).
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from fogmachine.db.models import User
+from tests.support.apiclient import PASSWORD
+
+WEAK = ("password", "12345678", "qwertyuiop", "iloveyou1")
+
+
+def _count_users(session):
+    return session.scalar(select(func.count()).select_from(User))
+
+
+@pytest.fixture
+async def api_db(make_api, database_url):
+    return await make_api(database_connection=database_url)
+
+
+async def test_api_user_creation_and_password_change_refuse_guessable_passwords(api_db):
+    api = api_db
+    before = api.run(_count_users)
+    for weak in WEAK:
+        r = await api.call("POST", "/api/v1/users", as_="admin", body={"username": "dave", "password": weak})
+        assert r.code == 400 and r.error["details"]["field"] == "password", (weak, r.body)
+        assert "too easy to guess" in r.error["message"] and r.error["details"]["min_score"] == 3
+    for own in ("dave2026", "D4ve-1234!", "evad!!!!!"):
+        r = await api.call("POST", "/api/v1/users", as_="admin", body={"username": "dave", "password": own})
+        assert r.code == 400 and "must not be your username" in r.error["message"], own
+    r = await api.call("POST", "/api/v1/users", as_="admin",
+                       body={"username": "dave", "password": "dave.maker@1", "email": "dave.maker@example.org"})
+    assert r.code == 400 and "e-mail address" in r.error["message"]
+    assert api.run(_count_users) == before  # nothing half-made
+    for weak, why in (("password", "too easy to guess"), ("alice1234", "username"),
+                      ("alice@example.org", "e-mail address")):
+        r = await api.call("POST", "/api/v1/users/me/password",
+                           body={"current_password": PASSWORD, "new_password": weak})
+        assert r.code == 400 and r.error["details"]["field"] == "new_password" and why in r.error["message"], weak
+    r = await api.call("POST", "/api/v1/users/me/password",
+                       body={"current_password": PASSWORD, "new_password": "ochre lantern quietly"})
+    assert r.code == 204
+
+
+async def test_pages_refuse_guessable_passwords_and_say_why(make_config, start_server, tmp_path, database_url):
+    from tests.web.pages.conftest import PageClient, write_catalog
+
+    srv = await start_server(make_config(local_catalog=write_catalog(tmp_path), database_connection=database_url))
+    c = PageClient(srv)
+    r = await c.post("/register", {"username": "erin", "email": "", "password": "12345678",
+                                   "confirm_password": "12345678"})
+    assert r.code == 400 and "too easy to guess" in r.text and "top-10 common password" in r.text
+    r = await c.post("/register", {"username": "erin", "email": "", "password": "erin-2026",
+                                   "confirm_password": "erin-2026"})
+    assert r.code == 400 and "must not be your username" in r.text
+    assert srv.ctx.db.run_sync(_count_users) == 0
+    r = await c.post("/register", {"username": "erin", "email": "", "password": PASSWORD,
+                                   "confirm_password": PASSWORD})
+    assert r.code == 303
+    r = await c.post("/profile/password", {"current_password": PASSWORD, "new_password": "password1",
+                                           "confirm_password": "password1"})
+    assert r.code == 400 and "too easy to guess" in r.text
+
+
+async def test_the_minimum_score_is_a_setting(make_api):
+    api = await make_api(password_min_score="0")
+    r = await api.call("POST", "/api/v1/users", as_="admin", body={"username": "dave", "password": "12345678"})
+    assert r.code == 201
