@@ -22,7 +22,9 @@ from fogmachine.context import Context
 from tests.support import cobbler, databases, realhosts, realparts, testhosts
 
 ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ["pytester"]  # tests/test_realparts.py runs small suites against these hooks
+# pytester: tests/test_realparts.py runs small suites against these hooks. apiclient: the API client's
+# fixtures (make_api, api, and api_database_url, which a module may override) everywhere.
+pytest_plugins = ["pytester", "tests.support.apiclient"]
 
 # fixture -> the marker of the real part it brings (a test gets the marker of every fixture it uses)
 FIXTURE_MARKERS = {"cobbler_server": "cobbler", "real_hosts": "realhosts", "browser": "browser"}
