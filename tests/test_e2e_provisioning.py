@@ -34,7 +34,8 @@ PREFIX = "fmtest-e2e-"
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path) -> Any:
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
+                 database_url: str) -> Any:
     rh.require()
     cb.require()
     cb.seed()
@@ -43,7 +44,8 @@ async def server(make_config: Callable[..., Config], start_server: Callable[...,
     config = make_config(
         hosts={}, virthosts=str(rh.write_virthosts(tmp_path / "real-virthosts.conf")), listen_port=str(port),
         public_url=f"http://10.0.2.2:{port}", cobbler_url=cb.XMLRPC_URL, cobbler_password=cb.PASSWORD,
-        cobbler_autoinstall_url="http://10.0.2.2:25152/cblr/svc/op", console_log_dir=str(rh.CONSOLE_DIR))
+        cobbler_autoinstall_url="http://10.0.2.2:25152/cblr/svc/op", console_log_dir=str(rh.CONSOLE_DIR),
+        database_connection=database_url)
     srv = await start_server(config)
     srv.alice = pv.add_user(srv.ctx, "alice")
     yield srv

@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from fogmachine.context import Context
 from fogmachine.db.models import Guest, Step
@@ -47,11 +47,12 @@ def _guest_by_token(session: Session, mac: str, token: str, remote_addr: str, fo
     normalized = normalize_mac(mac)
     guest = None
     if normalized is not None and token:
-        query = select(Guest).options(joinedload(Guest.owner)).where(Guest.mac == normalized,
-                                                                     Guest.managed.is_(True))
+        # The guests row alone: PostgreSQL refuses FOR UPDATE on the nullable side of an outer join, so
+        # the owner (only getuser needs it) is loaded by itself afterwards, never joined into the lock.
+        query = select(Guest).where(Guest.mac == normalized, Guest.managed.is_(True))
         if for_update:
-            query = query.with_for_update()
-        guest = session.scalars(query).unique().first()
+            query = query.with_for_update(of=Guest)
+        guest = session.scalars(query).first()
     expected = guest.phonehome_token_hash if guest is not None else ""
     # Compare even when the guest is unknown, so both refusals cost the same.
     matches = hmac.compare_digest(hash_token(token or ""), expected or "0" * 64)

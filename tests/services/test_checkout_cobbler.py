@@ -22,13 +22,14 @@ PREFIX = "fmtest-co-"
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any]) -> Any:
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], database_url: str) -> Any:
     cb.require()
     cb.seed()
     cb.remove_systems(PREFIX)
     config = make_config(hosts={"h1": {"cpus": 4, "memory_mb": 4096}}, cobbler_url=cb.XMLRPC_URL,
                          cobbler_password=cb.PASSWORD, public_url="http://10.0.2.2:9999",
-                         cobbler_autoinstall_url="http://10.0.2.2:25152/cblr/svc/op")
+                         cobbler_autoinstall_url="http://10.0.2.2:25152/cblr/svc/op",
+                         database_connection=database_url)
     srv = await start_server(config)
     srv.alice = pv.add_user(srv.ctx, "alice", email="alice@example.org")
     yield srv

@@ -21,7 +21,8 @@ PREFIX = "fmtest-rl-"
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path) -> Any:
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
+                 database_url: str) -> Any:
     rh.require()
     rh.CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
     catalog = pv.write_catalog(tmp_path / "catalog.conf", {
@@ -34,7 +35,7 @@ async def server(make_config: Callable[..., Config], start_server: Callable[...,
     port = rh.free_port()
     config = make_config(hosts={}, virthosts=str(rh.write_virthosts(tmp_path / "real-virthosts.conf", ("rh1",))),
                          local_catalog=str(catalog), listen_port=str(port), public_url=f"http://10.0.2.2:{port}",
-                         console_log_dir=str(rh.CONSOLE_DIR))
+                         console_log_dir=str(rh.CONSOLE_DIR), database_connection=database_url)
     srv = await start_server(config)
     srv.alice = pv.add_user(srv.ctx, "alice")
     yield srv

@@ -32,10 +32,12 @@ PROFILES = {
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path) -> Any:
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
+                 database_url: str) -> Any:
     catalog = pv.write_catalog(tmp_path / "catalog.conf", PROFILES)
     host = write_pool_host(tmp_path / "hosts", "h1", tmp_path / "pool", cpus=4, memory_mb=8192)
-    srv = await start_server(make_config(hosts={"h1": host}, local_catalog=str(catalog)))
+    srv = await start_server(make_config(hosts={"h1": host}, local_catalog=str(catalog),
+                                         database_connection=database_url))
     srv.alice = pv.add_user(srv.ctx, "alice")
     return srv
 

@@ -23,10 +23,11 @@ PROFILES = {"announce": {"virt_type": "kvm", "ram_mb": 512, "vcpus": 1, "boot": 
 
 
 @pytest.fixture
-async def installing(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path) -> Any:
-    """A server with one guest waiting for its phone-home, whose token is TOKEN."""
+async def installing(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
+                     database_url: str) -> Any:
+    """A server on each database with one guest waiting for its phone-home, whose token is TOKEN."""
     catalog = pv.write_catalog(tmp_path / "catalog.conf", PROFILES)
-    srv = await start_server(make_config(local_catalog=str(catalog)))
+    srv = await start_server(make_config(local_catalog=str(catalog), database_connection=database_url))
     alice = pv.add_user(srv.ctx, "alice", email="alice@example.org")
     guest = await co.checkout(srv.ctx, alice, co.CheckoutRequest("web1", "announce", 2, "phone-home test"))
     await pv.settle(srv.ctx)
