@@ -74,7 +74,9 @@ async def test_checkout_install_phone_home_stop_start_delete(server: Any) -> Non
     assert guest.mac in xml
     system = await ctx.cobbler.get_system(name)
     assert system is not None and system["interfaces"]["eth0"]["mac_address"] == guest.mac
-    log = rh.console(name)
+    # The guest prints its line after the server's answer reaches it: under load that can come a moment
+    # after the row says ready, so wait for it rather than read the console once.
+    log = await pv.wait_for(lambda: rh.console(name), lambda text: "fogmachine: phoned home" in text, deadline=60)
     assert "fogmachine: owner alice" in log and "fogmachine: phoned home" in log, log
 
     await lifecycle.perform(ctx, server.alice, guest.id, "destroy")

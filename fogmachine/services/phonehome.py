@@ -59,24 +59,44 @@ def _guest_by_token(session: Session, mac: str, token: str, remote_addr: str, fo
     if guest is None or not expected or not matches or guest.step not in ACCEPTING:
         why = "unknown MAC" if guest is None else "wrong token" if not matches or not expected \
             else f"guest is {guest.step}"
-        log.warning("phone-home refused for MAC %s from %s: %s", mac[:40], remote_addr or "?", why)
+        # repr: the MAC and the address are the client's text; the token is never logged.
+        log.warning("phone-home refused for MAC %r from %r: %s", mac[:40], remote_addr or "?", why)
         raise PermissionDenied("unknown guest or wrong token")
     return guest
 
 
+# What a guest may report as its address: the digits of an IPv4 or IPv6 address and, for a link-local
+# IPv6 address, a zone id that is an interface name (Linux: at most 15 of these characters). Checked
+# before ``ipaddress`` parses it, which takes any text at all after a '%'.
+IP_MAX = 64  # the column's width
+_IP_CHARS = re.compile(r"[0-9A-Fa-f:.]{2,45}(%[A-Za-z0-9_.-]{1,15})?")
+HOSTNAME_MAX = 253
+
+
 def _clean_ip(ip: str) -> str:
+    """The address in its canonical form; ValidationError (field ``ip``) for anything else.
+
+    Nothing is stripped or repaired: a value with a newline, a NUL or other text is refused whole, and the
+    message never repeats the client's text (it would land in logs and pages).
+    """
     if not ip:
         return ""
+    if len(ip) > IP_MAX or not _IP_CHARS.fullmatch(ip):
+        raise ValidationError("ip must be an IPv4 or IPv6 address (an IPv6 zone id may only be an interface "
+                              f"name), at most {IP_MAX} characters", field="ip")
     try:
-        return str(ipaddress.ip_address(ip.strip()))
+        return str(ipaddress.ip_address(ip))
     except ValueError:
-        raise ValidationError(f"ip {ip[:64]!r} is not an IP address", field="ip") from None
+        raise ValidationError("ip is not a valid IPv4 or IPv6 address", field="ip") from None
 
 
 def _clean_hostname(hostname: str) -> str:
-    hostname = hostname.strip()
-    if hostname and not HOSTNAME_RE.match(hostname):
-        raise ValidationError(f"hostname {hostname[:64]!r} is not a host name", field="hostname")
+    """The host name without a final dot; ValidationError (field ``hostname``) unless it is exactly a DNS name."""
+    if not hostname:
+        return ""
+    if len(hostname) > HOSTNAME_MAX + 1 or not hostname.isascii() or not HOSTNAME_RE.fullmatch(hostname):
+        raise ValidationError("hostname must be a DNS name: labels of letters, digits and '-' joined by '.', "
+                              f"at most {HOSTNAME_MAX} characters", field="hostname")
     return hostname.rstrip(".")
 
 
@@ -114,7 +134,8 @@ def _record(session: Session, mac: str, token: str, ip: str, hostname: str, remo
     audit.record(session, Actor(user_id=None, username="phone-home", remote_addr=remote_addr),
                  "guest.ready" if first else "guest.phonehome", object_type="guest", object_id=guest.id,
                  object_name=guest.name, message=f"ip {guest.ip or '-'}, hostname {guest.hostname or '-'}")
-    log.info("guest %s phoned home from %s: ip %s, hostname %s", guest.name, remote_addr, guest.ip, guest.hostname)
+    # Only validated values (and the address Tornado parsed, as repr) reach the log line.
+    log.info("guest %s phoned home from %r: ip %s, hostname %s", guest.name, remote_addr, guest.ip, guest.hostname)
     return guest, first
 
 

@@ -107,3 +107,51 @@ async def test_a_failed_guest_cannot_phone_home(installing: Any) -> None:
     reply = await srv.fetch(f"/guest/{srv.guest.mac}/set?{urlencode({'token': TOKEN, 'ip': '10.0.2.15'})}")
     assert reply.code == 403
     assert pv.guest(srv.ctx, srv.guest.id).ip == ""
+
+
+BAD_VALUES = [
+    ("ip", "::1%<img src=x>"),
+    ("ip", "::1%a\nFAKE LOG LINE"),
+    ("ip", "10.0.2.15\x00"),
+    ("ip", "10.0.2.15\n"),
+    ("ip", " 10.0.2.15"),
+    ("ip", "fe80::1%" + "e" * 16),  # longer than any interface name
+    ("ip", "1" * 500),
+    ("ip", "\uff11\uff10.0.2.15"),  # full-width digits
+    ("hostname", "web1\n"),
+    ("hostname", "web1\r\nFAKE LOG LINE"),
+    ("hostname", "web1\x00"),
+    ("hostname", "w\u0435b1"),  # a Cyrillic small ie for the e
+    ("hostname", "web1 "),
+    ("hostname", "<img src=x>"),
+    ("hostname", ("a" * 60 + ".") * 5),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BAD_VALUES, ids=[repr(v)[:24] for _, v in BAD_VALUES])
+async def test_an_ip_or_hostname_that_is_not_exactly_one_is_a_400_naming_it_and_never_logged_raw(
+        installing: Any, field: str, value: str, caplog: pytest.LogCaptureFixture) -> None:
+    srv = installing
+    with caplog.at_level(logging.DEBUG):
+        for method in ("GET", "POST"):
+            query = urlencode({"token": TOKEN, field: value})
+            if method == "GET":
+                reply = await srv.fetch(f"/guest/{srv.guest.mac}/set?{query}")
+            else:
+                reply = await srv.fetch(f"/guest/{srv.guest.mac}/set", method="POST", body=query,
+                                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert reply.code == 400, reply.body
+            error = json.loads(reply.body)["error"]
+            assert error["details"]["field"] == field
+            assert value not in error["message"]
+    _unchanged(srv)
+    for record in caplog.records:
+        text = record.getMessage()
+        assert "FAKE LOG LINE" not in text and "<img" not in text and "\x00" not in text, text
+
+
+async def test_a_zone_id_that_names_an_interface_is_accepted(installing: Any) -> None:
+    srv = installing
+    reply = await srv.fetch(f"/guest/{srv.guest.mac}/set?{urlencode({'token': TOKEN, 'ip': 'fe80::1%eth0'})}")
+    assert reply.code == 200, reply.body
+    assert pv.guest(srv.ctx, srv.guest.id).ip == "fe80::1%eth0"
