@@ -50,8 +50,7 @@ class SetHandler(GuestCallbackHandler):
 
 class GetUserHandler(GuestCallbackHandler):
     async def get(self, mac: str) -> None:
-        owner: dict[str, Any] = await self.ctx.db.run(phonehome.owner_of, mac, self.arg("token"),
-                                                      self.request.remote_ip or "")
+        owner: dict[str, Any] = await phonehome.owner(self.ctx, mac, self.arg("token"), self.request.remote_ip or "")
         self.write_json(owner)
 
     async def post(self, mac: str) -> None:
