@@ -78,6 +78,10 @@ async def test_checkout_install_phone_home_stop_start_delete(server: Any) -> Non
     # after the row says ready, so wait for it rather than read the console once.
     log = await pv.wait_for(lambda: rh.console(name), lambda text: "fogmachine: phoned home" in text, deadline=60)
     assert "fogmachine: owner alice" in log and "fogmachine: phoned home" in log, log
+    # Installed: Cobbler's rendered kickstart, which anyone may fetch, no longer carries a working token.
+    row = await pv.wait_for(lambda: _state(ctx, guest.id), lambda g: not g.cobbler_token_pending, deadline=60)
+    assert not row.cobbler_token_pending
+    assert "fm_token=" not in await ctx.cobbler.generate_autoinstall(name)
 
     await lifecycle.perform(ctx, server.alice, guest.id, "destroy")
     assert _state(ctx, guest.id).state == GuestState.SHUTOFF
