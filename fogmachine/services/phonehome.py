@@ -14,7 +14,8 @@ guest is being provisioned, and after its first phone-home for
 stays open until that switch is done, then closes after the grace. A token
 used outside its window gets 403, a log line and a ``guest.phonehome``
 "refused" audit line with the caller's address; the token itself is never
-logged or audited.
+logged or audited. A wrong token gets the log line only: an audit write for
+known MACs alone would let the answer's timing tell which MACs exist.
 
 The first phone-home means the install is done: a guest that booted its
 installer's kernel is then switched to boot from its disk and its token is
@@ -95,7 +96,8 @@ def _guest_by_token(session: Session, mac: str, token: str, remote_addr: str, fo
         why = "unknown MAC" if guest is None else "wrong token"
         # repr: the MAC and the address are the client's text; the token is never logged.
         log.warning("phone-home refused for MAC %r from %r: %s", mac[:40], remote_addr or "?", why)
-        raise Refused(WRONG, why, guest.id if guest is not None else None, guest.name if guest is not None else "")
+        # No guest named, so no audit line: a write only for known MACs would tell by its time which exist.
+        raise Refused(WRONG, why)
     if not window_open(guest, now):
         why = f"token expired (guest is {guest.step})"
         log.warning("phone-home refused for guest %s (MAC %s) from %r: %s", guest.name, guest.mac,
@@ -111,8 +113,8 @@ def _record_refusal(session: Session, refused: Refused, remote_addr: str) -> Non
 
 
 async def _audited(ctx: Context, refused: Refused, remote_addr: str) -> None:
-    """Audit a refusal about a guest Fogmachine knows, in a transaction of its own (the refused one rolled
-    back). An unknown MAC has only its log line: there is no object to file it under."""
+    """Audit the refusal of a right token outside its window, in a transaction of its own (the refused one
+    rolled back). A wrong token or an unknown MAC has only its log line (see ``_guest_by_token``)."""
     if refused.guest_id is None:
         return
     try:
