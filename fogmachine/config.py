@@ -142,6 +142,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_lease_days", _positive_int, "90", "longest total lease after extensions, in days"),
     Setting("retired_keep_days", _non_negative_int, "30", "days a retired guest stays visible"),
     Setting("provision_timeout", _positive_float, "3600", "seconds a guest may stay provisioning"),
+    Setting("phonehome_grace_seconds", _non_negative_int, "300", "seconds a guest's phone-home token keeps "
+            "working after its install is finished (for the installer's retries)"),
+    Setting("diskboot_retry_interval", _positive_float, "60", "seconds between retries of the after-install "
+            "work that failed (switching a guest to disk boot, blanking its token in Cobbler)"),
     Setting("console_log_dir", _str, "", "directory on the hosts where guests' serial consoles are logged "
             "(NAME.log); empty: none"),
     Setting("shutdown_timeout", _positive_float, "60", "seconds a guest gets to obey a graceful shutdown"),

@@ -137,7 +137,7 @@ class TaskRegistry:
 def build_registry(ctx: Context) -> TaskRegistry:
     """The server's periodic tasks: expiry, notices, reconciliation, history and login-session purges."""
     from fogmachine.notify import Mailer
-    from fogmachine.services import expiry, notices, reconcile, sessions
+    from fogmachine.services import diskboot, expiry, notices, reconcile, sessions
 
     registry = TaskRegistry(ctx)
     mailer = Mailer(ctx.config)
@@ -150,6 +150,12 @@ def build_registry(ctx: Context) -> TaskRegistry:
     registry.add(PeriodicTask("sessions", 3600, lambda: ctx.db.run(sessions.purge, lifetimes)))
     registry.add(PeriodicTask("reconcile", config.reconcile_interval, lambda: reconcile.reconcile(ctx)))
     registry.at_start.append("reconcile")
+    # Installed guests whose switch to disk boot (or token removal in Cobbler) failed: tried again until
+    # done, also at start (a restart must not forget them) and as soon as their host answers again.
+    registry.add(PeriodicTask("diskboot", config.diskboot_retry_interval, lambda: diskboot.retry_all(ctx)))
+    registry.at_start.append("diskboot")
+    if ctx.hosts is not None:
+        ctx.hosts.on_up.append(lambda host_name: diskboot.schedule_host(ctx, host_name))
     if ctx.hosts is not None:
         registry.settle = lambda: ctx.hosts.wait_settled(config.libvirt_connect_timeout * 2)
     ctx.extras["tasks"] = registry

@@ -35,13 +35,14 @@ PREFIX = "fmtest-e2e-"
 
 @pytest.fixture
 async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
-                 real_hosts: None, cobbler_server: None) -> Any:
+                 real_hosts: None, cobbler_server: None, database_url: str) -> Any:
     rh.CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
     port = rh.free_port()
     config = make_config(
         hosts={}, virthosts=str(rh.write_virthosts(tmp_path / "real-virthosts.conf")), listen_port=str(port),
         public_url=f"http://10.0.2.2:{port}", cobbler_url=cb.XMLRPC_URL, cobbler_password=cb.PASSWORD,
-        cobbler_autoinstall_url="http://10.0.2.2:25152/cblr/svc/op", console_log_dir=str(rh.CONSOLE_DIR))
+        cobbler_autoinstall_url="http://10.0.2.2:25152/cblr/svc/op", console_log_dir=str(rh.CONSOLE_DIR),
+        database_connection=database_url)
     srv = await start_server(config)
     srv.alice = pv.add_user(srv.ctx, "alice")
     yield srv
@@ -70,8 +71,14 @@ async def test_checkout_install_phone_home_stop_start_delete(server: Any) -> Non
     assert guest.mac in xml
     system = await ctx.cobbler.get_system(name)
     assert system is not None and system["interfaces"]["eth0"]["mac_address"] == guest.mac
-    log = rh.console(name)
+    # The guest prints its line after the server's answer reaches it: under load that can come a moment
+    # after the row says ready, so wait for it rather than read the console once.
+    log = await pv.wait_for(lambda: rh.console(name), lambda text: "fogmachine: phoned home" in text, deadline=60)
     assert "fogmachine: owner alice" in log and "fogmachine: phoned home" in log, log
+    # Installed: Cobbler's rendered kickstart, which anyone may fetch, no longer carries a working token.
+    row = await pv.wait_for(lambda: _state(ctx, guest.id), lambda g: not g.cobbler_token_pending, deadline=60)
+    assert not row.cobbler_token_pending
+    assert "fm_token=" not in await ctx.cobbler.generate_autoinstall(name)
 
     await lifecycle.perform(ctx, server.alice, guest.id, "destroy")
     assert _state(ctx, guest.id).state == GuestState.SHUTOFF

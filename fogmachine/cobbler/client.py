@@ -285,6 +285,13 @@ class CobblerClient:
             await self.modify_system(handle, field_name, value)
         await self.save_system(handle)
 
+    async def edit_system(self, name: str, changes: Mapping[str, Any]) -> None:
+        """Change some fields of an existing system (get_system_handle, one modify per field, save_system)."""
+        handle = await self.authed("get_system_handle", name)
+        for field_name, value in changes.items():
+            await self.modify_system(handle, field_name, value)
+        await self.save_system(handle)
+
     async def remove_system(self, name: str) -> bool:
         """Remove the system; True if it existed. A missing system is not an error (undo may repeat)."""
         if await self.get_system(name) is None:

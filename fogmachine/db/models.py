@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -172,6 +173,14 @@ class Guest(Base):
     cobbler_system: Mapped[str] = mapped_column(String(255), default="")
     volume_path: Mapped[str] = mapped_column(String(1024), default="")
     phonehome_token_hash: Mapped[str] = mapped_column(String(128), default="")
+    # The token works while the guest installs and until this time (its first phone-home plus the grace);
+    # NULL before that. See services/phonehome.py.
+    phonehome_until: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+    # Installed, but its domain still boots the installer's kernel: the switch to disk boot is retried
+    # (services/diskboot.py) and, until it is done, the next boot is a reinstall, so the token stays open.
+    diskboot_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Cobbler's record of this guest still carries the phone-home token (blanked once the install is done).
+    cobbler_token_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow, index=True)
     retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)

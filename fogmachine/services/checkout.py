@@ -179,6 +179,8 @@ def _claim(session: Session, actor: Actor, config: Config, name: str, entry: Cat
         mac=_unique_mac(session), phonehome_token_hash=token_hash, worker=worker,
         # Recorded before the system exists: reconciliation removes Fogmachine-made systems no guest names.
         cobbler_system=name if with_cobbler else "",
+        # Its autoinstall_meta will carry the phone-home token until the install is finished (diskboot).
+        cobbler_token_pending=with_cobbler,
     )
     session.add(guest)
     session.flush()

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -71,6 +71,9 @@ class HostManager:
         self._started = False
         self._pool = CallPool(CALL_THREADS, name="fm-virt")
         self._reload_lock = asyncio.Lock()
+        # Called with a host's name when it answers after being down (or at first contact), once its
+        # snapshot is written: work that waited for the host (e.g. diskboot's retries) starts then.
+        self.on_up: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------------ component
 
@@ -170,6 +173,17 @@ class HostManager:
     # ------------------------------------------------------------------ listener
 
     async def host_up(self, host: HostConnection, snapshot: HostSnapshot) -> None:
+        # ``applied`` is None at first contact and again after the host was marked down.
+        came_up = host.applied is None
+        await self._apply(host, snapshot)
+        if came_up:
+            for hook in list(self.on_up):
+                try:
+                    hook(host.name)
+                except Exception:  # one hook's bug must not keep the host's state from being written
+                    log.exception("host %s: a host-up hook failed", host.name)
+
+    async def _apply(self, host: HostConnection, snapshot: HostSnapshot) -> None:
         now = time.monotonic()
         slack = max(32, snapshot.facts.total_memory_mb // 100)
         if snapshot.same_as(host.applied, slack) and now - host.applied_at < DB_RECHECK:

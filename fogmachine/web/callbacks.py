@@ -26,8 +26,16 @@ class GuestCallbackHandler(JsonHandler):
         pass
 
     def arg(self, name: str) -> str:
-        # Query string or form body (POST), whichever the guest's tool sends.
-        return (self.get_argument(name, "") or "")[:512]
+        """The argument exactly as sent (query string or form body, whichever the guest's tool uses).
+
+        Not ``get_argument``: that strips whitespace and turns control characters into spaces, so
+        ``10.0.2.15\\x00`` or ``web1\\n`` would arrive looking valid. The service's validators see the
+        client's real text and refuse it whole. Undecodable bytes are a 400 (Tornado's decode_argument).
+        """
+        values = self.request.arguments.get(name)
+        if not values:
+            return ""
+        return self.decode_argument(values[-1], name=name)[:512]
 
 
 class SetHandler(GuestCallbackHandler):
@@ -42,8 +50,7 @@ class SetHandler(GuestCallbackHandler):
 
 class GetUserHandler(GuestCallbackHandler):
     async def get(self, mac: str) -> None:
-        owner: dict[str, Any] = await self.ctx.db.run(phonehome.owner_of, mac, self.arg("token"),
-                                                      self.request.remote_ip or "")
+        owner: dict[str, Any] = await phonehome.owner(self.ctx, mac, self.arg("token"), self.request.remote_ip or "")
         self.write_json(owner)
 
     async def post(self, mac: str) -> None:

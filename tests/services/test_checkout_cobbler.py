@@ -7,12 +7,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import tornado.httpclient
 from sqlalchemy import update
 
 from fogmachine.config import Config
 from fogmachine.db.models import Host, Step
 from fogmachine.services import checkout as co
-from fogmachine.services import lifecycle
+from fogmachine.services import lifecycle, reconcile
 from fogmachine.services.checkout import CheckoutRequest
 from tests.support import cobbler as cb
 from tests.support import provisioning as pv
@@ -22,11 +23,13 @@ PREFIX = "fmtest-co-"
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], cobbler_server: None) -> Any:
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], cobbler_server: None,
+                 database_url: str) -> Any:
     cb.remove_systems(PREFIX)
     config = make_config(hosts={"h1": {"cpus": 4, "memory_mb": 4096}}, cobbler_url=cb.XMLRPC_URL,
                          cobbler_password=cb.PASSWORD, public_url="http://10.0.2.2:9999",
-                         cobbler_autoinstall_url="http://10.0.2.2:25152/cblr/svc/op")
+                         cobbler_autoinstall_url="http://10.0.2.2:25152/cblr/svc/op",
+                         database_connection=database_url)
     srv = await start_server(config)
     srv.alice = pv.add_user(srv.ctx, "alice", email="alice@example.org")
     yield srv
@@ -58,7 +61,21 @@ async def test_checkout_registers_the_system_then_the_guest_phones_home(server: 
     row = pv.guest(ctx, guest.id)
     assert (row.step, row.ip, row.hostname) == (Step.READY, "10.0.2.15", name)
     reply = await srv.fetch(f"/guest/{guest.mac}/getuser?" + urlencode({"token": token}))
-    assert reply.code == 200 and b'"username":"alice"' in reply.body
+    assert reply.code == 200 and b'"username":"alice"' in reply.body  # within the grace: the same install
+
+    # Once installed, the token is gone from Cobbler: what Cobbler serves to anyone no longer carries it.
+    await pv.settle(ctx)
+    assert not pv.guest(ctx, guest.id).cobbler_token_pending
+    system = await ctx.cobbler.get_system(name)
+    assert system is not None and system["autoinstall_meta"]["fogmachine_token"] == ""
+    assert system["autoinstall_meta"]["fogmachine_mac"] == guest.mac  # the rest is kept
+    rendered = await ctx.cobbler.generate_autoinstall(name)
+    assert token not in rendered and "fm_token=" not in rendered
+    served = await tornado.httpclient.AsyncHTTPClient().fetch(f"{cb.SVC_URL}/autoinstall/system/{name}")
+    assert token.encode() not in served.body
+    # Reconciliation still knows the system as this Fogmachine's (and as the guest's: kept).
+    await reconcile.reconcile(ctx)
+    assert await ctx.cobbler.get_system(name) is not None
 
     await lifecycle.delete(ctx, srv.alice, guest.id)
     assert await ctx.cobbler.get_system(name) is None

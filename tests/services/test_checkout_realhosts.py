@@ -22,7 +22,7 @@ PREFIX = "fmtest-rl-"
 
 @pytest.fixture
 async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
-                 real_hosts: None) -> Any:
+                 real_hosts: None, database_url: str) -> Any:
     rh.CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
     catalog = pv.write_catalog(tmp_path / "catalog.conf", {
         "tiny": {"virt_type": "qemu", "ram_mb": 256, "vcpus": 1, "boot": "kernel", "kernel": str(rh.KERNEL),
@@ -34,7 +34,7 @@ async def server(make_config: Callable[..., Config], start_server: Callable[...,
     port = rh.free_port()
     config = make_config(hosts={}, virthosts=str(rh.write_virthosts(tmp_path / "real-virthosts.conf", ("rh1",))),
                          local_catalog=str(catalog), listen_port=str(port), public_url=f"http://10.0.2.2:{port}",
-                         console_log_dir=str(rh.CONSOLE_DIR))
+                         console_log_dir=str(rh.CONSOLE_DIR), database_connection=database_url)
     srv = await start_server(config)
     srv.alice = pv.add_user(srv.ctx, "alice")
     yield srv

@@ -32,10 +32,12 @@ PROFILES = {
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path) -> Any:
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
+                 database_url: str) -> Any:
     catalog = pv.write_catalog(tmp_path / "catalog.conf", PROFILES)
     host = write_pool_host(tmp_path / "hosts", "h1", tmp_path / "pool", cpus=4, memory_mb=8192)
-    srv = await start_server(make_config(hosts={"h1": host}, local_catalog=str(catalog)))
+    srv = await start_server(make_config(hosts={"h1": host}, local_catalog=str(catalog),
+                                         database_connection=database_url))
     srv.alice = pv.add_user(srv.ctx, "alice")
     return srv
 
@@ -107,3 +109,26 @@ async def test_a_failed_switch_never_fails_the_phone_home_and_is_recorded(server
     assert row.step_reason == (f"{NOT_SWITCHED} (guest inst2 has no domain on host h1); "
                                "its next boot runs the installer again")
     assert ("guest.diskboot", "failed") in pv.audit_actions(server.ctx, "inst2")
+
+
+async def test_the_periodic_retry_finishes_the_switch_once_the_domain_is_back(server: Any) -> None:
+    guest = await installing(server, "inst3", "install")
+    conn = server.ctx.hosts.get("h1")
+    definition = ET.tostring(await xml(server, "inst3", libvirt.VIR_DOMAIN_XML_INACTIVE), encoding="unicode")
+    await conn.destroy("inst3")
+    await conn.undefine("inst3")
+    await phone_home(server, guest)
+    row = pv.guest(server.ctx, guest.id)
+    assert row.diskboot_pending and row.step_reason.startswith(NOT_SWITCHED)
+    # A later phone-home (its installer again) neither clears the warning nor audits the same failure twice.
+    await phone_home(server, guest)
+    row = pv.guest(server.ctx, guest.id)
+    assert row.diskboot_pending and row.step_reason.startswith(NOT_SWITCHED)
+    assert pv.audit_actions(server.ctx, "inst3").count(("guest.diskboot", "failed")) == 1
+
+    await conn.define(definition)  # the domain is back (still booting the installer's kernel)
+    assert await server.ctx.extras["tasks"].run_once("diskboot")  # the periodic task's run
+    row = pv.guest(server.ctx, guest.id)
+    assert not row.diskboot_pending and row.step_reason == ""
+    assert (await xml(server, "inst3", libvirt.VIR_DOMAIN_XML_INACTIVE)).find("./os/kernel") is None
+    assert pv.audit_actions(server.ctx, "inst3")[-1] == ("guest.diskboot", "ok")
