@@ -178,7 +178,7 @@ class HostManager:
         for attempt in (1, 2):
             try:
                 # lock: reads then writes; on SQLite that must hold the write lock from BEGIN.
-                changes = await self.ctx.db.run(hoststate.apply_snapshot, host.host_id, snapshot,
+                applied = await self.ctx.db.run(hoststate.apply_snapshot, host.host_id, snapshot,
                                                 seen_at=host.last_seen_at, free_slack_mb=slack, lock=True)
                 break
             except IntegrityError as exc:  # another process inserted the same row first
@@ -187,9 +187,10 @@ class HostManager:
                     raise
                 log.info("host %s: resync collided with another writer (%s); again", host.name,
                          type(exc.orig).__name__)
-        host.applied, host.applied_at = snapshot, now
-        if changes:
-            log.debug("host %s: %d change(s) written", host.name, changes)
+        # Rows skipped because they changed under the resync are not known to match: compare again next time.
+        host.applied, host.applied_at = (None, 0.0) if applied.skipped else (snapshot, now)
+        if applied.changes:
+            log.debug("host %s: %d change(s) written", host.name, applied.changes)
 
     async def host_down(self, host: HostConnection, reason: str) -> None:
         assert host.host_id is not None
