@@ -6,10 +6,12 @@ only what differs from the rows, so the periodic resync of an unchanged host
 costs reads and no writes.
 
 A resync reads the host's rows and decides what changes (``plan_snapshot``),
-then writes each row only where it still is (``write_plan``): a row deleted
-meanwhile (a delete through the API commits between the read and the write)
-is skipped and named in the log, and the rest of the snapshot is written. The
-row's own writer had the last word; the next resync looks again.
+then writes each row only where it still is as read (``write_plan``: by id and
+``version``): a row deleted meanwhile (a delete through the API commits
+between the read and the write) or changed meanwhile (reconciliation marked it
+failed with its reason) is skipped and named in the log, and the rest of the
+snapshot is written. The row's own writer had the last word; the next resync
+looks again.
 
 How domains map to guest rows:
 
@@ -119,6 +121,7 @@ class RowWrite:
     """One guest row to change (``values``) or delete (``values`` None)."""
 
     guest_id: int
+    version: int  # as read: the write is made only where the row still has it
     name: str
     values: dict[str, Any] | None
 
@@ -150,7 +153,7 @@ class Applied:
 
 def _columns(guest: Guest) -> dict[str, Any]:
     return {attr.key: getattr(guest, attr.key) for attr in inspect(Guest).column_attrs
-            if attr.key not in ("id", "updated_at") and getattr(guest, attr.key) is not None}
+            if attr.key not in ("id", "updated_at", "version") and getattr(guest, attr.key) is not None}
 
 
 def _changed(guest: Guest) -> dict[str, Any]:
@@ -206,13 +209,13 @@ def plan_snapshot(session: Session, host_id: int, snapshot: HostSnapshot, *, see
                 _set(guest, "state", GuestState.MISSING)
 
     for guest in gone.values():
-        plan.writes.append(RowWrite(guest.id, guest.name, None))
+        plan.writes.append(RowWrite(guest.id, guest.version, guest.name, None))
     for guest in loaded:
         if guest.id in gone:
             continue
         values = _changed(guest)
         if values:
-            plan.writes.append(RowWrite(guest.id, guest.name, values))
+            plan.writes.append(RowWrite(guest.id, guest.version, guest.name, values))
     plan.inserts = [_columns(guest) for guest in new]
     plan.changes = len(plan.writes) + len(plan.inserts)
     for guest in loaded:  # the plan holds plain values: these objects must never be flushed
@@ -229,14 +232,16 @@ def write_plan(session: Session, plan: Plan) -> Applied:
     skipped: list[str] = []
     # Deletions first: a row moved here may take the name of a mirror row that goes.
     for write in sorted(plan.writes, key=lambda w: (w.values is not None, w.guest_id)):
+        as_read = (Guest.id == write.guest_id) & (Guest.version == write.version)
         if write.values is None:
-            statement: Any = delete(Guest).where(Guest.id == write.guest_id)
+            statement: Any = delete(Guest).where(as_read)
         else:
-            statement = update(Guest).where(Guest.id == write.guest_id).values(**write.values, updated_at=utcnow())
+            statement = update(Guest).where(as_read).values(**write.values, version=write.version + 1,
+                                                             updated_at=utcnow())
         result = cast(CursorResult[Any], session.execute(statement.execution_options(synchronize_session=False)))
         if result.rowcount == 1:
             changes += 1
-        else:  # deleted (or changed) since the read: its own writer's word stands; the next resync looks again
+        else:  # deleted or changed since the read: its own writer's word stands; the next resync looks again
             skipped.append(write.name)
     for values in plan.inserts:
         session.add(Guest(**values))
@@ -320,7 +325,7 @@ def apply_down(session: Session, host_id: int, reason: str, *, last_seen_at: dt.
     result = cast(CursorResult[Any], session.execute(
         update(Guest)
         .where(Guest.host_id == host_id, Guest.step != Step.RETIRED, Guest.state.not_in(_NOT_LIVE))
-        .values(state=GuestState.UNKNOWN, updated_at=utcnow())
+        .values(state=GuestState.UNKNOWN, updated_at=utcnow(), version=Guest.version + 1)
         .execution_options(synchronize_session=False)
     ))
     return changes + (result.rowcount or 0)
