@@ -187,8 +187,12 @@ class HostManager:
                     raise
                 log.info("host %s: resync collided with another writer (%s); again", host.name,
                          type(exc.orig).__name__)
-        # Rows skipped because they changed under the resync are not known to match: compare again next time.
-        host.applied, host.applied_at = (None, 0.0) if applied.skipped else (snapshot, now)
+        host.applied, host.applied_at = snapshot, now
+        if applied.skipped:
+            # Rows that changed under the resync were left as their writer made them: read the host
+            # again now, so they catch up with it at once rather than at the next event or interval.
+            host.applied = None
+            host.request_resync()
         if applied.changes:
             log.debug("host %s: %d change(s) written", host.name, applied.changes)
 
