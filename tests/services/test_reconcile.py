@@ -228,6 +228,7 @@ async def test_orphan_cobbler_system_removed_owned_one_kept(database_url, make_c
     srv = await start_server(make_config(cobbler_url=cobbler_support.XMLRPC_URL, cobbler_user="cobbler",
                                          cobbler_password="cobbler", database_connection=database_url))
     ctx = srv.ctx
+    await ctx.extras["tasks"].wait_started()  # the pass at start must not take the orphan before this one
     from fogmachine.cobbler.client import SystemSpec
 
     mine = {"fogmachine_token": "x", "fogmachine_server": ctx.config.server_url}
