@@ -25,6 +25,7 @@ from fogmachine.db import migrate
 from fogmachine.db.models import Host
 from fogmachine.db.session import Database
 from fogmachine.errors import ConfigError, FogmachineError
+from fogmachine.services import hosts as host_service
 
 log = logging.getLogger("fogmachine")
 
@@ -126,12 +127,14 @@ def cmd_hosts_list(config: Config, args: argparse.Namespace) -> int:
         migrate.ensure_schema(db.engine)
         with db.session() as session:
             hosts = list(session.scalars(select(Host).order_by(Host.name)))
+            shown = host_service.host_dicts(session, hosts, config.cpu_overcommit)  # free as placement counts it
     finally:
         db.dispose()
     print(f"{'NAME':<16} {'TYPE':<6} {'STATE':<8} {'ENABLED':<8} {'MEM FREE/TOTAL MiB':<20} {'CPUS':<5} URI")
-    for h in hosts:
+    for h, shown_host in zip(hosts, shown, strict=True):
+        memory = f"{shown_host['free_memory_mb']}/{h.total_memory_mb}"
         print(f"{h.name:<16} {h.virt_type:<6} {h.state:<8} {'yes' if h.enabled else 'no':<8} "
-              f"{f'{h.free_memory_mb}/{h.total_memory_mb}':<20} {h.cpus:<5} {h.uri}")
+              f"{memory:<20} {h.cpus:<5} {h.uri}")
     return 0
 
 

@@ -93,11 +93,18 @@ def vcpu_capacity(host: Any, cpu_overcommit: float) -> int:
     return int(host.cpus * cpu_overcommit)
 
 
+def free_on(host: Any, used: Usage, cpu_overcommit: float) -> tuple[int, int]:
+    """(MiB, vCPUs) free on ``host``: THE definition of free, the one placement decides with and every
+    page, the API and the CLI show. Memory: the host's total minus every guest that holds capacity
+    (``used``); what the hypervisor itself reports free is not it (libvirt's test driver reports a few
+    MiB, a real host counts its page cache as used and guests that are shut off as free)."""
+    return (max(0, host.total_memory_mb - used.ram_mb), max(0, vcpu_capacity(host, cpu_overcommit) - used.vcpus))
+
+
 def room_on(host: Any, used: Usage, demand: Demand, cpu_overcommit: float, *,
             excluded: bool = False, unfit: str = "") -> Room:
     """``unfit``: why the host cannot take this guest whatever its room (no storage pool for a disk image)."""
-    free_ram = max(0, host.total_memory_mb - used.ram_mb)
-    free_vcpus = max(0, vcpu_capacity(host, cpu_overcommit) - used.vcpus)
+    free_ram, free_vcpus = free_on(host, used, cpu_overcommit)
     reason = ""
     if not host.enabled:
         reason = "disabled"
@@ -182,5 +189,5 @@ def usage_by_host(session: Session, host_ids: Iterable[int]) -> dict[int, Usage]
         .group_by(Guest.host_id)
     )
     return {host_id: Usage(int(ram), int(vcpus), int(count)) for host_id, ram, vcpus, count in rows
-            if host_id is not None}  # never None: the query asks for these hosts
+            if host_id is not None}
 

@@ -4,8 +4,9 @@ Each task is a coroutine run by a Tornado ``PeriodicCallback`` with jitter (so
 several processes started together do not hit the database in lockstep). An
 exclusive task runs only while this process holds its lease in the database,
 so when several Fogmachine processes share MariaDB or PostgreSQL each task
-runs in one of them at a time; a process that dies stops renewing and loses
-the lease within its time to live.
+runs in one of them at a time; a process that dies stops renewing its
+heartbeat and loses its task leases when the heartbeat expires (15 s), not
+when each lease would (three intervals).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from fogmachine.services import leases
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_TTL = 15.0
+# How often the checkouts of a process whose heartbeat stopped are looked for (reconcile.fix_interrupted).
+# With the heartbeat's 15 s, a crashed process's checkouts are failed and cleaned 15 to 35 s after the crash.
+INTERRUPTED_INTERVAL = HEARTBEAT_TTL
 
 
 @dataclass
@@ -37,7 +41,8 @@ class PeriodicTask:
 
     @property
     def lease_ttl(self) -> float:
-        # Long enough to survive a late run, short enough that a dead owner is replaced soon.
+        # Long enough to survive a late run. A dead owner is replaced sooner: its lease ends with
+        # its heartbeat (leases.try_acquire), HEARTBEAT_TTL after it stopped.
         return max(3 * self.interval, HEARTBEAT_TTL)
 
 
@@ -149,6 +154,7 @@ def build_registry(ctx: Context) -> TaskRegistry:
     lifetimes = sessions.Lifetimes.of(config)
     registry.add(PeriodicTask("sessions", 3600, lambda: ctx.db.run(sessions.purge, lifetimes)))
     registry.add(PeriodicTask("reconcile", config.reconcile_interval, lambda: reconcile.reconcile(ctx)))
+    registry.add(PeriodicTask("interrupted", INTERRUPTED_INTERVAL, lambda: reconcile.fix_interrupted(ctx)))
     registry.at_start.append("reconcile")
     # Installed guests whose switch to disk boot (or token removal in Cobbler) failed: tried again until
     # done, also at start (a restart must not forget them) and as soon as their host answers again.

@@ -126,23 +126,23 @@
   function applyCapacity() {
     var box = document.querySelector("[data-capacity]");
     if (!box) { return; }
-    var total = 0, usable = 0, memTotal = 0, memFree = 0, vcap = 0, vused = 0, guests = 0;
+    var total = 0, usable = 0, memTotal = 0, memFree = 0, vcap = 0, vfree = 0, guests = 0;
     Object.keys(knownHosts).forEach(function (name) {
       var h = knownHosts[name];
       total += 1;
       guests += h.guest_count;
       if (h.display_state !== "up") { return; }
       usable += 1; memTotal += h.total_memory_mb; memFree += h.free_memory_mb;
-      vcap += h.vcpu_capacity; vused += h.committed_vcpus;
+      vcap += h.vcpu_capacity; vfree += h.vcpus_free;
     });
     var set = function (key, text) { box.querySelectorAll('[data-stat="' + key + '"]').forEach(function (el) { el.textContent = text; }); };
     var bar = function (key, pct) { box.querySelectorAll('[data-stat="' + key + '"]').forEach(function (el) { el.style.width = pct + "%"; }); };
     set("hosts", usable + " / " + total);
     set("memory_free", mib(memFree)); set("memory_total", mib(memTotal));
-    set("vcpus_free", String(Math.max(0, vcap - vused))); set("vcpu_capacity", String(vcap));
+    set("vcpus_free", String(vfree)); set("vcpu_capacity", String(vcap));
     set("guests", String(guests));
     bar("memory_bar", memTotal ? Math.round(100 * (memTotal - memFree) / memTotal) : 0);
-    bar("cpu_bar", vcap ? Math.min(100, Math.round(100 * vused / vcap)) : 0);
+    bar("cpu_bar", vcap ? Math.min(100, Math.round(100 * (vcap - vfree) / vcap)) : 0);
   }
 
   function mib(value) {

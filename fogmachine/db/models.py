@@ -187,6 +187,13 @@ class Guest(Base):
     # The Fogmachine process running this guest's provisioning (see TaskLease): when
     # that process dies mid-checkout, reconciliation knows the work is orphaned.
     worker: Mapped[str] = mapped_column(String(64), default="")
+    # Bumped by every write. The ORM writes a guest only where it is still the version it read
+    # (version_id_col) and a host resync does the same by hand (services/hoststate.py), so a write
+    # decided on an earlier read (a resync that read the row before reconciliation marked it failed)
+    # is refused instead of overwriting what happened since.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
 
     owner: Mapped[User | None] = relationship(back_populates="guests")
     host: Mapped[Host | None] = relationship(back_populates="guests")

@@ -22,8 +22,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
-from fogmachine.errors import DatabaseUnavailable
+from fogmachine.errors import Conflict, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -116,7 +117,9 @@ class Database:
         On SQLite, an unlocked unit that turns out to write after another
         connection committed fails with "database is locked" (its read snapshot
         is stale); it is run once more under the write lock, which cannot fail
-        that way. So ``fn`` must be database work only, safe to run again.
+        that way. So ``fn`` must be database work only, safe to run again. The same holds when a
+        guest row it read was changed by someone else before its write (``StaleDataError``, see
+        ``Guest.version``): it is run once more on a fresh read, and a second clash is a Conflict.
         """
         try:
             try:
@@ -125,6 +128,14 @@ class Database:
                 if lock or self.backend != "sqlite" or "database is locked" not in str(exc.orig):
                     raise
                 return self._attempt(fn, args, kwargs, True)
+            except StaleDataError:
+                # A versioned row (a guest) changed between this unit's read and its write: decide again
+                # on a fresh read, once; a second clash in a row is the caller's 409.
+                log.info("a row changed under %s; running it again on a fresh read", getattr(fn, "__name__", fn))
+                try:
+                    return self._attempt(fn, args, kwargs, lock)
+                except StaleDataError:
+                    raise Conflict("someone else changed it at the same moment; try again") from None
         except (OperationalError, DBAPIError) as exc:
             if is_connection_error(exc):
                 log.warning("database unreachable: %s", type(exc.orig or exc).__name__)

@@ -8,12 +8,14 @@ the virthosts file says which hosts exist, administrators say which take work.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fogmachine import placement
 from fogmachine.db.models import Host
 from fogmachine.errors import Conflict, NotFound
 from fogmachine.services import audit
@@ -35,15 +37,16 @@ def _percent(part: float, whole: float) -> int:
     return max(0, min(100, round(100 * part / whole)))
 
 
-def host_to_dict(host: Host, cpu_overcommit: float) -> dict[str, Any]:
-    """A host's state and capacity as the dashboard and the live feed show it.
+def host_to_dict(host: Host, cpu_overcommit: float, used: placement.Usage) -> dict[str, Any]:
+    """A host's state and capacity as the dashboard, the live feed and the API show it.
 
-    Memory is what libvirt reports free on the host (so it includes what other
-    tools use); vCPUs are what Fogmachine has committed against the host's
-    physical CPUs times ``cpu_overcommit``, the figure placement works with.
+    Free memory and free vCPUs are placement's (``placement.free_on``): the host's memory, and its
+    CPUs times ``cpu_overcommit``, minus what the guests on it hold (``used``, from ``usage``), so a
+    guest of the size shown free fits. What the hypervisor itself reports free is given apart, as
+    ``hypervisor_free_memory_mb``, for operators; nothing decides by it.
     """
-    vcpu_capacity = int(host.cpus * cpu_overcommit)
-    used_mb = max(0, host.total_memory_mb - host.free_memory_mb)
+    vcpu_capacity = placement.vcpu_capacity(host, cpu_overcommit)
+    free_mb, free_vcpus = placement.free_on(host, used, cpu_overcommit)
     return {
         "name": host.name,
         "virt_type": host.virt_type,
@@ -53,17 +56,31 @@ def host_to_dict(host: Host, cpu_overcommit: float) -> dict[str, Any]:
         "in_config": host.in_config,
         "state_reason": host.state_reason,
         "total_memory_mb": host.total_memory_mb,
-        "free_memory_mb": host.free_memory_mb,
-        "memory_used_pct": _percent(used_mb, host.total_memory_mb),
+        "free_memory_mb": free_mb,
+        "placed_memory_mb": used.ram_mb,
+        "memory_used_pct": _percent(host.total_memory_mb - free_mb, host.total_memory_mb),
+        "hypervisor_free_memory_mb": host.free_memory_mb,
         "committed_memory_mb": host.committed_memory_mb,
         "cpus": host.cpus,
         "vcpu_capacity": vcpu_capacity,
+        "placed_vcpus": used.vcpus,
         "committed_vcpus": host.committed_vcpus,
-        "vcpus_free": max(0, vcpu_capacity - host.committed_vcpus),
-        "cpu_used_pct": _percent(host.committed_vcpus, vcpu_capacity),
+        "vcpus_free": free_vcpus,
+        "cpu_used_pct": _percent(vcpu_capacity - free_vcpus, vcpu_capacity),
         "guest_count": host.guest_count,
         "last_seen_at": _iso(host.last_seen_at),
     }
+
+
+def usage(session: Session, hosts: list[Host]) -> dict[int, placement.Usage]:
+    """What the guests on each of ``hosts`` hold, counted as placement counts it (one query)."""
+    return placement.usage_by_host(session, [h.id for h in hosts])
+
+
+def host_dicts(session: Session, hosts: list[Host], cpu_overcommit: float) -> list[dict[str, Any]]:
+    """``host_to_dict`` of each host, with what its guests hold read in one query."""
+    used = usage(session, hosts)
+    return [host_to_dict(h, cpu_overcommit, used.get(h.id, placement.Usage())) for h in hosts]
 
 
 @dataclass(frozen=True)
@@ -75,7 +92,7 @@ class Capacity:
     memory_total_mb: int
     memory_free_mb: int
     vcpu_capacity: int
-    vcpus_committed: int
+    vcpus_free: int
     guests: int
 
     @property
@@ -84,7 +101,7 @@ class Capacity:
 
     @property
     def cpu_used_pct(self) -> int:
-        return _percent(self.vcpus_committed, self.vcpu_capacity)
+        return _percent(self.vcpu_capacity - self.vcpus_free, self.vcpu_capacity)
 
 
 def list_hosts(session: Session) -> list[Host]:
@@ -100,15 +117,17 @@ def get_host(session: Session, host_name: str) -> Host:
     return host
 
 
-def capacity(hosts: list[Host], cpu_overcommit: float) -> Capacity:
+def capacity(hosts: list[Host], cpu_overcommit: float, used: Mapping[int, placement.Usage]) -> Capacity:
+    """The cloud's totals over the hosts that take guests, free as placement counts it (``usage``)."""
     usable = [h for h in hosts if h.enabled and h.state == "up"]
+    free = [placement.free_on(h, used.get(h.id, placement.Usage()), cpu_overcommit) for h in usable]
     return Capacity(
         hosts_total=len(hosts),
         hosts_usable=len(usable),
         memory_total_mb=sum(h.total_memory_mb for h in usable),
-        memory_free_mb=sum(h.free_memory_mb for h in usable),
-        vcpu_capacity=sum(int(h.cpus * cpu_overcommit) for h in usable),
-        vcpus_committed=sum(h.committed_vcpus for h in usable),
+        memory_free_mb=sum(mb for mb, _ in free),
+        vcpu_capacity=sum(placement.vcpu_capacity(h, cpu_overcommit) for h in usable),
+        vcpus_free=sum(vcpus for _, vcpus in free),
         guests=sum(h.guest_count for h in hosts),
     )
 

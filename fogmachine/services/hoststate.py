@@ -5,6 +5,14 @@ calls ``apply_snapshot``; a lost host goes through ``apply_down``. Both write
 only what differs from the rows, so the periodic resync of an unchanged host
 costs reads and no writes.
 
+A resync reads the host's rows and decides what changes (``plan_snapshot``),
+then writes each row only where it still is as read (``write_plan``: by id and
+``version``): a row deleted meanwhile (a delete through the API commits
+between the read and the write) or changed meanwhile (reconciliation marked it
+failed with its reason) is skipped and named in the log, and the rest of the
+snapshot is written. The row's own writer had the last word; the next resync
+looks again.
+
 How domains map to guest rows:
 
 * a domain whose XML carries Fogmachine's mark (``<fogmachine:guest id=N>``)
@@ -26,9 +34,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import delete, inspect, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from fogmachine.db.models import Guest, GuestState, Host, HostState, Step, utcnow
@@ -80,7 +90,8 @@ class _Macs:
         self.owner: dict[str, object] = {}
         if wanted:
             for guest_id, mac in session.execute(select(Guest.id, Guest.mac).where(Guest.mac.in_(wanted))):
-                self.owner[mac or ""] = guest_id  # never None: the query asks for these MACs
+                if mac:
+                    self.owner[mac] = guest_id
 
     def assign(self, guest: Guest, mac: str | None) -> int:
         if mac is None or guest.mac == mac:
@@ -105,55 +116,157 @@ def _update_guest(guest: Guest, dom: DomainInfo, macs: _Macs) -> int:
     return changes
 
 
+@dataclass(frozen=True)
+class RowWrite:
+    """One guest row to change (``values``) or delete (``values`` None)."""
+
+    guest_id: int
+    version: int  # as read: the write is made only where the row still has it
+    name: str
+    values: dict[str, Any] | None
+
+
+@dataclass
+class Plan:
+    """What a snapshot changes in the rows, decided from one read of them.
+
+    Writing it (``write_plan``) touches each row only where it is still as read: a row
+    deleted (or changed) since is skipped, never the whole host's resync failed.
+    """
+
+    host_id: int
+    snapshot: HostSnapshot
+    seen_at: dt.datetime
+    free_slack_mb: int
+    writes: list[RowWrite] = field(default_factory=list)
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    changes: int = 0
+
+
+@dataclass(frozen=True)
+class Applied:
+    """How a plan went: ``changes`` written, ``skipped`` rows that had changed or gone since the read."""
+
+    changes: int
+    skipped: tuple[str, ...] = ()
+
+
+def _columns(guest: Guest) -> dict[str, Any]:
+    return {attr.key: getattr(guest, attr.key) for attr in inspect(Guest).column_attrs
+            if attr.key not in ("id", "updated_at", "version") and getattr(guest, attr.key) is not None}
+
+
+def _changed(guest: Guest) -> dict[str, Any]:
+    """The columns changed on ``guest`` since it was read."""
+    state = inspect(guest)
+    return {attr.key: state.attrs[attr.key].value for attr in inspect(Guest).column_attrs
+            if state.attrs[attr.key].history.has_changes()}
+
+
+def plan_snapshot(session: Session, host_id: int, snapshot: HostSnapshot, *, seen_at: dt.datetime | None = None,
+                  free_slack_mb: int = 0) -> Plan | None:
+    """Read the host's rows and decide what ``snapshot`` changes in them; writes nothing.
+
+    None when the host row is gone (removed from virthosts.conf meanwhile).
+    """
+    if session.get(Host, host_id) is None:
+        return None
+    plan = Plan(host_id, snapshot, seen_at or utcnow(), free_slack_mb)
+    with session.no_autoflush:
+        rows = list(session.scalars(select(Guest).where(Guest.host_id == host_id)))
+        loaded = list(rows)
+        by_id = {g.id: g for g in rows}
+        by_name = {g.domain_name: g for g in rows}
+        marked_elsewhere = {d.guest_id for d in snapshot.domains if d.guest_id and d.guest_id not in by_id}
+        if marked_elsewhere:
+            for guest in session.scalars(select(Guest).where(Guest.id.in_(marked_elsewhere))):
+                by_id[guest.id] = guest
+                loaded.append(guest)
+        macs = _Macs(session, snapshot.domains)
+        gone: dict[int, Guest] = {}
+        new: list[Guest] = []
+
+        seen: set[int] = set()
+        for dom in snapshot.domains:
+            row = _match(host_id, dom, by_id, by_name, gone)
+            if row is None:
+                continue
+            if row.id is None:  # a new unmanaged row
+                _update_guest(row, dom, macs)
+                new.append(row)
+                continue
+            seen.add(row.id)
+            if released(row):
+                continue
+            _update_guest(row, dom, macs)
+
+        for guest in rows:
+            if guest.id in seen or released(guest) or guest.id in gone:
+                continue
+            if not guest.managed:
+                gone[guest.id] = guest  # someone else's domain went away: so does its mirror
+            elif guest.state != GuestState.UNDEFINED:
+                _set(guest, "state", GuestState.MISSING)
+
+    for guest in gone.values():
+        plan.writes.append(RowWrite(guest.id, guest.version, guest.name, None))
+    for guest in loaded:
+        if guest.id in gone:
+            continue
+        values = _changed(guest)
+        if values:
+            plan.writes.append(RowWrite(guest.id, guest.version, guest.name, values))
+    plan.inserts = [_columns(guest) for guest in new]
+    plan.changes = len(plan.writes) + len(plan.inserts)
+    for guest in loaded:  # the plan holds plain values: these objects must never be flushed
+        session.expunge(guest)
+    return plan
+
+
+def write_plan(session: Session, plan: Plan) -> Applied:
+    """Write ``plan``: host facts, then each row only where it is still as the plan read it."""
+    host = session.get(Host, plan.host_id)
+    if host is None:
+        return Applied(0)
+    changes = _apply_facts(host, plan.snapshot, plan.free_slack_mb)
+    skipped: list[str] = []
+    # Deletions first: a row moved here may take the name of a mirror row that goes.
+    for write in sorted(plan.writes, key=lambda w: (w.values is not None, w.guest_id)):
+        as_read = (Guest.id == write.guest_id) & (Guest.version == write.version)
+        if write.values is None:
+            statement: Any = delete(Guest).where(as_read)
+        else:
+            statement = update(Guest).where(as_read).values(**write.values, version=write.version + 1,
+                                                             updated_at=utcnow())
+        result = cast(CursorResult[Any], session.execute(statement.execution_options(synchronize_session=False)))
+        if result.rowcount == 1:
+            changes += 1
+        else:  # deleted or changed since the read: its own writer's word stands; the next resync looks again
+            skipped.append(write.name)
+    for values in plan.inserts:
+        session.add(Guest(**values))
+        changes += 1
+    if skipped:
+        log.info("host %s: %d row(s) changed or went while being resynced; left as they are: %s",
+                 plan.host_id, len(skipped), ", ".join(skipped[:10]))
+    if changes or host.last_seen_at is None or plan.seen_at - host.last_seen_at > LAST_SEEN_SLACK:
+        host.last_seen_at = plan.seen_at
+    return Applied(changes, tuple(skipped))
+
+
 def apply_snapshot(session: Session, host_id: int, snapshot: HostSnapshot, *, seen_at: dt.datetime | None = None,
-                   free_slack_mb: int = 0) -> int:
-    """Make the host row and its guest rows match ``snapshot``; returns how many things changed."""
-    host = session.get(Host, host_id)
-    if host is None:  # removed from virthosts.conf meanwhile
-        return 0
-    seen_at = seen_at or utcnow()
-    changes = _apply_facts(host, snapshot, free_slack_mb)
-
-    rows = list(session.scalars(select(Guest).where(Guest.host_id == host_id)))
-    by_id = {g.id: g for g in rows}
-    by_name = {g.domain_name: g for g in rows if g.domain_name is not None}
-    marked_elsewhere = {d.guest_id for d in snapshot.domains if d.guest_id and d.guest_id not in by_id}
-    if marked_elsewhere:
-        for elsewhere in session.scalars(select(Guest).where(Guest.id.in_(marked_elsewhere))):
-            by_id[elsewhere.id] = elsewhere
-    macs = _Macs(session, snapshot.domains)
-
-    seen: set[int] = set()
-    for dom in snapshot.domains:
-        guest = _match(session, host_id, dom, by_id, by_name)
-        if guest is None:
-            continue
-        if guest.id is None:  # a new unmanaged row
-            changes += 1
-            _update_guest(guest, dom, macs)
-            continue
-        seen.add(guest.id)
-        if released(guest):
-            continue
-        changes += _update_guest(guest, dom, macs)
-
-    for guest in rows:
-        if guest.id in seen or released(guest):
-            continue
-        if not guest.managed:
-            session.delete(guest)  # someone else's domain went away: so does its mirror
-            changes += 1
-        elif guest.state != GuestState.UNDEFINED:
-            changes += _set(guest, "state", GuestState.MISSING)
-
-    if changes or host.last_seen_at is None or seen_at - host.last_seen_at > LAST_SEEN_SLACK:
-        host.last_seen_at = seen_at
-    return changes
+                   free_slack_mb: int = 0) -> Applied:
+    """Make the host row and its guest rows match ``snapshot``: ``plan_snapshot`` then ``write_plan``."""
+    plan = plan_snapshot(session, host_id, snapshot, seen_at=seen_at, free_slack_mb=free_slack_mb)
+    if plan is None:
+        return Applied(0)
+    return write_plan(session, plan)
 
 
-def _match(session: Session, host_id: int, dom: DomainInfo, by_id: dict[int, Guest],
-           by_name: dict[str, Guest]) -> Guest | None:
-    """The row for ``dom``: by Fogmachine's mark, else by name on this host, else a new unmanaged row."""
+def _match(host_id: int, dom: DomainInfo, by_id: dict[int, Guest], by_name: dict[str | None, Guest],
+           gone: dict[int, Guest]) -> Guest | None:
+    """The row for ``dom``: by Fogmachine's mark, else by name on this host, else a new unmanaged row
+    (not added to the session: the plan inserts it). A mirror row in the way of a moved guest goes to ``gone``."""
     if dom.guest_id is not None:
         guest = by_id.get(dom.guest_id)
         if guest is not None and guest.managed and guest.uuid and dom.uuid and guest.uuid != dom.uuid:
@@ -178,8 +291,7 @@ def _match(session: Session, host_id: int, dom: DomainInfo, by_id: dict[int, Gue
                         log.warning("host %s: domain %s is marked for guest %s but guest %s has that name here",
                                     host_id, dom.name, guest.id, clash.id)
                         return clash
-                    session.delete(clash)
-                    session.flush()
+                    gone[clash.id] = clash
                 log.info("guest %s (%s) found on host %s: moved", guest.id, guest.name, host_id)
                 guest.host_id = host_id
                 guest.domain_name = dom.name
@@ -197,7 +309,6 @@ def _match(session: Session, host_id: int, dom: DomainInfo, by_id: dict[int, Gue
         return existing
     guest = Guest(name=dom.name[:63], live_name=None, domain_name=dom.name, managed=False, owner_id=None,
                   host_id=host_id, step=Step.READY, state=dom.state)
-    session.add(guest)
     by_name[dom.name] = guest
     return guest
 
@@ -211,10 +322,10 @@ def apply_down(session: Session, host_id: int, reason: str, *, last_seen_at: dt.
     if last_seen_at is not None and (host.last_seen_at is None or last_seen_at > host.last_seen_at):
         host.last_seen_at = last_seen_at
         changes += 1
-    result = cast("CursorResult[Any]", session.execute(  # an UPDATE: its result has a rowcount
+    result = cast(CursorResult[Any], session.execute(
         update(Guest)
         .where(Guest.host_id == host_id, Guest.step != Step.RETIRED, Guest.state.not_in(_NOT_LIVE))
-        .values(state=GuestState.UNKNOWN, updated_at=utcnow())
+        .values(state=GuestState.UNKNOWN, updated_at=utcnow(), version=Guest.version + 1)
         .execution_options(synchronize_session=False)
     ))
     return changes + (result.rowcount or 0)

@@ -233,13 +233,23 @@ async def delete(ctx: Context, actor: Actor, guest_id: int, *, force: bool = Fal
     what can be removed is, and the guest is retired at once with the parts that
     could not be removed still named on its row; reconciliation removes them
     when their host answers again. The guest's name is free at once.
+
+    ``force`` also deletes a guest still being provisioned (stuck, or its process
+    died). The race with a provisioner still running (here or in another process)
+    is settled by the row, first: it is marked failed ("deleted by ... while being
+    provisioned") before anything is torn down, so the provisioner's next step
+    finds it so (every step that makes a part is followed by a locked write to
+    the row) and removes what it made since; what was made before is removed here
+    by name. The provisioner is not cancelled from here: it may run in another process.
     """
     actor.require_write()
     if force:
         actor.require_admin()
     target = await ctx.db.run(_load, actor, guest_id)
     try:
-        _allowed_delete(actor, target)
+        _allowed_delete(actor, target, force)
+        if force and target.step in IN_PROGRESS_STEPS:
+            await ctx.db.run(_stop_provisioning, actor, target, lock=True)
         if force:
             left, failures = await teardown.release_each(ctx, target.holdings)
             if failures:
@@ -266,15 +276,26 @@ def _retire_with_leftovers(session: Session, actor: Actor, target: _Target, left
     _record(session, actor, target, "delete", "ok", message)
 
 
-def _allowed_delete(actor: Actor, target: _Target) -> None:
+def _stop_provisioning(session: Session, actor: Actor, target: _Target) -> None:
+    """Tell a provisioner still at work to stop (see ``delete``): the row says failed before any teardown."""
+    guest = session.scalar(select(Guest).where(Guest.id == target.id).with_for_update())
+    if guest is None or guest.step not in IN_PROGRESS_STEPS:
+        return  # it finished meanwhile: an ordinary forced delete
+    guest.step, guest.state = Step.FAILED, GuestState.UNDEFINED
+    guest.step_reason = f"deleted by {actor.username} while being provisioned"
+    guest.worker = guest.phonehome_token_hash = ""
+
+
+def _allowed_delete(actor: Actor, target: _Target, force: bool = False) -> None:
     if not actor.may_act_on(target.owner_id):
         raise PermissionDenied(f"you may not delete guest {target.name}")
     if not target.managed:
         raise Conflict(f"guest {target.name} was not created by Fogmachine; it is shown, never touched")
     if target.step == Step.RETIRED:
         raise Conflict(f"guest {target.name} is retired; its record is kept as history")
-    if target.step in IN_PROGRESS_STEPS:
-        raise Conflict(f"guest {target.name} is still being provisioned; delete it once it is ready or failed")
+    if target.step in IN_PROGRESS_STEPS and not force:
+        raise Conflict(f"guest {target.name} is still being provisioned; delete it once it is ready or failed "
+                       "(an administrator may delete it anyway, with force)")
 
 
 def _delete_row(session: Session, actor: Actor, target: _Target) -> None:

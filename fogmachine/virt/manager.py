@@ -192,7 +192,7 @@ class HostManager:
         for attempt in (1, 2):
             try:
                 # lock: reads then writes; on SQLite that must hold the write lock from BEGIN.
-                changes = await self.ctx.db.run(hoststate.apply_snapshot, host.host_id, snapshot,
+                applied = await self.ctx.db.run(hoststate.apply_snapshot, host.host_id, snapshot,
                                                 seen_at=host.last_seen_at, free_slack_mb=slack, lock=True)
                 break
             except IntegrityError as exc:  # another process inserted the same row first
@@ -202,8 +202,13 @@ class HostManager:
                 log.info("host %s: resync collided with another writer (%s); again", host.name,
                          type(exc.orig).__name__)
         host.applied, host.applied_at = snapshot, now
-        if changes:
-            log.debug("host %s: %d change(s) written", host.name, changes)
+        if applied.skipped:
+            # Rows that changed under the resync were left as their writer made them: read the host
+            # again now, so they catch up with it at once rather than at the next event or interval.
+            host.applied = None
+            host.request_resync()
+        if applied.changes:
+            log.debug("host %s: %d change(s) written", host.name, applied.changes)
 
     async def host_down(self, host: HostConnection, reason: str) -> None:
         assert host.host_id is not None

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session, joinedload
 from fogmachine.db.models import Guest, Host, Step, User, utcnow
 from fogmachine.services import sessions
 from fogmachine.services.guests import guest_to_dict
-from fogmachine.services.hosts import host_to_dict
+from fogmachine.services.hosts import host_dicts
 from fogmachine.web.base import BaseHandler
 from fogmachine.web.pages.view import guest_actions, when
 
@@ -98,7 +98,7 @@ def _read(session: Session, since: dt.datetime | None, known: dict[int, dt.datet
     cost more than the rest of the poll. A full read: the stamp of every live guest, and the rows
     whose stamp differs from ``known`` (loading and serializing every row costs ~50 times a
     window read); it also catches the rare deletion plus insertion that keeps count and sum."""
-    hosts = [host_to_dict(h, overcommit) for h in session.scalars(select(Host).order_by(Host.name))]
+    hosts = host_dicts(session, list(session.scalars(select(Host).order_by(Host.name))), overcommit)
     live_ids: set[int] | None
     if since is not None:
         guests, stamps = _load(session, Guest.updated_at >= since)

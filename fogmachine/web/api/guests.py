@@ -114,7 +114,8 @@ class GuestHandler(ApiHandler):
                      "then what can be removed is, the guest is retired at once with what is left named on it, "
                      "and reconciliation removes the rest when the host answers again.", status=204,
                      query=Query((Field("force", "boolean", "administrators: retire the guest even if its "
-                                        "host cannot be reached", required=False, default=False),)),
+                                        "host cannot be reached, or delete it while it is still being "
+                                        "provisioned (stuck)", required=False, default=False),)),
                      errors=(409, 502, 504)),
     }
 

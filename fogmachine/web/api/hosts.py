@@ -24,13 +24,20 @@ HOST = Obj("Host", (
     Field("in_config", "boolean", "false: the host left virthosts.conf and is kept while guests live on it"),
     Field("state_reason", "string", "why the host is down or unknown"),
     Field("total_memory_mb", "integer", minimum=0, maximum=2**53),
-    Field("free_memory_mb", "integer", minimum=0, maximum=2**53),
-    Field("memory_used_pct", "integer", minimum=0, maximum=100),
-    Field("committed_memory_mb", "integer", minimum=0, maximum=2**53),
+    Field("free_memory_mb", "integer", "what placement can still give guests: total memory minus what every "
+          "guest on the host holds (not failed or retired, running or not)", minimum=0, maximum=2**53),
+    Field("placed_memory_mb", "integer", "what the guests on the host hold", minimum=0, maximum=2**53),
+    Field("memory_used_pct", "integer", "100 x (total - free) / total", minimum=0, maximum=100),
+    Field("hypervisor_free_memory_mb", "integer", "what the hypervisor itself reports free (for operators; "
+          "placement does not use it)", minimum=0, maximum=2**53),
+    Field("committed_memory_mb", "integer", "memory of the running domains, as libvirt reports it",
+          minimum=0, maximum=2**53),
     Field("cpus", "integer", minimum=0),
     Field("vcpu_capacity", "integer", "physical CPUs times cpu_overcommit", minimum=0),
-    Field("committed_vcpus", "integer", minimum=0),
-    Field("vcpus_free", "integer", minimum=0),
+    Field("placed_vcpus", "integer", "vCPUs the guests on the host hold", minimum=0),
+    Field("committed_vcpus", "integer", "vCPUs of the running domains, as libvirt reports them", minimum=0),
+    Field("vcpus_free", "integer", "vcpu_capacity minus placed_vcpus: what placement can still give",
+          minimum=0),
     Field("cpu_used_pct", "integer", minimum=0, maximum=100),
     Field("guest_count", "integer", minimum=0),
     Field("last_seen_at", "datetime", "when the host last answered", nullable=True),
@@ -39,15 +46,15 @@ HOST_LIST = Obj("HostList", (Field("hosts", "array", items=HOST),), closed=False
 
 
 def _list(session: Session, overcommit: float) -> list[dict[str, Any]]:
-    return [hosts.host_to_dict(h, overcommit) for h in hosts.list_hosts(session)]
+    return hosts.host_dicts(session, hosts.list_hosts(session), overcommit)
 
 
 def _get(session: Session, name: str, overcommit: float) -> dict[str, Any]:
-    return hosts.host_to_dict(hosts.get_host(session, name), overcommit)
+    return hosts.host_dicts(session, [hosts.get_host(session, name)], overcommit)[0]
 
 
 def _set_enabled(session: Session, actor: Actor, name: str, enabled: bool, overcommit: float) -> dict[str, Any]:
-    return hosts.host_to_dict(hosts.set_enabled(session, actor, name, enabled), overcommit)
+    return hosts.host_dicts(session, [hosts.set_enabled(session, actor, name, enabled)], overcommit)[0]
 
 
 class HostsHandler(ApiHandler):

@@ -42,7 +42,7 @@ def _admin_page(session: Session, config: Config, actor: Actor, page: int, retir
     guests, total = list_guests(session, actor, flt)
     return {
         "users": users,
-        "hosts": [host_service.host_to_dict(h, config.cpu_overcommit) for h in hosts],
+        "hosts": host_service.host_dicts(session, hosts, config.cpu_overcommit),
         "guests": [guest_to_dict(g) for g in guests],
         "total_guests": total,
         "page": page,

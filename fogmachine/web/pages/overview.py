@@ -22,8 +22,8 @@ def _overview(session: Session, config: Config, actor: Actor | None) -> dict[str
         guests, _ = list_guests(session, actor, GuestFilter(owner=actor.username, limit=MAX_LISTED))
         mine = [guest_to_dict(g) for g in guests]
     return {
-        "hosts": [host_service.host_to_dict(h, config.cpu_overcommit) for h in hosts],
-        "capacity": host_service.capacity(hosts, config.cpu_overcommit),
+        "hosts": host_service.host_dicts(session, hosts, config.cpu_overcommit),
+        "capacity": host_service.capacity(hosts, config.cpu_overcommit, host_service.usage(session, hosts)),
         "guests": mine,
     }
 
@@ -37,9 +37,9 @@ def _hosts_with_guests(session: Session, config: Config, actor: Actor) -> dict[s
         if row["host"] in by_host:
             by_host[row["host"]].append(row)
     return {
-        "hosts": [host_service.host_to_dict(h, config.cpu_overcommit) for h in hosts],
+        "hosts": host_service.host_dicts(session, hosts, config.cpu_overcommit),
         "guests_by_host": by_host,
-        "capacity": host_service.capacity(hosts, config.cpu_overcommit),
+        "capacity": host_service.capacity(hosts, config.cpu_overcommit, host_service.usage(session, hosts)),
         "truncated": total > len(guests),
     }
 

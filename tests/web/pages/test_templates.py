@@ -19,6 +19,7 @@ from fogmachine.app import TEMPLATES, make_app
 from fogmachine.catalog import CatalogEntry
 from fogmachine.context import Context
 from fogmachine.db.models import Guest, Host, User, utcnow
+from fogmachine.placement import Usage
 from fogmachine.services.accounts import NewUser, UserSummary
 from fogmachine.services.guests import guest_to_dict
 from fogmachine.services.hosts import Capacity, host_to_dict
@@ -52,7 +53,7 @@ def host(name="h1", **kw):
                   state_reason="", total_memory_mb=16384, free_memory_mb=15000, cpus=8, committed_vcpus=30,
                   committed_memory_mb=1024, guest_count=2, last_seen_at=utcnow())
     values.update(kw)
-    return host_to_dict(Host(**values), 4.0)
+    return host_to_dict(Host(**values), 4.0, Usage(ram_mb=1384, vcpus=30, guests=2))
 
 
 def guest(gid=1, name="web1", owner="alice", **kw):
@@ -68,7 +69,7 @@ def guest(gid=1, name="web1", owner="alice", **kw):
 
 
 CAPACITY = Capacity(hosts_total=2, hosts_usable=1, memory_total_mb=16384, memory_free_mb=15000,
-                    vcpu_capacity=32, vcpus_committed=30, guests=2)
+                    vcpu_capacity=32, vcpus_free=2, guests=2)
 ENTRIES = [CatalogEntry(name="tiny", kind="local", ram_mb=256, vcpus=1, disk_gb=0, virt_type="test",
                         description="a tiny guest"),
            CatalogEntry(name="f40", kind="profile", ram_mb=2048, vcpus=2, disk_gb=20, virt_type="kvm")]
