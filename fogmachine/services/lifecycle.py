@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, joinedload
 from fogmachine.context import Context
 from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step
 from fogmachine.errors import Conflict, FogmachineError, HostUnreachable, NotFound, PermissionDenied, ValidationError
-from fogmachine.services import audit, expiry, teardown
+from fogmachine.services import audit, expiry, notices, teardown
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import get_guest
 
@@ -224,7 +224,11 @@ async def _watch_shutdown(ctx: Context, actor: Actor, target: _Target, domain_id
 
 
 async def delete(ctx: Context, actor: Actor, guest_id: int, *, force: bool = False) -> None:
-    """Power off, undefine, remove its volume and Cobbler system, then delete the row.
+    """Power off, undefine, remove its volume and Cobbler system, then retire the row.
+
+    The row stays as history (step ``retired``, reason "deleted by NAME"), like a guest whose
+    reservation ended: its id, and the audit log under it, always mean this one guest, and its
+    owner still sees it under History. Its name is free at once.
 
     Nothing is touched while the guest's host is down (HostUnreachable); a part
     already gone counts as done, so a delete interrupted half-way can be repeated.
@@ -232,7 +236,7 @@ async def delete(ctx: Context, actor: Actor, guest_id: int, *, force: bool = Fal
     ``force`` (administrators only) is for a host that is down for long, or gone:
     what can be removed is, and the guest is retired at once with the parts that
     could not be removed still named on its row; reconciliation removes them
-    when their host answers again. The guest's name is free at once.
+    when their host answers again.
     """
     actor.require_write()
     if force:
@@ -242,28 +246,40 @@ async def delete(ctx: Context, actor: Actor, guest_id: int, *, force: bool = Fal
         _allowed_delete(actor, target)
         if force:
             left, failures = await teardown.release_each(ctx, target.holdings)
-            if failures:
-                await ctx.db.run(_retire_with_leftovers, actor, target, left, failures, lock=True)
-                return
         else:
             if target.host is not None:
                 _connection(ctx, target)
             await teardown.release(ctx, target.holdings)
-        await ctx.db.run(_delete_row, actor, target, lock=True)
+            left, failures = teardown.Holdings(target.name, target.host, None, "", ""), []
+        await ctx.db.run(_retire, actor, target, left, failures, lock=True)
     except FogmachineError as exc:
         await _audit_failure(ctx, actor, target, "delete", exc)
         raise
 
 
-def _retire_with_leftovers(session: Session, actor: Actor, target: _Target, left: teardown.Holdings,
-                           failures: list[teardown.Failure]) -> None:
+def _removed(target: _Target, left: teardown.Holdings) -> list[str]:
+    held = target.holdings
+    return [part for part, was, still in (("domain", held.domain_name, left.domain_name),
+                                          ("volume", held.volume_path, left.volume_path),
+                                          ("Cobbler system", held.cobbler_system, left.cobbler_system))
+            if was and not still]
+
+
+def _retire(session: Session, actor: Actor, target: _Target, left: teardown.Holdings,
+            failures: list[teardown.Failure]) -> None:
+    """The row becomes history, naming whatever could not be removed (reconciliation removes it later)."""
     guest = session.scalar(select(Guest).where(Guest.id == target.id).with_for_update())
-    if guest is None:
-        return
-    message = (f"deleted by {actor.username} with parts left behind (could not "
-               f"{'; '.join(map(str, failures))}); reconciliation removes them when it can")
-    expiry.mark_retired(guest, message, left)
-    _record(session, actor, target, "delete", "ok", message)
+    if guest is None or guest.step == Step.RETIRED:
+        return  # retired meanwhile (its reservation ended): already history
+    reason = f"deleted by {actor.username}"
+    if failures:
+        reason += (f" with parts left behind (could not {'; '.join(map(str, failures))}); "
+                   "reconciliation removes them when it can")
+    expiry.mark_retired(guest, reason, left)
+    notices.skip_retired_mail(session, guest.id)
+    removed = _removed(target, left)
+    message = f"removed {', '.join(removed)}; " if removed else ""
+    _record(session, actor, target, "delete", "ok", f"{message}{reason}; the record is kept as history")
 
 
 def _allowed_delete(actor: Actor, target: _Target) -> None:
@@ -275,13 +291,3 @@ def _allowed_delete(actor: Actor, target: _Target) -> None:
         raise Conflict(f"guest {target.name} is retired; its record is kept as history")
     if target.step in IN_PROGRESS_STEPS:
         raise Conflict(f"guest {target.name} is still being provisioned; delete it once it is ready or failed")
-
-
-def _delete_row(session: Session, actor: Actor, target: _Target) -> None:
-    guest = session.scalar(select(Guest).where(Guest.id == target.id).with_for_update())
-    if guest is not None:
-        session.delete(guest)
-    parts = [p for p, held in (("domain", target.host), ("volume", target.holdings.volume_path),
-                               ("Cobbler system", target.holdings.cobbler_system)) if held]
-    _record(session, actor, target, "delete", "ok",
-            f"removed {', '.join(parts)} and the record" if parts else "removed the record")

@@ -153,10 +153,24 @@ def write_catalog(directory: Path) -> str:
 
 
 @pytest.fixture
-async def site(make_config, start_server, tmp_path) -> Site:
+async def site(make_site) -> Site:
     """A server on two test-driver hosts with users alice and bob and the administrator root."""
+    return await make_site()
+
+
+@pytest.fixture
+def make_site(make_config, start_server, tmp_path) -> Any:
+    """``await make_site(**settings)``: the ``site`` server with extra settings (``database_connection``)."""
+
+    async def make(**settings: str) -> Site:
+        return await _start_site(make_config, start_server, tmp_path, **settings)
+
+    return make
+
+
+async def _start_site(make_config: Any, start_server: Any, tmp_path: Path, **settings: str) -> Site:
     config = make_config(hosts={"h1": {"cpus": 8, "memory_mb": 16384}, "h2": {"cpus": 4, "memory_mb": 8192}},
-                         local_catalog=write_catalog(tmp_path))
+                         local_catalog=write_catalog(tmp_path), **settings)
     srv = await start_server(config)
     users = {}
     for name in ("alice", "bob", "root"):
