@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from fogmachine.db.models import AuditEvent, Guest, utcnow
-from fogmachine.services import expiry
+from fogmachine.services import expiry, reconcile
 from tests.support import testhosts
+from tests.support.hostfleet import write_pool_host
+from tests.support.tcpproxy import TcpProxy
 
 CHECKOUT = {"name": "web1", "target": "small", "days": 3, "purpose": "tests"}
 
@@ -305,3 +309,97 @@ async def test_an_unreachable_host_is_a_502_in_the_error_shape_and_nothing_chang
     assert api.run(_guest, gid) is not None
     r = await api.call("GET", "/api/v1/hosts/dead")
     assert r.json["state"] in ("down", "unknown")
+
+
+# -- deleting while a part is down: a host behind a TcpProxy that the test cuts (a real fault) ------------------
+
+LIBVIRTD = ("127.0.0.1", 16509)  # the shared libvirtd; it serves test+tcp:// host files too
+
+
+def _far_host(tmp_path: Path, proxy: TcpProxy, *, volumes: tuple[str, ...] = ()) -> str:
+    """A test-driver host file served by the shared libvirtd through ``proxy``, with a 'default' pool holding
+    ``volumes`` already (each connection gets a fresh copy of the file: cutting the proxy loses nothing)."""
+    uri = write_pool_host(tmp_path / "far-hosts", "far", tmp_path / "far-pool", cpus=4, memory_mb=8192)
+    path = Path(uri[len("test://"):])
+    node = ET.fromstring(path.read_text())
+    pool = node.find("pool")
+    assert pool is not None
+    for name in volumes:
+        volume = ET.SubElement(pool, "volume")
+        ET.SubElement(volume, "name").text = name
+        ET.SubElement(volume, "capacity", unit="G").text = "1"
+        ET.SubElement(ET.SubElement(volume, "target"), "path").text = str(tmp_path / "far-pool" / name)
+    path.write_text(ET.tostring(node, encoding="unicode"))
+    return f"test+tcp://127.0.0.1:{proxy.port}{path}"
+
+
+async def host_state(api, name: str, wanted: str) -> str:
+    """Poll the host's state until it is ``wanted`` (bounded; the last state either way)."""
+    for _ in range(400):
+        state = (await api.call("GET", f"/api/v1/hosts/{name}")).json["state"]
+        if state == wanted:
+            return state
+        await asyncio.sleep(0.05)
+    return state
+
+
+async def test_the_owner_deletes_a_failed_checkout_while_its_host_is_down(make_api, tmp_path):
+    """The checkout failed before anything was made on its host (its disk could not be created); then the host
+    went down. Deleting used to answer 502 host_unreachable and keep the name taken, though nothing of the
+    guest existed there."""
+    with TcpProxy(LIBVIRTD) as proxy:
+        api = await make_api(hosts={"far": _far_host(tmp_path, proxy, volumes=("web1.qcow2",))})
+        assert await host_state(api, "far", "up") == "up"
+        r = await api.call("POST", "/api/v1/guests", body=CHECKOUT)
+        assert r.code == 202, r.body
+        failed = await settle(api, r.json["id"])
+        assert failed["step"] == "failed" and "already exists" in failed["step_reason"], failed
+        proxy.cut()
+        assert await host_state(api, "far", "down") == "down"
+        r = await api.call("DELETE", f"/api/v1/guests/{failed['id']}")
+        assert r.code == 204, r.body
+        r = await api.call("GET", f"/api/v1/guests/{failed['id']}")
+        assert (r.json["step"], r.json["step_reason"]) == ("retired", "deleted by alice")
+        # Its name is free: a new checkout of it is refused only for want of a host that is up.
+        r = await api.call("POST", "/api/v1/guests", body=CHECKOUT)
+        assert r.code == 409 and r.error["code"] == "no_capacity", r.body
+
+
+def _failed_with_a_volume(session, owner: str) -> int:
+    from fogmachine.db.models import Host, User
+
+    host = session.scalar(select(Host).where(Host.name == "far"))
+    user = session.scalar(select(User).where(User.username == owner))
+    guest = Guest(name="web2", live_name="web2", domain_name=None, host_id=host.id, owner_id=user.id,
+                  state="undefined", step="failed", step_reason="define failed (cleanup incomplete: ...)",
+                  volume_path="/pool/web2.qcow2", mac="52:54:00:12:34:57")
+    session.add(guest)
+    session.flush()
+    return guest.id
+
+
+async def test_a_failed_checkout_that_left_a_volume_on_a_down_host_is_retired_naming_it(make_api, tmp_path):
+    """What the failed checkout could not remove stays named on the retired row; reconciliation removes it once
+    the host is back (here the volume is already gone there: that counts as removed)."""
+    with TcpProxy(LIBVIRTD) as proxy:
+        api = await make_api(hosts={"far": _far_host(tmp_path, proxy)})
+        assert await host_state(api, "far", "up") == "up"
+        gid = api.run(_failed_with_a_volume, "alice")
+        proxy.cut()
+        assert await host_state(api, "far", "down") == "down"
+        r = await api.call("DELETE", f"/api/v1/guests/{gid}")
+        assert r.code == 502 and r.error["code"] == "host_unreachable", r.body
+        assert r.error["details"]["deleted"] is True and r.error["details"]["removed"] == []
+        assert r.error["details"]["left"] == ["volume /pool/web2.qcow2"]
+        assert "is deleted" in r.error["message"] and "left behind: volume /pool/web2.qcow2" in r.error["message"]
+        row = api.run(_guest, gid)
+        assert (row.step, row.live_name, row.volume_path) == ("retired", None, "/pool/web2.qcow2")
+        assert row.step_reason.startswith("deleted by alice with parts left behind (could not delete the volume")
+        proxy.restore()
+        assert await host_state(api, "far", "up") == "up"
+        report = await reconcile.reconcile(api.srv.ctx)
+        assert report.leftovers == ["web2"], report
+        row = api.run(_guest, gid)
+        assert (row.step, row.volume_path) == ("retired", "")
+        assert row.step_reason == "deleted by alice; what it left behind (volume /pool/web2.qcow2) was removed later"
+
