@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from fogmachine import placement
 from fogmachine.db.models import AuditEvent, Guest, utcnow
 from fogmachine.services import expiry, reconcile
+from tests.support import cobbler as cb
 from tests.support import testhosts
 from tests.support.hostfleet import write_pool_host
 from tests.support.tcpproxy import TcpProxy
+from tests.web.pages.conftest import PageClient
 
 CHECKOUT = {"name": "web1", "target": "small", "days": 3, "purpose": "tests"}
 
@@ -403,3 +407,94 @@ async def test_a_failed_checkout_that_left_a_volume_on_a_down_host_is_retired_na
         assert (row.step, row.volume_path) == ("retired", "")
         assert row.step_reason == "deleted by alice; what it left behind (volume /pool/web2.qcow2) was removed later"
 
+
+COBBLER = ("127.0.0.1", 25151)  # the shared Cobbler's XML-RPC port
+COBBLER_PREFIX = "fmtest-gdel-"
+
+
+async def wait_step(api, guest_id: int, steps: tuple[str, ...]) -> dict:
+    for _ in range(400):
+        guest = (await api.call("GET", f"/api/v1/guests/{guest_id}")).json
+        if guest["step"] in steps:
+            return guest
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"guest {guest_id} never reached {steps}: {guest}")
+
+
+def _usage_on(session, host_name: str):
+    from fogmachine.db.models import Host
+
+    host = session.scalar(select(Host).where(Host.name == host_name))
+    return placement.usage_by_host(session, [host.id]).get(host.id, placement.Usage())
+
+
+def _audit_of(session, guest_id: int) -> list[str]:
+    return [e.message for e in session.scalars(select(AuditEvent).where(
+        AuditEvent.object_type == "guest", AuditEvent.object_id == str(guest_id)).order_by(AuditEvent.id))]
+
+
+@pytest.mark.cobbler
+async def test_a_delete_with_cobbler_down_says_what_is_left_and_reconciliation_finishes_it(make_api):
+    """Cobbler (the real one, behind a proxy the test cuts) is down when a guest is deleted. The delete used to
+    remove the domain and then answer 502 without saying so, leave the guest ready (then "missing") holding
+    its capacity, and reconciliation later said its domain had vanished."""
+    cb.require()
+    cb.seed()
+    name = COBBLER_PREFIX + secrets.token_hex(3)
+    try:
+        with TcpProxy(COBBLER) as proxy:
+            api = await make_api(hosts={"h1": {"cpus": 4, "memory_mb": 4096}},
+                                 cobbler_url=f"http://127.0.0.1:{proxy.port}/", cobbler_password=cb.PASSWORD)
+            made = []
+            for guest_name in (name, f"{name}-p"):
+                r = await api.call("POST", "/api/v1/guests", body={"name": guest_name, "target": cb.PROFILE,
+                                                                   "days": 1, "purpose": "cobbler down"})
+                assert r.code == 202, r.body
+                made.append(r.json["id"])
+                assert (await wait_step(api, made[-1], ("installing", "ready", "failed")))["step"] == "installing"
+            gid, page_gid = made
+            assert api.run(_usage_on, "h1").guests == 2
+            system, _ = cb.proxy()
+            assert system.get_system(name) != "~"
+            browser = PageClient(api.srv)
+            await browser.login("alice")
+
+            proxy.cut()
+            # On the page: the flash says the same.
+            r = await browser.post(f"/guests/{page_gid}/delete", {"confirm": "yes"})
+            flashes = (await browser.follow(r)).flashes
+            assert len(flashes) == 1 and flashes[0][0] == "error", flashes
+            assert flashes[0][1].startswith(f"guest {name}-p is deleted (kept as history, its name free); removed its "
+                                            f"domain {name}-p on h1; left behind: Cobbler system {name}-p (could not "
+                                            f"remove the Cobbler system {name}-p (")
+            assert flashes[0][1].endswith("reconciliation removes it when it can")
+            assert api.run(_guest, page_gid).cobbler_system == f"{name}-p"
+            r = await api.call("DELETE", f"/api/v1/guests/{gid}")
+            assert r.code == 502 and r.error["code"] == "cobbler_unreachable", r.body
+            details = r.error["details"]
+            assert details["deleted"] is True and details["guest"] == name
+            assert details["removed"] == [f"domain {name} on h1"] and details["left"] == [f"Cobbler system {name}"]
+            assert f"removed its domain {name} on h1; left behind: Cobbler system {name}" in r.error["message"]
+            row = api.run(_guest, gid)
+            assert (row.step, row.live_name, row.domain_name, row.cobbler_system) == ("retired", None, None, name)
+            assert row.step_reason.startswith(f"deleted by alice with parts left behind (could not remove the "
+                                              f"Cobbler system {name}")
+            assert api.run(_usage_on, "h1").guests == 0  # no domain left: no capacity held
+            assert name not in [d.name for d in await api.srv.ctx.hosts.get("h1").list_domains()]
+            assert system.get_system(name) != "~"  # really still in Cobbler
+
+            report = await reconcile.reconcile(api.srv.ctx)  # Cobbler still down: nothing changes
+            assert report.leftovers == [] and report.missing == [] and api.run(_guest, gid).cobbler_system == name
+
+            proxy.restore()
+            report = await reconcile.reconcile(api.srv.ctx)
+            assert sorted(report.leftovers) == [name, f"{name}-p"] and report.missing == [], report
+            assert system.get_system(name) == "~"  # gone from the real Cobbler
+            row = api.run(_guest, gid)
+            assert (row.step, row.cobbler_system) == ("retired", "")
+            assert row.step_reason == f"deleted by alice; what it left behind (Cobbler system {name}) was removed later"
+            messages = api.run(_audit_of, gid)
+            assert not [m for m in messages if "vanished" in m], messages
+            assert messages[-1] == f"removed what was left behind: Cobbler system {name}"
+    finally:
+        cb.remove_systems(COBBLER_PREFIX)
