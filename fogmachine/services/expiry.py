@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.context import Context
@@ -135,7 +136,7 @@ def _purge(session: Session, keep_days: int, now: dt.datetime) -> int:
     cutoff = now - dt.timedelta(days=keep_days)
     result = session.execute(delete(Guest).where(Guest.step == Step.RETIRED, Guest.retired_at < cutoff))
     session.execute(delete(ApiToken).where(ApiToken.expires_at < now))
-    return result.rowcount or 0
+    return cast("CursorResult[Any]", result).rowcount or 0
 
 
 async def purge_history(ctx: Context, now: dt.datetime | None = None) -> int:

@@ -107,7 +107,7 @@ def collect(session: Session, config: Config, now: dt.datetime | None = None) ->
         )
     ).unique())
     ids = [g.id for g in candidates]
-    existing: set[tuple[int, str]] = set(session.execute(  # type: ignore[arg-type]
+    existing: set[tuple[int, str]] = set(session.execute(
         select(GuestNotice.guest_id, GuestNotice.kind).where(GuestNotice.guest_id.in_(ids))
     )) if ids else set()
     pending: list[Pending] = []

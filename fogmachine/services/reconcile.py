@@ -30,6 +30,7 @@ import datetime as dt
 import logging
 import posixpath
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
@@ -232,7 +233,7 @@ async def _fix_domains(ctx: Context, report: Report) -> None:
         conn.request_resync()
 
 
-def _made_by(system: dict, server: str) -> bool:
+def _made_by(system: dict[str, Any], server: str) -> bool:
     """A system this Fogmachine made: another instance sharing the Cobbler names itself differently."""
     meta = system.get("autoinstall_meta")
     return isinstance(meta, dict) and "fogmachine_token" in meta and meta.get("fogmachine_server") == server
