@@ -118,3 +118,18 @@ class SchemaOutOfDate(FogmachineError):
     """The database is older than this code; the message says how to upgrade it."""
 
     code = "schema_out_of_date"
+
+
+class PartlyDone(FogmachineError):
+    """What was asked took effect, but a part of it on an external system is left for later
+    (a delete with Cobbler down: the guest is retired, its Cobbler system still exists).
+
+    The status and code are those of the part's own error (502 ``cobbler_unreachable``,
+    ``host_unreachable``, 504 ``backend_timeout``, ...), so a client sees which system failed
+    and that its answer is not a success; ``details`` say what was done and what is left.
+    """
+
+    def __init__(self, message: str, cause: FogmachineError, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.status, self.code = cause.status, cause.code
+        self.cause = cause

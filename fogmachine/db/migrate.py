@@ -10,6 +10,7 @@ the operator's decision, not a side effect of starting one process.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -18,7 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
-from fogmachine.errors import SchemaOutOfDate
+from fogmachine.errors import FogmachineError, SchemaOutOfDate
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -41,10 +42,32 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to ``revision`` in one transaction.
+
+    On SQLite, migrations rebuild tables (copy, drop the old, rename): with foreign keys enforced,
+    dropping a parent table would cascade to its children's rows (``guest_notices``) or be refused.
+    SQLite ignores ``PRAGMA foreign_keys`` inside a transaction, so it is turned off before the
+    transaction begins, the references are checked before the commit, and the setting is put back.
+    """
     cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        raw: Any = conn.connection.dbapi_connection if sqlite else None
+        enforced = bool(raw.execute("PRAGMA foreign_keys").fetchone()[0]) if sqlite else False
+        if enforced:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise FogmachineError(f"the upgrade would break {len(broken)} reference(s) between "
+                                              f"tables (first: {tuple(broken[0])}); nothing was changed")
+        finally:
+            if enforced:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 def ensure_schema(engine: Engine) -> str:

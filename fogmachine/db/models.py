@@ -4,6 +4,11 @@ The metadata carries a naming convention so that Alembic's constraint names are
 the same on SQLite, MariaDB and PostgreSQL and migrations can refer to them.
 Times are stored as naive UTC (``utcnow()``) because MariaDB has no time zone
 type; every reader treats them as UTC.
+
+Ids are never reused: the audit log names objects by id, and a guest's id is in
+its domain's mark. MariaDB and PostgreSQL never hand out an id twice; SQLite does
+(the largest id + 1, so deleting the newest row frees its id) unless the table is
+declared AUTOINCREMENT, hence ``NEVER_REUSE_IDS`` on every table with an integer id.
 """
 
 from __future__ import annotations
@@ -38,6 +43,11 @@ NAMING_CONVENTION = {
 def utcnow() -> dt.datetime:
     """Naive UTC now, the form every timestamp column holds."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+# SQLite's AUTOINCREMENT: an id is never handed out again, even after its row is deleted.
+# Other databases ignore the option (their sequences and counters never go back).
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
 
 class Base(DeclarativeBase):
@@ -91,6 +101,7 @@ class GuestState(enum.StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -111,6 +122,7 @@ class User(Base):
 
 class Host(Base):
     __tablename__ = "hosts"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -142,6 +154,7 @@ class Guest(Base):
     __table_args__ = (
         UniqueConstraint("host_id", "domain_name", name="uq_guests_host_id_domain_name"),
         Index("ix_guests_owner_id_step", "owner_id", "step"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -203,6 +216,7 @@ class ApiToken(Base):
     """A bearer token for the API; only its SHA-256 is stored, the token is shown once."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
@@ -222,6 +236,7 @@ class UserSession(Base):
     """A browser's login (services/sessions.py): only the SHA-256 of the cookie's random id is stored."""
 
     __tablename__ = "sessions"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
@@ -242,6 +257,7 @@ class AuditEvent(Base):
         # Login throttling counts failed logins per username and per address (services/loginthrottle.py).
         Index("ix_audit_events_action_result_name_at", "action", "result", "object_name", "at"),
         Index("ix_audit_events_action_result_addr_at", "action", "result", "remote_addr", "at"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -281,7 +297,7 @@ class GuestNotice(Base):
     """
 
     __tablename__ = "guest_notices"
-    __table_args__ = (UniqueConstraint("guest_id", "kind", name="uq_guest_notices_guest_id_kind"),)
+    __table_args__ = (UniqueConstraint("guest_id", "kind", name="uq_guest_notices_guest_id_kind"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     guest_id: Mapped[int] = mapped_column(ForeignKey("guests.id", ondelete="CASCADE"), index=True)

@@ -312,6 +312,7 @@ def _fail(session: Session, job: Job, reason: str, left: teardown.Holdings) -> b
     # reconciliation removes a domain left behind: a failed guest's domain is an orphan).
     guest.cobbler_system = left.cobbler_system
     guest.volume_path = left.volume_path
+    guest.domain_name = left.domain_name  # None: no domain of it on its host (never made, or removed)
     audit.record(session, Actor.system("provisioning"), "guest.provision", object_type="guest",
                  object_id=guest.id, object_name=guest.name, result="failed", message=reason)
     return True

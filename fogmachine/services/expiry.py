@@ -21,7 +21,7 @@ from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.context import Context
-from fogmachine.db.models import ApiToken, Guest, GuestState, Step, utcnow
+from fogmachine.db.models import ApiToken, Guest, GuestState, Host, Step, utcnow
 from fogmachine.errors import FogmachineError
 from fogmachine.services import audit, teardown
 from fogmachine.services.actor import Actor
@@ -43,6 +43,22 @@ def _holdings(session: Session, guest_id: int) -> teardown.Holdings | None:
     return teardown.Holdings.of(guest)
 
 
+LEFT_BEHIND = " with parts left behind"
+
+
+def left_behind(reason: str, failures: list[teardown.Failure]) -> str:
+    """``reason`` plus what could not be removed, for the row of a guest retired with leftovers."""
+    if not failures:
+        return reason
+    return f"{reason}{LEFT_BEHIND} (could not {'; '.join(map(str, failures))}); reconciliation removes them when it can"
+
+
+def leftovers_removed(reason: str, parts: str) -> str:
+    """The reason once reconciliation removed what the guest left behind: the first reason stays
+    ("deleted by ann", "reservation expired"), the outdated "could not ..." goes."""
+    return f"{reason.split(LEFT_BEHIND, 1)[0]}; what it left behind ({parts}) was removed later"[:2000]
+
+
 def mark_retired(guest: Guest, reason: str, left: teardown.Holdings | None = None) -> None:
     """Make the row history: step ``retired``, its name free for a new guest, the reason kept.
 
@@ -60,8 +76,23 @@ def mark_retired(guest: Guest, reason: str, left: teardown.Holdings | None = Non
     guest.state = GuestState.UNKNOWN if guest.domain_name else GuestState.UNDEFINED
 
 
+def locked_for_retiring(session: Session, guest_id: int) -> Guest | None:
+    """The guest's row locked for retiring it, taken after a shared lock on its host's row.
+
+    Hosts before guests is the order placement and the host resyncs lock them in. Retiring changes
+    columns of the (host_id, domain_name) index, and for that MariaDB (InnoDB) also checks the
+    foreign key to ``hosts`` with a shared lock on the host's row: taken second, after the guest's,
+    it deadlocked with a resync that held the host row and waited for the guest's (measured, the
+    delete answered 500).
+    """
+    host_id = session.scalar(select(Guest.host_id).where(Guest.id == guest_id))
+    if host_id is not None:
+        session.execute(select(Host.id).where(Host.id == host_id).with_for_update(read=True))
+    return session.scalar(select(Guest).where(Guest.id == guest_id).with_for_update())
+
+
 def _finish(session: Session, actor: Actor, guest_id: int, reason: str) -> bool:
-    guest = session.scalar(select(Guest).where(Guest.id == guest_id).with_for_update())
+    guest = locked_for_retiring(session, guest_id)
     if guest is None or guest.step == Step.RETIRED:
         return False
     mark_retired(guest, reason)

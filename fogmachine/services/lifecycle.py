@@ -25,8 +25,16 @@ from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.context import Context
 from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step
-from fogmachine.errors import Conflict, FogmachineError, HostUnreachable, NotFound, PermissionDenied, ValidationError
-from fogmachine.services import audit, expiry, teardown
+from fogmachine.errors import (
+    Conflict,
+    FogmachineError,
+    HostUnreachable,
+    NotFound,
+    PartlyDone,
+    PermissionDenied,
+    ValidationError,
+)
+from fogmachine.services import audit, expiry, notices, teardown
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import get_guest
 
@@ -43,7 +51,7 @@ class _Target:
 
     id: int
     name: str
-    domain_name: str | None
+    domain_name: str | None  # None: no domain (a failed checkout's was never made, or was removed)
     host: str | None
     owner_id: int | None
     managed: bool
@@ -92,6 +100,9 @@ def _allowed(actor: Actor, target: _Target, action: str) -> None:
         raise Conflict(f"guest {target.name} is retired")
     if target.host is None:
         raise Conflict(f"guest {target.name} is not on any host")
+    if target.domain_name is None:
+        raise Conflict(f"guest {target.name} has no domain" + (" (its checkout failed)" if target.step == Step.FAILED
+                                                              else ""))
     if target.state == GuestState.UNDEFINED and target.step in IN_PROGRESS_STEPS:
         raise Conflict(f"guest {target.name} is still being provisioned")
 
@@ -167,6 +178,7 @@ async def perform(ctx: Context, actor: Actor, guest_id: int, action: str) -> Gue
             message = "resynced from its host"
         else:
             method, message = _OPS[action]
+            assert target.domain_name is not None  # _allowed
             try:
                 current = await conn.domain(target.domain_name, label=target.name)
             except NotFound:
@@ -224,15 +236,23 @@ async def _watch_shutdown(ctx: Context, actor: Actor, target: _Target, domain_id
 
 
 async def delete(ctx: Context, actor: Actor, guest_id: int, *, force: bool = False) -> None:
-    """Power off, undefine, remove its volume and Cobbler system, then delete the row.
+    """Power off, undefine, remove its volume and Cobbler system, then retire the row.
 
-    Nothing is touched while the guest's host is down (HostUnreachable); a part
-    already gone counts as done, so a delete interrupted half-way can be repeated.
+    The row stays as history (step ``retired``, reason "deleted by NAME"), like a guest whose
+    reservation ended: its id, and the audit log under it, always mean this one guest, and its
+    owner still sees it under History. Its name is free at once.
 
-    ``force`` (administrators only) is for a host that is down for long, or gone:
-    what can be removed is, and the guest is retired at once with the parts that
-    could not be removed still named on its row; reconciliation removes them
-    when their host answers again. The guest's name is free at once.
+    While the guest's host is down nothing is touched (HostUnreachable) if the guest may still run
+    there; a part already gone counts as done, so a delete interrupted half-way can be repeated.
+    A failed checkout runs nowhere: it needs its host only for what its row still names there.
+
+    Once started, a delete always retires the row. A part that could not be removed (Cobbler
+    down, the host lost half-way, a failed guest's leftover on a host that is down) stays named on
+    the retired row, and reconciliation removes it when it can: the guest holds no capacity, its
+    name is free, and the answer is a ``PartlyDone`` error saying what is gone and what is left.
+
+    ``force`` (administrators only) is for a host that is down for long, or gone: the same,
+    without waiting for the host, and without an error for what is left.
 
     ``force`` also deletes a guest still being provisioned (stuck, or its process
     died). The race with a provisioner still running (here or in another process)
@@ -250,30 +270,64 @@ async def delete(ctx: Context, actor: Actor, guest_id: int, *, force: bool = Fal
         _allowed_delete(actor, target, force)
         if force and target.step in IN_PROGRESS_STEPS:
             await ctx.db.run(_stop_provisioning, actor, target, lock=True)
-        if force:
-            left, failures = await teardown.release_each(ctx, target.holdings)
-            if failures:
-                await ctx.db.run(_retire_with_leftovers, actor, target, left, failures, lock=True)
-                return
-        else:
-            if target.host is not None:
-                _connection(ctx, target)
-            await teardown.release(ctx, target.holdings)
-        await ctx.db.run(_delete_row, actor, target, lock=True)
+        if not force and _may_run_on_its_host(target):
+            _connection(ctx, target)
+        left, failures = await teardown.release_each(ctx, target.holdings)
+        await ctx.db.run(_retire, actor, target, left, failures, lock=True)
     except FogmachineError as exc:
         await _audit_failure(ctx, actor, target, "delete", exc)
         raise
+    if failures and not force:
+        raise _partly_deleted(target, left, failures)
 
 
-def _retire_with_leftovers(session: Session, actor: Actor, target: _Target, left: teardown.Holdings,
-                           failures: list[teardown.Failure]) -> None:
-    guest = session.scalar(select(Guest).where(Guest.id == target.id).with_for_update())
-    if guest is None:
-        return
-    message = (f"deleted by {actor.username} with parts left behind (could not "
-               f"{'; '.join(map(str, failures))}); reconciliation removes them when it can")
-    expiry.mark_retired(guest, message, left)
-    _record(session, actor, target, "delete", "ok", message)
+def _may_run_on_its_host(target: _Target) -> bool:
+    """Whether deleting must wait for the host: a guest that may be running there must not be left
+    running unseen. A failed checkout never runs; what it left (named on its row) is removed later."""
+    held = target.holdings
+    return target.step != Step.FAILED and target.host is not None and bool(held.domain_name or held.volume_path)
+
+
+def _parts(held: teardown.Holdings) -> list[str]:
+    return [part for part in (f"domain {held.domain_name} on {held.host}" if held.domain_name else "",
+                              f"volume {held.volume_path}" if held.volume_path else "",
+                              f"Cobbler system {held.cobbler_system}" if held.cobbler_system else "") if part]
+
+
+def _removed(target: _Target, left: teardown.Holdings) -> list[str]:
+    held = target.holdings
+    return [part for part, was, still in (("domain", held.domain_name, left.domain_name),
+                                          ("volume", held.volume_path, left.volume_path),
+                                          ("Cobbler system", held.cobbler_system, left.cobbler_system))
+            if was and not still]
+
+
+def _partly_deleted(target: _Target, left: teardown.Holdings, failures: list[teardown.Failure]) -> PartlyDone:
+    held = target.holdings
+    gone = teardown.Holdings(held.name, held.host, held.domain_name if not left.domain_name else None,
+                             held.volume_path if not left.volume_path else "",
+                             held.cobbler_system if not left.cobbler_system else "")
+    removed, remaining = _parts(gone), _parts(left)
+    message = (f"guest {target.name} is deleted (kept as history, its name free)"
+               f"{'; removed its ' + ', '.join(removed) if removed else ''}; left behind: {', '.join(remaining)} "
+               f"(could not {'; '.join(map(str, failures))}); reconciliation removes it when it can")
+    return PartlyDone(message, failures[0].error, details={
+        "guest": target.name, "deleted": True, "removed": removed, "left": remaining,
+        "errors": [str(f) for f in failures]})
+
+
+def _retire(session: Session, actor: Actor, target: _Target, left: teardown.Holdings,
+            failures: list[teardown.Failure]) -> None:
+    """The row becomes history, naming whatever could not be removed (reconciliation removes it later)."""
+    guest = expiry.locked_for_retiring(session, target.id)
+    if guest is None or guest.step == Step.RETIRED:
+        return  # retired meanwhile (its reservation ended): already history
+    reason = expiry.left_behind(f"deleted by {actor.username}", failures)
+    expiry.mark_retired(guest, reason, left)
+    notices.skip_retired_mail(session, guest.id)
+    removed = _removed(target, left)
+    message = f"removed {', '.join(removed)}; " if removed else ""
+    _record(session, actor, target, "delete", "ok", f"{message}{reason}; the record is kept as history")
 
 
 def _stop_provisioning(session: Session, actor: Actor, target: _Target) -> None:
@@ -296,13 +350,3 @@ def _allowed_delete(actor: Actor, target: _Target, force: bool = False) -> None:
     if target.step in IN_PROGRESS_STEPS and not force:
         raise Conflict(f"guest {target.name} is still being provisioned; delete it once it is ready or failed "
                        "(an administrator may delete it anyway, with force)")
-
-
-def _delete_row(session: Session, actor: Actor, target: _Target) -> None:
-    guest = session.scalar(select(Guest).where(Guest.id == target.id).with_for_update())
-    if guest is not None:
-        session.delete(guest)
-    parts = [p for p, held in (("domain", target.host), ("volume", target.holdings.volume_path),
-                               ("Cobbler system", target.holdings.cobbler_system)) if held]
-    _record(session, actor, target, "delete", "ok",
-            f"removed {', '.join(parts)} and the record" if parts else "removed the record")

@@ -47,6 +47,12 @@ def _claim(session: Session, guest_id: int, kind: str, delivered: bool = False) 
     return notice.id
 
 
+def skip_retired_mail(session: Session, guest_id: int) -> None:
+    """A deleted guest is retired too (its row stays as history), but nobody must be told that its
+    reservation ended: the "retired" notice is recorded as done, so ``collect`` never mails it."""
+    _claim(session, guest_id, "retired", delivered=True)
+
+
 def _left(expires_at: dt.datetime, now: dt.datetime) -> str:
     seconds = max(0, int((expires_at - now).total_seconds()))
     days, rest = divmod(seconds, 86400)

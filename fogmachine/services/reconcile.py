@@ -17,8 +17,9 @@ repairs what crashes and outages leave behind:
   ``fogmachine_token`` and this server's ``fogmachine_server``, so instances
   sharing one Cobbler leave each other's alone) that no live guest owns: removed;
 * a retired guest whose row still names parts that could not be removed
-  (an administrator's forced delete while its host was down): removed once
-  the host answers, and the row's columns cleared;
+  (a delete while Cobbler or the host was down, an administrator's forced
+  delete): removed once the host or Cobbler answers, the row's columns cleared
+  and its reason updated;
 * a guest whose domain vanished (state ``missing``): left in place for its
   owner to see, with the reason on the row and in the audit log.
 
@@ -39,7 +40,7 @@ from sqlalchemy.orm import Session, joinedload
 from fogmachine.context import Context
 from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step, TargetKind, utcnow
 from fogmachine.errors import FogmachineError
-from fogmachine.services import audit, hoststate, leases, teardown
+from fogmachine.services import audit, expiry, hoststate, leases, teardown
 from fogmachine.services.actor import Actor
 from fogmachine.services.checkout import provisioner
 from fogmachine.virt.connection import HostConnection
@@ -107,6 +108,7 @@ def _mark_failed(session: Session, guest_id: int, reason: str, expected_steps: t
         return False  # it moved on meanwhile (finished, deleted, ...)
     guest.step, guest.step_reason, guest.state = Step.FAILED, reason, GuestState.UNDEFINED
     guest.worker = guest.phonehome_token_hash = guest.cobbler_system = guest.volume_path = ""
+    guest.domain_name = None  # torn down completely: nothing of it is left on its host
     audit.record(session, ACTOR, "guest.reconcile", object_type="guest", object_id=guest.id,
                  object_name=guest.name, message=f"marked failed and cleaned up: {reason}")
     return True
@@ -173,8 +175,10 @@ def _cleared(session: Session, guest_id: int, holdings: teardown.Holdings) -> No
     parts = [f"domain {holdings.domain_name} on {holdings.host}" if holdings.domain_name else "",
              f"volume {holdings.volume_path}" if holdings.volume_path else "",
              f"Cobbler system {holdings.cobbler_system}" if holdings.cobbler_system else ""]
+    done = ", ".join(p for p in parts if p)
+    guest.step_reason = expiry.leftovers_removed(guest.step_reason, done)
     audit.record(session, ACTOR, "guest.reconcile", object_type="guest", object_id=guest.id,
-                 object_name=guest.name, message=f"removed what was left behind: {', '.join(p for p in parts if p)}")
+                 object_name=guest.name, message=f"removed what was left behind: {done}")
 
 
 async def _fix_leftovers(ctx: Context, report: Report) -> None:

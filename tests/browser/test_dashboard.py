@@ -201,7 +201,8 @@ async def test_the_whole_story(server, browser, shoot):
     await expect(await row(admin, "web1")).to_have_count(0)
     await expect(await row(watcher, "web1")).to_have_count(0)
     assert await admin.evaluate("window.neverReloaded") is True
-    assert await server.ctx.db.run(lambda s: s.get(Guest, guest.id)) is None
+    assert await server.ctx.db.run(lambda s: s.get(Guest, guest.id).step) == "retired"  # kept as history
+    await expect(page.locator(f'tr.retired-row[data-retired-id="{guest.id}"]')).to_contain_text("deleted by")
 
     await page.goto(base + "/profile")
     await shoot(page, "profile")

@@ -52,3 +52,67 @@ def test_unknown_revision_and_foreign_tables_refused(tmp_path):
     with pytest.raises(SchemaOutOfDate, match="does not know"):
         migrate.ensure_schema(engine)
     engine.dispose()
+
+
+def _rows(conn, table):
+    return conn.execute(text(f"SELECT * FROM {table} ORDER BY 1")).all()
+
+
+def test_sqlite_upgrade_keeps_rows_and_never_reuses_ids_again(tmp_path):
+    """Before 0007, SQLite gave a new row the largest id + 1: deleting the newest guest handed its id (and
+    its audit history) to the next guest. The upgrade rebuilds the tables with AUTOINCREMENT through
+    Fogmachine's own engine (foreign keys enforced, as `fogmachine db upgrade` runs it), keeping every row."""
+    from fogmachine.db.session import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    migrate.upgrade(engine, "0003")
+    now = "2026-11-01 10:00:00"
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, username, email, password_hash, is_admin, is_active, ssh_key, "
+                          "description, notify_expiry, notify_ready, created_at) VALUES "
+                          f"(1, 'ann', '', '', 0, 1, '', '', 1, 1, '{now}'), (2, 'bob', '', '', 0, 1, '', '', 1, 1, "
+                          f"'{now}')"))
+        conn.execute(text("INSERT INTO hosts (id, name, uri, virt_type, enabled, in_config, state, state_reason, "
+                          "total_memory_mb, free_memory_mb, cpus, committed_memory_mb, committed_vcpus, guest_count, "
+                          f"hypervisor_type, hypervisor_version, updated_at) VALUES (1, 'h1', 'test:///default', "
+                          f"'test', 1, 1, 'up', '', 0, 0, 0, 0, 0, 0, '', '', '{now}')"))
+        for gid, name in ((1, "web1"), (2, "web2")):
+            conn.execute(text(
+                "INSERT INTO guests (id, name, live_name, domain_name, managed, owner_id, host_id, target, "
+                "target_kind, ram_mb, vcpus, disk_gb, purpose, state, step, step_reason, ip, hostname, "
+                "cobbler_system, volume_path, phonehome_token_hash, created_at, updated_at, worker) VALUES "
+                f"({gid}, '{name}', '{name}', '{name}', 1, 1, 1, 'small', 'local', 256, 1, 0, '', 'running', "
+                f"'ready', '', '', '', '', '', '', '{now}', '{now}', '')"))
+        conn.execute(text(f"INSERT INTO guest_notices (id, guest_id, kind, sent_at, delivered) "
+                          f"VALUES (1, 2, 'ready', '{now}', 1)"))
+        conn.execute(text("INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, scope, created_at, "
+                          f"revoked) VALUES (1, 2, 'ci', 'abc', 'fm_x', 'read', '{now}', 0)"))
+        conn.execute(text("INSERT INTO audit_events (id, at, actor_id, actor_name, action, object_type, object_id, "
+                          "object_name, result, message, remote_addr) VALUES "
+                          f"(1, '{now}', 1, 'ann', 'guest.checkout', 'guest', '2', 'web2', 'ok', '', '')"))
+    tables = ("users", "hosts", "guests", "guest_notices", "api_tokens", "audit_events")
+    with engine.connect() as conn:
+        before = {table: _rows(conn, table) for table in tables}
+
+    migrate.upgrade(engine)
+
+    with engine.connect() as conn:
+        assert {table: _rows(conn, table) for table in tables} == before  # every row, id and value kept
+        for table in tables:
+            sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE type='table' AND name=:t"), {"t": table})
+            assert "AUTOINCREMENT" in sql.scalar_one(), table
+    with engine.begin() as conn:  # the newest guest goes (its notice with it), then a new one comes
+        conn.execute(text("DELETE FROM guests WHERE id = 2"))
+        assert _rows(conn, "guest_notices") == []  # the cascade still works: foreign keys are back on
+        conn.execute(text(
+            "INSERT INTO guests (name, live_name, domain_name, managed, target, target_kind, ram_mb, vcpus, "
+            "disk_gb, purpose, state, step, step_reason, ip, hostname, cobbler_system, volume_path, "
+            f"phonehome_token_hash, created_at, updated_at, worker) VALUES ('web3', 'web3', 'web3', 1, 'small', "
+            f"'local', 256, 1, 0, '', 'undefined', 'placing', '', '', '', '', '', '', '{now}', '{now}', '')"))
+        assert conn.execute(text("SELECT id FROM guests WHERE name = 'web3'")).scalar_one() == 3  # not 2
+    engine.dispose()
+    db_engine = create_engine(f"sqlite:///{tmp_path}/old.db")  # the models' view: nothing to migrate
+    with db_engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    db_engine.dispose()
+    assert diff == []

@@ -1,4 +1,4 @@
-"""Lifecycle actions through the real hypervisor layer on test-driver hosts."""
+"""Lifecycle actions through the real hypervisor layer on test-driver hosts, on each database."""
 
 import asyncio
 
@@ -41,11 +41,12 @@ async def make_guest(running, owner_id, name="web1", *, host="a", state="running
 
 
 @pytest.fixture
-async def cloud(make_config, fleet, tmp_path):  # noqa: F811
+async def cloud(make_config, fleet, tmp_path, database_url):  # noqa: F811
     uri = write_pool_host(tmp_path / "hosts", "a", tmp_path / "pool",
                           domains=[testhosts.TestDomain("stranger")])
     running = await fleet(make_config(hosts={"a": uri, "gone": "test:///nonexistent/gone.xml"},
-                                      resync_interval="3600", shutdown_timeout="0.2"))
+                                      resync_interval="3600", shutdown_timeout="0.2",
+                                      database_connection=database_url))
     ann = await running.add_user("ann")
     bob = await running.add_user("bob")
     running.ann = Actor(user_id=ann, username="ann")
@@ -146,7 +147,11 @@ async def test_missing_domain_is_a_conflict(cloud):
         await lifecycle.perform(cloud.ctx, cloud.ann, gid, "start")
 
 
-async def test_delete_removes_domain_volume_cobbler_system_and_row(cloud):
+async def row(running, gid):
+    return await running.db(lambda s: s.get(Guest, gid))
+
+
+async def test_delete_removes_domain_volume_cobbler_system_and_keeps_the_row_as_history(cloud):
     conn = cloud.hosts.get("a")
     path = await conn.create_volume("web1", 2)
     removed: list[str] = []
@@ -158,22 +163,29 @@ async def test_delete_removes_domain_volume_cobbler_system_and_row(cloud):
     cloud.ctx.cobbler = Cobbler()
     gid = await make_guest(cloud, cloud.ann.user_id, volume_path=path, cobbler_system="web1")
     await lifecycle.delete(cloud.ctx, cloud.ann, gid)
-    assert await cloud.guest_row("web1") is None
+    guest = await row(cloud, gid)
+    assert (guest.step, guest.step_reason, guest.live_name, guest.state) == (
+        Step.RETIRED, "deleted by ann", None, GuestState.UNDEFINED)
+    assert (guest.domain_name, guest.volume_path, guest.cobbler_system) == (None, "", "")
+    assert guest.name == "web1" and guest.retired_at is not None
     assert "web1" not in [d.name for d in await conn.list_domains()]
     with pytest.raises(NotFound):
         await conn.delete_volume(path)  # already gone
     assert removed == ["web1"]
-    assert (await audit_log(cloud))[-1] == ("guest.delete", "ok", "ann",
-                                            "removed domain, volume, Cobbler system and the record")
-    with pytest.raises(NotFound):
+    assert (await audit_log(cloud))[-1] == ("guest.delete", "ok", "ann", "removed domain, volume, Cobbler system; "
+                                            "deleted by ann; the record is kept as history")
+    with pytest.raises(Conflict, match="retired; its record is kept as history"):
         await lifecycle.delete(cloud.ctx, cloud.ann, gid)
+    # The name is free again, and the history row keeps its own id (the new guest gets another).
+    again = await make_guest(cloud, cloud.ann.user_id)
+    assert again != gid and (await row(cloud, gid)).step == Step.RETIRED
 
 
 async def test_delete_of_a_guest_whose_domain_is_already_gone(cloud):
     gid = await make_guest(cloud, cloud.ann.user_id, state="shutoff")
     await cloud.hosts.get("a").undefine("web1")
     await lifecycle.delete(cloud.ctx, cloud.ann, gid)
-    assert await cloud.guest_row("web1") is None
+    assert (await row(cloud, gid)).step == Step.RETIRED
 
 
 async def test_obeyed_shutdown_is_not_reported_as_ignored(cloud):

@@ -1,4 +1,4 @@
-"""Tearing a guest's parts down with the real Cobbler and test-driver hosts: each part on its own."""
+"""Tearing a guest's parts down with the real Cobbler and test-driver hosts: each part on its own, on each database."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ PREFIX = "fmtest-td-"
 
 
 @pytest.fixture
-async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], cobbler_server: None) -> Any:
+async def server(make_config: Callable[..., Config], start_server: Callable[..., Any], cobbler_server: None,
+                 database_url: str) -> Any:
     cb.remove_systems(PREFIX)
     config = make_config(hosts={"h1": {}, "dead": "qemu+tcp://127.0.0.1:1/system"}, cobbler_url=cb.XMLRPC_URL,
-                         cobbler_password=cb.PASSWORD, libvirt_connect_timeout="2")
+                         cobbler_password=cb.PASSWORD, libvirt_connect_timeout="2", database_connection=database_url)
     srv = await start_server(config)
     yield srv
     cb.remove_systems(PREFIX)

@@ -44,8 +44,8 @@ async def test_delete(api):
     r = await api.call("GET", f"/guest/{guest['mac']}/delete")
     assert r.code == 204
     row = api.run(_guest, guest["id"])
-    assert row is None or not row.managed  # (at most a host resync's passing mirror of the vanishing domain)
-    assert (await api.call("GET", f"/api/v1/guests/{guest['id']}")).code == 404
+    assert (row.step, row.step_reason, row.live_name) == ("retired", "deleted by alice", None)  # kept as history
+    assert (await api.call("GET", f"/guest/{guest['mac']}/delete")).code == 409
 
 
 async def test_auth_rules(api):

@@ -109,10 +109,16 @@ class GuestHandler(ApiHandler):
     api = {
         "get": Op("Show a guest", TAG, response=GUEST),
         "delete": Op("Delete a guest", TAG, "Powers it off, undefines the domain, removes the volumes and the "
-                     "Cobbler system Fogmachine made, then the guest. While its host is down the answer is "
-                     "502 (host_unreachable) and nothing is deleted, unless an administrator sends force=true: "
-                     "then what can be removed is, the guest is retired at once with what is left named on it, "
-                     "and reconciliation removes the rest when the host answers again.", status=204,
+                     "Cobbler system Fogmachine made, then retires the guest: its record stays as history (step "
+                     "retired, step_reason \"deleted by NAME\"; a second DELETE answers 409). While the host of a "
+                     "guest that may run there is down the answer is 502 (host_unreachable) and nothing is "
+                     "deleted, unless an administrator sends force=true: then what can be removed is, the guest "
+                     "is retired at once with what is left named on it, and reconciliation removes the rest when "
+                     "the host answers again. A failed checkout needs no host. Once started, a delete always "
+                     "retires the guest; if a part could not be removed (Cobbler down, say) the answer is that "
+                     "part's error (502 cobbler_unreachable, ...) with details.deleted true and details.removed "
+                     "and details.left naming the parts; reconciliation removes what is left.",
+                     status=204,
                      query=Query((Field("force", "boolean", "administrators: retire the guest even if its "
                                         "host cannot be reached, or delete it while it is still being "
                                         "provisioned (stuck)", required=False, default=False),)),

@@ -72,3 +72,30 @@ async def test_admin_page_number_out_of_range_is_not_an_error(site):
     for page in ("99999999999999999999999", "-4", "x"):
         r = await root.get(f"/admin?guests=retired&page={page}")
         assert r.code == 200 and "No retired guests" in r.text, (page, r.text[:500])
+
+
+async def test_deleted_guests_are_history_too_on_each_database(site):
+    """A delete used to remove the row: the guest vanished from History and from the Retired list (and on
+    SQLite its id went to the next guest). Now it stays, with who deleted it beside the expired ones."""
+    deleted = await site.guest("alice", "web1")
+    expired = await site.guest("alice", "web2")
+    alice = await site.as_user("alice")
+    r = await alice.post(f"/guests/{deleted}/delete", {"confirm": "yes"})
+    assert ("ok", "web1: deleted.") in (await alice.follow(r)).flashes
+    await retire(site, expired)
+    history = history_of((await alice.get("/guests")).text)
+    assert re.findall(r'data-retired-id="(\d+)"', history) == [str(expired), str(deleted)]
+    row = history[history.index(f'data-retired-id="{deleted}"'):]
+    assert "web1" in row[:row.index("</tr>")] and "deleted by alice" in row[:row.index("</tr>")]
+    assert "reservation expired" in history[history.index(f'data-retired-id="{expired}"'):]
+    root = await site.as_user("root")
+    r = await root.post(f"/guests/{(await site.guest('bob', 'web3'))}/delete", {"confirm": "yes"})
+    assert r.code in (302, 303)
+    r = await root.get("/admin?guests=retired")
+    assert "Retired guests (3)" in r.text
+    rows = {gid: r.text[r.text.index(f'data-retired-id="{gid}"'):] for gid in (deleted, expired)}
+    assert "deleted by alice" in rows[deleted][:rows[deleted].index("</tr>")]
+    assert "reservation expired" in rows[expired][:rows[expired].index("</tr>")]
+    assert "deleted by root" in r.text and '<td data-label="Owner">bob</td>' in r.text
+    r = await root.get("/admin")  # the live list has none of them
+    assert f'data-guest-id="{deleted}"' not in r.text and f'data-guest-id="{expired}"' not in r.text
