@@ -1,6 +1,7 @@
 """An API client against the real server: users, their tokens, and a one-line request helper.
 
-The fixtures `make_api` and `api` are imported by the conftest of tests/web/api and by tests/web/test_legacy.py.
+The fixtures `make_api`, `api` and `api_database_url` are imported by the conftest of tests/web/api and by
+tests/web/test_legacy.py.
 """
 
 from __future__ import annotations

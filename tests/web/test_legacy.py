@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fogmachine.db.models import Guest
-from tests.support.apiclient import api, cookie_header, make_api
+from tests.support.apiclient import api, api_database_url, cookie_header, make_api
 from tests.web.api.test_guests import checkout
 
-__all__ = ["api", "make_api"]  # fixtures
+__all__ = ["api", "api_database_url", "make_api"]  # fixtures
 
 
 def _guest(session, guest_id):

@@ -1,5 +1,5 @@
 """Fixtures for the API tests: see tests/support/apiclient.py."""
 
-from tests.support.apiclient import api, make_api
+from tests.support.apiclient import api, api_database_url, make_api
 
-__all__ = ["api", "make_api"]
+__all__ = ["api", "api_database_url", "make_api"]
