@@ -34,7 +34,6 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import libvirt
@@ -47,6 +46,7 @@ import virt_fleet_baseline as baseline  # noqa: E402
 from delaylink import DelayLink  # noqa: E402
 from virt_fleet_sweep import sweep, write_fleet  # noqa: E402
 
+from bench.verdict import check, exit_status  # noqa: E402
 from fogmachine import config as configmod  # noqa: E402
 from fogmachine.app import open_database, prepare_database  # noqa: E402
 from fogmachine.context import Context  # noqa: E402
@@ -62,21 +62,6 @@ ACTION_HOST = "h000"
 ACTION_GUEST = "act-guest"
 ACTION_GUEST_ID = 1_000_000
 THREADS = (1, 4, 16, 100)
-
-
-@dataclass
-class Verdicts:
-    rows: list[tuple[str, str, str, bool]] = field(default_factory=list)
-
-    def add(self, what: str, figure: str, target: str, ok: bool) -> None:
-        self.rows.append((what, figure, target, ok))
-
-    def print(self) -> bool:
-        width = max(len(r[0]) for r in self.rows)
-        print(f"\n{'what':<{width}}  {'figure':>28}  {'target':>14}  verdict")
-        for what, figure, target, ok in self.rows:
-            print(f"{what:<{width}}  {figure:>28}  {target:>14}  {'met' if ok else 'MISSED'}")
-        return all(r[3] for r in self.rows)
 
 
 def ms(seconds: float) -> str:
@@ -185,8 +170,8 @@ async def stop_manager(ctx: Context, manager: HostManager) -> None:
 
 # ---------------------------------------------------------------- one round trip
 
-async def measure(link: DelayLink, rtt_ms: float, files: dict[str, Path], tmp: Path, args: argparse.Namespace,
-                  verdicts: Verdicts) -> None:
+async def measure(link: DelayLink, rtt_ms: float, files: dict[str, Path], tmp: Path,
+                  args: argparse.Namespace) -> None:
     link.set_delay(round(rtt_ms * 1000 / 2))
     uris = {name: link.uri(path, action=name == ACTION_HOST) for name, path in files.items()}
     label = f"{rtt_ms:g} ms"
@@ -223,8 +208,8 @@ async def measure(link: DelayLink, rtt_ms: float, files: dict[str, Path], tmp: P
         wall = statistics.median(walls[what])
         print(f"{what} resync: {ms(wall)} vs baseline {ms(base)} (medians of {len(walls[what])}, interleaved): "
               f"ratio {wall / base:.2f}")
-        verdicts.add(f"{what} resync, {label}", f"{ms(wall)} / {ms(base)} = {wall / base:.2f}x",
-                     f"<= {target:g}x", wall / base <= target)
+        check(f"{ms(wall)} / {ms(base)} = {wall / base:.2f}x", f"<= {target:g}x", wall / base <= target,
+              what=f"{what} resync, {label}")
     for conn in conns:
         conn.close()
 
@@ -240,9 +225,9 @@ async def measure(link: DelayLink, rtt_ms: float, files: dict[str, Path], tmp: P
     print(f"action, fleet resyncing every second: p50 {ms(statistics.median(busy))}, p95 {ms(p95(busy))}: "
           f"{p95(busy) / p95(idle):.2f}x the idle p95")
     if rtt_ms <= 2:
-        verdicts.add(f"action round trips, {label}", f"{trips_median:g}", "<= 4", trips_median <= 4)
-    verdicts.add(f"action p95 resyncing/idle, {label}", f"{ms(p95(busy))} / {ms(p95(idle))} = "
-                 f"{p95(busy) / p95(idle):.2f}x", "<= 1.5x", p95(busy) <= 1.5 * p95(idle))
+        check(f"{trips_median:g} messages", "<= 4", trips_median <= 4, what=f"action round trips, {label}")
+    check(f"{ms(p95(busy))} / {ms(p95(idle))} = {p95(busy) / p95(idle):.2f}x", "<= 1.5x",
+          p95(busy) <= 1.5 * p95(idle), what=f"action p95 resyncing/idle, {label}")
 
 
 async def main() -> int:
@@ -258,7 +243,6 @@ async def main() -> int:
         return 2
     logging.basicConfig(level=logging.CRITICAL)
     silence_libvirt()
-    verdicts = Verdicts()
     with tempfile.TemporaryDirectory(prefix="fm-bench-net-") as tmp_dir:
         tmp = Path(tmp_dir)
         write_fleet(tmp / "hosts", args.hosts, args.domains)
@@ -266,9 +250,9 @@ async def main() -> int:
         mark_action_guest(files[ACTION_HOST])
         with DelayLink(1000) as link:
             for rtt in (float(x) for x in args.rtt_ms.split(",")):
-                await measure(link, rtt, files, tmp, args, verdicts)
+                await measure(link, rtt, files, tmp, args)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    return 0 if verdicts.print() else 1
+    return exit_status()
 
 
 if __name__ == "__main__":
