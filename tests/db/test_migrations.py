@@ -90,6 +90,7 @@ def test_sqlite_upgrade_keeps_rows_and_never_reuses_ids_again(tmp_path):
         conn.execute(text("INSERT INTO audit_events (id, at, actor_id, actor_name, action, object_type, object_id, "
                           "object_name, result, message, remote_addr) VALUES "
                           f"(1, '{now}', 1, 'ann', 'guest.checkout', 'guest', '2', 'web2', 'ok', '', '')"))
+    migrate.upgrade(engine, "0006")  # the revisions between add columns; 0007 is the one under test
     tables = ("users", "hosts", "guests", "guest_notices", "api_tokens", "audit_events")
     with engine.connect() as conn:
         before = {table: _rows(conn, table) for table in tables}
