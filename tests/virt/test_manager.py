@@ -189,27 +189,35 @@ async def test_hosts_whose_calls_hang_hold_none_of_the_others_up(make_config, st
     slow = [hosts.get(f"h{i}") for i in range(hanging)]
     slow_conns = {h._conn for h in slow}
     release = threading.Event()
+    entered: set[object] = set()
     real_read = connmod.read_snapshot
 
     def read(conn, *args):
         if conn in slow_conns:
-            release.wait(10)  # a host that does not answer for a while
+            entered.add(conn)
+            release.wait(60)  # a host that does not answer for a long while
         return real_read(conn, *args)
+
+    async def until(check, what: str) -> None:
+        """Positive signals, not sleeps: a loaded machine only makes them come later."""
+        for _ in range(1000):
+            if check():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"never happened: {what}")
 
     monkeypatch.setattr(connmod, "read_snapshot", read)
     stuck = [asyncio.ensure_future(h.resync()) for h in slow]
-    await asyncio.sleep(0.1)
-    others = [h for h in hosts.all() if h not in slow]
-    await asyncio.wait_for(asyncio.gather(*(h.resync() for h in others)), 5)  # all done meanwhile
-    assert not any(s.done() for s in stuck)
+    await until(lambda: entered == slow_conns, "every slow host's read has begun")
     pool = hosts._pool
-    assert pool.stalled >= hanging  # (a read slowed by the test machine may count too)
+    await until(lambda: pool.stalled >= hanging, "the watchdog has seen every hung read")
+    others = [h for h in hosts.all() if h not in slow]
+    # Far less than the hung reads' 60 s: with no stand-in threads, these would wait for them.
+    await asyncio.wait_for(asyncio.gather(*(h.resync() for h in others)), 30)
+    assert not any(s.done() for s in stuck)
     release.set()
     await asyncio.gather(*stuck)
-    for _ in range(100):  # the stalled threads leave once their calls return
-        if pool.threads <= managermod.CALL_THREADS:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: pool.threads <= managermod.CALL_THREADS, "the stalled threads have left")
     assert (pool.threads, pool.stalled) == (managermod.CALL_THREADS, 0)
 
 
