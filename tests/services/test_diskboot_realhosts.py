@@ -122,7 +122,9 @@ async def test_the_switch_is_retried_until_done_and_the_warning_kept_until_then(
     persistent = dumpxml(name, "--inactive")
     assert persistent.find("./os/kernel") is None and [b.get("dev") for b in persistent.findall("./os/boot")] == ["hd"]
     diskboot = [a for a in pv.audit_actions(ctx, name) if a[0] == "guest.diskboot"]
-    assert diskboot == [("guest.diskboot", "failed"), ("guest.diskboot", "ok")]
+    # One failure line per distinct reason: the cut may be seen as "closed" and then as "refused".
+    assert diskboot[-1] == ("guest.diskboot", "ok") and 1 <= len(diskboot) - 1 <= 2
+    assert set(diskboot[:-1]) == {("guest.diskboot", "failed")}
 
 
 async def test_a_restarted_server_does_not_forget_the_pending_switch(
