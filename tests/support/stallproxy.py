@@ -10,7 +10,6 @@ Only the first such request is held.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 
@@ -34,23 +33,11 @@ class StallingProxy(TcpProxy):
         self.release()
         super().cut()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, done: threading.Barrier) -> None:
-        try:
-            to_service = dst.getpeername()[:2] == self.target
-        except OSError:
-            to_service = False
-        try:
-            while chunk := src.recv(65536):
-                if to_service and not self._matched and self.pattern in chunk:
-                    self._matched = True
-                    self._held.add(dst)  # before the request leaves: its reply cannot overtake the mark
-                elif not to_service and src in self._held and not self._released.is_set():
-                    self.stalled.set()
-                    self._released.wait()
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-        with contextlib.suppress(threading.BrokenBarrierError):
-            done.wait(timeout=3600)
+    def _forward(self, src: socket.socket, dst: socket.socket, chunk: bytes, to_target: bool) -> None:
+        if to_target and not self._matched and self.pattern in chunk:
+            self._matched = True
+            self._held.add(dst)  # before the request leaves: its reply cannot overtake the mark
+        elif not to_target and src in self._held and not self._released.is_set():
+            self.stalled.set()
+            self._released.wait()
+        dst.sendall(chunk)

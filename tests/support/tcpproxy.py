@@ -97,17 +97,25 @@ class TcpProxy:
 
     def _pump(self, src: socket.socket, dst: socket.socket, done: threading.Barrier) -> None:
         try:
+            to_target = dst.getpeername()[:2] == self.target
+        except OSError:
+            to_target = False
+        try:
             while chunk := src.recv(65536):
                 if self.record:
                     with self._lock:
                         self.transcript.append(chunk)
-                dst.sendall(chunk)
+                self._forward(src, dst, chunk, to_target)
         except OSError:
             pass
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
         with contextlib.suppress(threading.BrokenBarrierError):
             done.wait(timeout=3600)
+
+    def _forward(self, src: socket.socket, dst: socket.socket, chunk: bytes, to_target: bool) -> None:
+        """Pass one chunk on (``to_target``: towards the service); a subclass may hold it first."""
+        dst.sendall(chunk)
 
     def _close_pair(self, *pair: socket.socket) -> None:
         """Both directions ended: the pair is closed (unless cut() already reset it)."""
