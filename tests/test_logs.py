@@ -15,20 +15,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import update
 
 from fogmachine.config import Config
-from fogmachine.db.models import Guest, Step
 from fogmachine.logs import TRACEBACK_INDENT, escape_controls
-from fogmachine.services import checkout as co
-from fogmachine.services.tokens import hash_token
-from tests.support import provisioning as pv
 from tests.support.logcapture import server_log
+from tests.web.test_callbacks import TOKEN, _installing
 
 FORGED = "\nFAKE LOG LINE"
 RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
-TOKEN = "guest-secret-token-0123456789"
-PROFILES = {"announce": {"virt_type": "kvm", "ram_mb": 512, "vcpus": 1, "boot": "network", "phonehome": "yes"}}
 
 
 def assert_one_line_per_record(text: str) -> None:
@@ -63,17 +57,8 @@ def test_a_traceback_keeps_its_lines_indented_even_when_the_exception_carries_a_
 @pytest.fixture
 async def installing(make_config: Callable[..., Config], start_server: Callable[..., Any], tmp_path: Path,
                      database_url: str) -> Any:
-    """A server with one guest waiting for its phone-home, whose token is TOKEN."""
-    catalog = pv.write_catalog(tmp_path / "catalog.conf", PROFILES)
-    srv = await start_server(make_config(local_catalog=str(catalog), database_connection=database_url))
-    alice = pv.add_user(srv.ctx, "alice", email="alice@example.org")
-    guest = await co.checkout(srv.ctx, alice, co.CheckoutRequest("web1", "announce", 2, "log test"))
-    await pv.settle(srv.ctx)
-    srv.ctx.db.run_sync(lambda s: s.execute(update(Guest).where(Guest.id == guest.id)
-                                            .values(phonehome_token_hash=hash_token(TOKEN))))
-    srv.guest = pv.guest(srv.ctx, guest.id)
-    assert srv.guest.step == Step.INSTALLING
-    return srv
+    """A server with one guest waiting for its phone-home, whose token is TOKEN (the callbacks tests' own)."""
+    return await _installing(make_config, start_server, tmp_path, database_url)
 
 
 async def test_client_text_with_control_characters_never_forges_a_log_line(installing: Any) -> None:

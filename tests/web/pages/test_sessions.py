@@ -16,23 +16,16 @@ import tornado.websocket
 from sqlalchemy import select
 
 from fogmachine.db.models import AuditEvent, UserSession
-from fogmachine.services.users import create_user
-from tests.web.pages.conftest import PASSWORD, PageClient, Site, password_hash, write_catalog
+from tests.web.pages.conftest import PASSWORD, PageClient, Site, open_site
 
 NEW_PASSWORD = "ochre lantern quietly"
 
 
 @pytest.fixture
 async def dbsite(make_config, start_server, tmp_path, database_url) -> Site:
-    config = make_config(hosts={"h1": {"cpus": 8, "memory_mb": 16384}}, local_catalog=write_catalog(tmp_path),
-                         database_connection=database_url)
-    srv = await start_server(config)
-    users = {}
-    for name in ("alice", "bob", "root"):
-        user = await srv.ctx.db.run(create_user, name, PASSWORD, is_admin=name == "root",
-                                    password_hash=password_hash())
-        users[name] = user.id
-    return Site(srv, users)
+    """The ``site`` server (conftest's open_site) with one host."""
+    return await open_site(make_config, start_server, tmp_path, {"h1": {"cpus": 8, "memory_mb": 16384}},
+                           database_url)
 
 
 def copy_of(client: PageClient) -> PageClient:
