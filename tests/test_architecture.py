@@ -5,7 +5,8 @@ so no module's import-time code runs), each of its imports of ``fogmachine.*``
 is collected (absolute and relative, at the top or inside a function, under
 ``if TYPE_CHECKING:`` too: a type is a dependency as well), and each module is
 mapped to its layer. An import from one layer into another that the layer may
-not use is a violation.
+not use is a violation. The libraries whose errors an adapter translates
+(libvirt, Cobbler's XML-RPC) are imported by that adapter alone.
 
 The code breaks some of these rules today (issue 12). Those imports are named,
 pair by pair, in ``KNOWN_DEPARTURES``: a new violation fails, and so does an
@@ -84,6 +85,10 @@ KNOWN_DEPARTURES: dict[tuple[str, str], str] = {
     ("fogmachine.virt.manager", "fogmachine.virthosts"): "HostManager asks which hosts still hold guests",
 }
 
+# Libraries whose errors one adapter turns into fogmachine.errors: imported nowhere else, so no caller ever
+# sees a libvirt.libvirtError or an xmlrpc.client.Fault.
+ADAPTER_LIBRARIES: dict[str, str] = {"libvirt": "virt", "libvirtaio": "virt", "xmlrpc": "cobbler"}
+
 
 @dataclass(frozen=True)
 class Import:
@@ -154,6 +159,22 @@ def imports_in(source: str, module: str, *, is_package: bool = False, path: str 
                 yield Import(module, candidate if candidate in modules else base, where, node.lineno)
 
 
+def libraries_in(source: str, module: str, *, path: str = "") -> Iterator[Import]:
+    """Every absolute import of a library in ADAPTER_LIBRARIES (``imported`` is its top-level name)."""
+    where = path or module
+    for node in ast.walk(ast.parse(source, filename=where)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            if top in ADAPTER_LIBRARIES:
+                yield Import(module, top, where, node.lineno)
+
+
 def layer_of(module: str) -> str | None:
     if module == PACKAGE:
         return LAYERS[PACKAGE]
@@ -174,6 +195,12 @@ def violations(imports: Iterable[Import]) -> dict[tuple[str, str], Violation]:
         found.setdefault((imp.importer, imp.imported),
                          Violation(imp.importer, imp.imported, source, target, f"{imp.path}:{imp.line}"))
     return found
+
+
+def misplaced_libraries(imports: Iterable[Import]) -> list[str]:
+    return [f"{imp.path}:{imp.line}: {imp.importer} imports {imp.imported}, which only "
+            f"fogmachine.{ADAPTER_LIBRARIES[imp.imported]} may import (it translates its errors)"
+            for imp in imports if layer_of(imp.importer) != ADAPTER_LIBRARIES[imp.imported]]
 
 
 def scan(package_dir: Path = PACKAGE_DIR) -> list[Import]:
@@ -202,6 +229,15 @@ def test_every_layer_has_modules() -> None:
 def test_no_import_crosses_a_layer_boundary() -> None:
     new = [str(v) for pair, v in sorted(violations(scan()).items()) if pair not in KNOWN_DEPARTURES]
     assert not new, "imports across a forbidden direction (see docs/ARCHITECTURE.md):\n" + "\n".join(new)
+
+
+def test_adapter_libraries_stay_in_their_adapter() -> None:
+    found: list[Import] = []
+    for name, path in package_modules().items():
+        found.extend(libraries_in(path.read_text(encoding="utf-8"), name, path=str(path.relative_to(ROOT))))
+    assert {imp.imported for imp in found} >= {"libvirt", "xmlrpc"}  # the scan does see them
+    misplaced = misplaced_libraries(found)
+    assert not misplaced, "\n".join(misplaced)
 
 
 def test_known_departures_still_happen() -> None:
@@ -262,3 +298,11 @@ def test_checker_allows_what_the_rules_allow() -> None:
                                  known=set(package_modules())))
     assert violations(imports_in("from fogmachine import app\n", "fogmachine.web.sample",
                                  known=set(package_modules())))
+
+
+def test_checker_reports_adapter_libraries_elsewhere() -> None:
+    source = "import libvirt\nimport os.path\n\n\ndef f() -> None:\n    from xmlrpc.client import Fault\n"
+    found = list(libraries_in(source, "fogmachine.services.sample"))
+    assert [(imp.imported, imp.line) for imp in found] == [("libvirt", 1), ("xmlrpc", 6)]
+    assert len(misplaced_libraries(found)) == 2
+    assert not misplaced_libraries(libraries_in("import libvirt\n", "fogmachine.virt.sample"))
