@@ -113,6 +113,10 @@ class Database:
         self.engine = make_engine(url, connect_timeout=connect_timeout, pool_size=threads)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="fm-db")
+        # One thread of its own for the process's heartbeat (``run_apart``): a liveness signal that waits
+        # in the pool's queue behind a burst of checkouts lapses, and other processes then take this
+        # one for dead. Its connection comes from the engine's overflow.
+        self.apart = ThreadPoolExecutor(1, thread_name_prefix="fm-db-apart")
         self.backend = self.engine.dialect.name
 
     @contextmanager
@@ -191,6 +195,12 @@ class Database:
             self.executor, lambda: self.run_sync(fn, *args, lock=lock, **kwargs)
         )
 
+    async def run_apart(self, fn: Callable[..., T], *args: Any, lock: bool = False, **kwargs: Any) -> T:
+        """Like ``run``, on a thread of its own that never queues behind the pool's units of work."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.apart, lambda: self.run_sync(fn, *args, lock=lock, **kwargs))
+
     def dispose(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.apart.shutdown(wait=True, cancel_futures=True)
         self.engine.dispose()
