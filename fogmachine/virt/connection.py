@@ -41,8 +41,8 @@ from urllib.parse import urlsplit
 
 import libvirt
 
-from fogmachine.db.models import HostState, utcnow
 from fogmachine.errors import BackendTimeout, FogmachineError, HostUnreachable, ValidationError
+from fogmachine.states import HostState, utcnow
 from fogmachine.virt import events
 from fogmachine.virt.callpool import CallPool
 from fogmachine.virt.domainxml import DISK_FORMATS, NAME_RE
