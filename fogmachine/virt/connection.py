@@ -9,13 +9,14 @@ server (the 2009 prototype opened one per call). Its background task:
    keepalive on remote URIs, registers the close callback and domain lifecycle
    events once for that connection;
 2. reads the host (``inventory.read_snapshot``) and hands it to the listener
-   (the HostManager, which writes the database), then again every
+   (in the server, services.hostwatch.HostManager, which writes the
+   database), then again every
    ``resync_interval`` and whenever an event or an action asks for it;
 3. when the connection drops, marks the host down at once (the close
    callback fires within milliseconds of a remote libvirtd dying) and reopens
    it with exponential backoff.
 
-Every blocking libvirt call runs on a ``CallPool`` (the HostManager's, shared
+Every blocking libvirt call runs on a ``CallPool`` (the HostFleet's, shared
 by all hosts) with ``libvirt_call_timeout``; the pool replaces a thread that
 hangs in a call, so a slow host only ever slows itself. libvirt's callbacks
 run on the event thread (``virt.events``) and only hand work to the IOLoop
@@ -85,7 +86,8 @@ _UNDEFINE_FLAGS = (
 
 
 class Listener(Protocol):
-    """Where a HostConnection reports what it learns (the HostManager, which writes the DB)."""
+    """Where a HostConnection reports what it learns (in the server, services.hostwatch.HostManager,
+    which writes the DB; the adapter itself never does)."""
 
     async def host_up(self, host: HostConnection, snapshot: HostSnapshot) -> None: ...
 
@@ -179,13 +181,14 @@ class HostConnection:
         self.last_seen_at: dt.datetime | None = None  # naive UTC of the last successful read
         self.static: StaticFacts | None = None
         self.recent_events: collections.deque[DomainEvent] = collections.deque(maxlen=200)
-        # The HostManager's record of what it last wrote for this host (None: compare with the DB).
+        # The listener's record of what it last wrote for this host (None: compare with the DB). Kept here
+        # because it lives and dies with the connection: a host marked down forgets it (``_went_down``).
         self.applied: HostSnapshot | None = None
         self.applied_at = 0.0
         self.resyncs = 0
         self._conn: libvirt.virConnect | None = None
         self._cache = XmlCache()
-        # The HostManager's pool, shared by its hosts; a host on its own gets (and later shuts down) one.
+        # The HostFleet's pool, shared by its hosts; a host on its own gets (and later shuts down) one.
         self._owns_pool = pool is None
         self._pool = pool if pool is not None else CallPool(2, name=f"fm-virt-{name}")
         self._inflight: set[futures.Future[Any]] = set()  # this host's calls still running on the pool
