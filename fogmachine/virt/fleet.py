@@ -20,7 +20,8 @@ from typing import Any
 
 from fogmachine.errors import NotFound
 from fogmachine.virt.callpool import CallPool
-from fogmachine.virt.connection import HostConnection, Listener
+from fogmachine.virt.connection import HostConnection
+from fogmachine.virt.listener import Listener
 
 __all__ = ["CALL_THREADS", "HostFleet", "Listener"]
 
