@@ -31,6 +31,7 @@ LAYERS: dict[str, str] = {
     "fogmachine": "base",
     "fogmachine.errors": "base",
     "fogmachine.logs": "base",
+    "fogmachine.states": "base",
     "fogmachine.config": "config",
     "fogmachine.db": "db",
     "fogmachine.virt": "virt",
@@ -73,16 +74,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 KNOWN_DEPARTURES: dict[tuple[str, str], str] = {
     # config -> web: the trusted_proxies setting is parsed by web/proxies.py (imported inside a function).
     ("fogmachine.config", "fogmachine.web.proxies"): "config parses trusted_proxies with web's parser",
-    # virt -> db: the host state enum and the clock come from the ORM models.
-    ("fogmachine.virt.connection", "fogmachine.db.models"): "HostState and utcnow from the ORM",
-    # virt -> db: libvirt's states are mapped straight onto the ORM's GuestState enum.
-    ("fogmachine.virt.inventory", "fogmachine.db.models"): "GuestState from the ORM",
-    # virt -> context, db, services: HostManager takes the whole Context, reads the hosts table and
-    # writes snapshots through services.hoststate (the part issue 12 moves into services/).
-    ("fogmachine.virt.manager", "fogmachine.context"): "HostManager is handed the whole Context",
-    ("fogmachine.virt.manager", "fogmachine.db.models"): "HostManager queries the hosts table",
-    ("fogmachine.virt.manager", "fogmachine.services.hoststate"): "HostManager writes snapshots to the DB",
-    ("fogmachine.virt.manager", "fogmachine.virthosts"): "HostManager asks which hosts still hold guests",
 }
 
 # Libraries whose errors one adapter turns into fogmachine.errors: imported nowhere else, so no caller ever
