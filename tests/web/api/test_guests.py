@@ -362,7 +362,7 @@ async def host_state(api, name: str, wanted: str) -> str:
     return state
 
 
-async def test_the_owner_deletes_a_failed_checkout_while_its_host_is_down(make_api, tmp_path):
+async def test_the_owner_deletes_a_failed_checkout_while_its_host_is_down(make_api, tmp_path, real_hosts):
     """The checkout failed before anything was made on its host (its disk could not be created); then the host
     went down. Deleting used to answer 502 host_unreachable and keep the name taken, though nothing of the
     guest existed there."""
@@ -397,7 +397,8 @@ def _failed_with_a_volume(session, owner: str) -> int:
     return guest.id
 
 
-async def test_a_failed_checkout_that_left_a_volume_on_a_down_host_is_retired_naming_it(make_api, tmp_path):
+async def test_a_failed_checkout_that_left_a_volume_on_a_down_host_is_retired_naming_it(make_api, tmp_path,
+                                                                                         real_hosts):
     """What the failed checkout could not remove stays named on the retired row; reconciliation removes it once
     the host is back (here the volume is already gone there: that counts as removed)."""
     with TcpProxy(LIBVIRTD) as proxy:
