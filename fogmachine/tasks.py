@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import tornado.ioloop
 
@@ -24,6 +25,7 @@ from fogmachine.services import leases
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_TTL = 15.0
+STOP_WAIT = 30.0  # seconds a stop waits for the tasks under way before cancelling them
 # How often the checkouts of a process whose heartbeat stopped are looked for (reconcile.fix_interrupted).
 # With the heartbeat's 15 s, a crashed process's checkouts are failed and cleaned 15 to 35 s after the crash.
 INTERRUPTED_INTERVAL = HEARTBEAT_TTL
@@ -59,6 +61,7 @@ class TaskRegistry:
         self.at_start: list[str] = []
         self.settle: Callable[[], Awaitable[object]] | None = None
         self._start_task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[Any]] = set()  # ticks under way (a stop waits for them)
         self.add(PeriodicTask(f"{leases.PROCESS_PREFIX}{self.process_id}", HEARTBEAT_INTERVAL, self._heartbeat,
                               exclusive=False, jitter=0.0))
 
@@ -90,12 +93,17 @@ class TaskRegistry:
 
     def _tick(self, name: str) -> Callable[[], Awaitable[None]]:
         async def tick() -> None:
+            current = asyncio.current_task()
+            if current is not None:
+                self._running.add(current)
             try:
                 await self.run_once(name)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the lease query itself failed (database down): try next time
                 log.warning("periodic task %s skipped: %s", name, "database unavailable", exc_info=False)
+            finally:
+                self._running.discard(current)
 
         return tick
 
@@ -126,6 +134,14 @@ class TaskRegistry:
         if self._start_task is not None and not self._start_task.done():
             self._start_task.cancel()
             await asyncio.gather(self._start_task, return_exceptions=True)
+        # A tick under way may be taking a lease right now, or running an exclusive task: released before it
+        # ends, the lease would be taken again by it (found under load: the other process then could not
+        # take the task for 15 s) or by another process while this one still runs the task.
+        if self._running:
+            _done, late = await asyncio.wait(set(self._running), timeout=STOP_WAIT)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         for hook in self.on_stop:
             hook()
         try:

@@ -88,3 +88,37 @@ async def test_the_heartbeat_does_not_wait_behind_a_busy_pool(database_url, make
         release.set()
         await asyncio.gather(*held)
         db.dispose()
+
+
+async def test_a_stop_keeps_the_lease_until_the_task_under_way_ends(database_url, make_config):
+    """Found under load (issue 11): a stop released the leases while a tick was still under way; the tick
+    then took the lease again (or another process took the task while this one still ran it)."""
+    config = make_config(database_connection=database_url)
+    dbs = [Database(database_url, threads=2) for _ in range(2)]
+    migrate.ensure_schema(dbs[0].engine)
+    first = TaskRegistry(Context(config=config, db=dbs[0]), process_id="first")
+    second = TaskRegistry(Context(config=config, db=dbs[1]), process_id="second")
+    running, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> None:
+        running.set()
+        await finish.wait()
+
+    async def quick() -> None:
+        pass
+
+    first.add(PeriodicTask("job", 0.05, slow))
+    second.add(PeriodicTask("job", 3600, quick))
+    try:
+        await first.start()
+        await asyncio.wait_for(running.wait(), 30)  # first holds the lease and runs the job
+        stopping = asyncio.ensure_future(first.stop())
+        await asyncio.wait({stopping}, timeout=1)  # without the wait, the stop is over by now
+        assert not await second.run_once("job")  # the job still runs in first: its lease holds
+        finish.set()
+        await asyncio.wait_for(stopping, 30)
+        assert await second.run_once("job")  # released once the job ended
+    finally:
+        finish.set()
+        for db in dbs:
+            db.dispose()
