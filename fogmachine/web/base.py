@@ -43,6 +43,14 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def to_json(payload: Any) -> str:
+    """JSON as the API and the live sockets send it: compact, and a datetime or Decimal as its str.
+
+    One encoder, so a prebuilt body (the guest list's cache) is byte for byte what ``write_json`` sends.
+    """
+    return json.dumps(payload, separators=(",", ":"), default=str)
+
+
 class InFlight:
     """How many requests are being handled now, so that shutdown lets them finish
     before it stops the adapters and the database they are using."""
@@ -216,7 +224,7 @@ class JsonHandler(BaseHandler):
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
-        self.finish(json.dumps(payload, separators=(",", ":"), default=str))
+        self.finish(to_json(payload))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = self._fm_error(kwargs)
