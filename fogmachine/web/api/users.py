@@ -16,7 +16,7 @@ from fogmachine.services import accounts
 from fogmachine.services.actor import Actor
 from fogmachine.timestamps import iso_utc
 from fogmachine.web.api.base import ApiHandler, Op
-from fogmachine.web.api.schema import Field, Obj, Query, page_params
+from fogmachine.web.api.schema import Field, Obj, Query, page_of, page_params
 
 TAG = "users"
 # No pattern here: the service normalizes first (NFKC + casefold, so "Alice" is alice and a
@@ -41,9 +41,7 @@ USER = Obj("User", (
     Field("notify_ready", "boolean", "e-mail when a guest is ready"),
 ), closed=False)
 USER_SUMMARY = Obj("UserSummary", (*_COMMON, Field("live_guests", "integer", minimum=0)), closed=False)
-USER_LIST = Obj("UserList", (Field("users", "array", items=USER_SUMMARY), Field("total", "integer", minimum=0),
-                             Field("offset", "integer", minimum=0), Field("limit", "integer", minimum=1)),
-                closed=False)
+USER_LIST = page_of("UserList", "users", USER_SUMMARY)
 
 USER_CREATE = Obj("UserCreate", (
     USERNAME,
