@@ -118,11 +118,29 @@ cmd_test() {
     "$VENV/bin/ruff" check .
     say "mypy --strict fogmachine/"
     "$VENV/bin/mypy"
-    say "pytest"
+    local rc
     set +e
+    if [ "$#" -gt 0 ]; then
+        say "pytest $*"
+        run_pytest "$@"; rc=$?
+    else
+        # The suite in two passes: first everything that shares the services safely, spread over
+        # FM_TEST_WORKERS workers (the Cobbler and real-host tests together in one of them, tests/conftest.py);
+        # then, alone, the tests that stop a shared service (MariaDB, Cobbler, a libvirtd).
+        local workers="${FM_TEST_WORKERS:-4}"
+        say "pytest, all but the disruptive tests, on $workers workers"
+        run_pytest -n "$workers" --dist loadgroup -m "not disruptive"; rc=$?
+        say "pytest, the disruptive tests, one at a time"
+        run_pytest -m disruptive; local rc2=$?
+        [ "$rc" -ne 0 ] || rc=$rc2
+    fi
+    set -e
+    return "$rc"
+}
+
+run_pytest() {
     FM_RUN_DISRUPTIVE=1 "$PY" -m pytest -rs -p no:cacheprovider "$@"
     local rc=$?
-    set -e
     if [ "$rc" -eq 5 ]; then
         echo "pytest collected no tests: that is a failure" >&2
         return 1

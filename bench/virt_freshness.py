@@ -45,7 +45,7 @@ from fogmachine import config as configmod  # noqa: E402
 from fogmachine.app import open_database, prepare_database  # noqa: E402
 from fogmachine.context import Context  # noqa: E402
 from fogmachine.db.models import Guest, Host  # noqa: E402
-from fogmachine.virt import HostManager  # noqa: E402
+from fogmachine.services.hostwatch import HostManager  # noqa: E402
 from fogmachine.virt.domainxml import DomainSpec, build_domain_xml  # noqa: E402
 from fogmachine.virt.errors import silence_libvirt  # noqa: E402
 from tests.support import testhosts  # noqa: E402

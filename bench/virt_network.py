@@ -53,7 +53,7 @@ from fogmachine.context import Context  # noqa: E402
 from fogmachine.db.models import Guest, GuestState, Host, Step, User  # noqa: E402
 from fogmachine.services import lifecycle  # noqa: E402
 from fogmachine.services.actor import Actor  # noqa: E402
-from fogmachine.virt import HostManager  # noqa: E402
+from fogmachine.services.hostwatch import HostManager  # noqa: E402
 from fogmachine.virt.domainxml import FOGMACHINE_NS  # noqa: E402
 from fogmachine.virt.errors import silence_libvirt  # noqa: E402
 from tests.support import testhosts  # noqa: E402

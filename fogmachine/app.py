@@ -72,7 +72,7 @@ def build_components(ctx: Context) -> list[Component]:
 
     components: list[Component] = []
     # First: provisioning and the pages use the hosts, so they start before and stop after them.
-    from fogmachine.virt import HostManager
+    from fogmachine.services.hostwatch import HostManager
 
     ctx.hosts = HostManager(ctx)
     components.append(ctx.hosts)

@@ -17,7 +17,7 @@ class Context:
     config: Config
     db: Database
     schema_revision: str = ""
-    # The hypervisor layer (fogmachine.virt.HostManager), attached at start.
+    # The hosts (fogmachine.services.hostwatch.HostManager over a fogmachine.virt.HostFleet), attached at start.
     hosts: Any = None
     # The catalog of what can be checked out (Cobbler or the local file), attached at start.
     catalog: Any = None

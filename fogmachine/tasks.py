@@ -69,7 +69,7 @@ class TaskRegistry:
 
     async def _heartbeat(self) -> None:
         name = f"{leases.PROCESS_PREFIX}{self.process_id}"
-        await self.ctx.db.run(leases.try_acquire, name, self.process_id, HEARTBEAT_TTL)
+        await self.ctx.db.run_apart(leases.try_acquire, name, self.process_id, HEARTBEAT_TTL)
 
     async def run_once(self, name: str) -> bool:
         """Run one task now (if its lease allows); True when it ran. Used by the loop and tests."""

@@ -30,6 +30,12 @@ pytest_plugins = ["pytester", "tests.support.apiclient"]
 FIXTURE_MARKERS = {"cobbler_server": "cobbler", "real_hosts": "realhosts", "browser": "browser"}
 # a database parameter's value -> its marker (database_url, and any fixture or parametrize over backends)
 BACKEND_MARKERS = {"mariadb": "mysql", "postgresql": "postgres"}
+# Tests of the one shared Cobbler and the two shared libvirtd hosts see each other's objects (a reconcile
+# removes another test's domain as an orphan, a listing counts another test's systems): under pytest-xdist
+# (--dist loadgroup) they all run in one worker, one after another; everything else spreads out.
+SERIAL_MARKERS = ("realhosts", "cobbler")
+SERIAL_GROUP = "shared-hosts-and-cobbler"
+PARTS_PROPERTY = "fm_real_parts"
 
 
 def real_part_markers(item: pytest.Item) -> set[str]:
@@ -54,6 +60,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for marker in sorted(real_part_markers(item)):
             if item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
+        if any(item.get_closest_marker(marker) for marker in SERIAL_MARKERS):
+            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
     if os.environ.get("FM_RUN_DISRUPTIVE") == "1":
         return
     skip = pytest.mark.skip(reason="stops a shared service: runs under ./bootstrap.sh test (FM_RUN_DISRUPTIVE=1)")
@@ -72,7 +80,22 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         realparts.current = None
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    """Carry the parts this test used on its report: under pytest-xdist the closing line is printed by
+    the controller, which sees the workers' reports but not their ``realparts.used``."""
+    report: pytest.TestReport = yield
+    parts = sorted(part for part, nodeids in realparts.used.items() if item.nodeid in nodeids)
+    if parts:
+        report.user_properties.append((PARTS_PROPERTY, parts))
+    return report
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == PARTS_PROPERTY:
+            for part in value:
+                realparts.used[part].add(report.nodeid)
     if report.when == "call" and not report.skipped:
         realparts.ran.add(report.nodeid)
 

@@ -110,3 +110,56 @@ def test_skipped_after_the_database_was_made(database_url, backend):
     # 3 backends ran test_every_backend; the 6 skipped ones made databases but count for nothing
     result.stdout.fnmatch_lines(["*real parts (tests that ran on each): sqlite 1, mariadb 1, postgresql 1, "
                                  "libvirtd hosts 0, cobbler 0, chromium 0*"])
+
+
+def test_the_closing_line_counts_the_workers_tests_under_xdist(pytester: pytest.Pytester, run: Runner) -> None:
+    """The controller prints the line: the parts each worker's tests used travel on their reports."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_it="""
+import pytest
+
+@pytest.mark.parametrize("n", range(4))
+def test_every_backend(database_url, n):
+    pass
+""")
+    result = run("-p", "xdist", "-n", "2")
+    result.assert_outcomes(passed=12)
+    result.stdout.fnmatch_lines(["*real parts (tests that ran on each): sqlite 4, mariadb 4, postgresql 4, *"])
+
+
+def test_the_shared_hosts_and_cobbler_tests_run_in_one_worker(pytester: pytest.Pytester, run: Runner,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under --dist loadgroup every test that uses the real hosts or Cobbler goes to the same worker."""
+    pytester.makeconftest(CONFTEST + """
+from tests.support import realhosts
+cobbler.require = lambda: None  # pretend both are there: only the grouping is under test
+cobbler.seed = lambda: None
+realhosts.require = lambda: None
+""")
+    pytester.makepyfile(test_it="""
+import os
+import pytest
+
+def note(kind):
+    with open(os.path.join(os.environ["FM_WORKERS_FILE"]), "a") as out:
+        out.write(kind + " " + os.environ["PYTEST_XDIST_WORKER"] + "\\n")
+
+@pytest.mark.parametrize("n", range(4))
+def test_hosts(real_hosts, n):
+    note("shared")
+
+@pytest.mark.parametrize("n", range(4))
+def test_cobbler(cobbler_server, n):
+    note("shared")
+
+@pytest.mark.parametrize("n", range(12))
+def test_alone(n):
+    note("alone")
+""")
+    workers_file = pytester.path / "workers.txt"
+    monkeypatch.setenv("FM_WORKERS_FILE", str(workers_file))
+    result = run("-p", "xdist", "-n", "3", "--dist", "loadgroup")
+    result.assert_outcomes(passed=20)
+    seen = [line.split() for line in workers_file.read_text().splitlines()]
+    assert len({worker for kind, worker in seen if kind == "shared"}) == 1
+    assert len([kind for kind, _ in seen if kind == "shared"]) == 8

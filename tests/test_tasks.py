@@ -1,10 +1,12 @@
 """The periodic task registry: jittered callbacks, exclusive tasks in one process at a time."""
 
 import asyncio
+import threading
 
 from fogmachine.context import Context
 from fogmachine.db import migrate
 from fogmachine.db.session import Database
+from fogmachine.services import leases
 from fogmachine.tasks import PeriodicTask, TaskRegistry
 
 
@@ -62,3 +64,27 @@ async def test_failing_task_is_logged_and_counted(make_config, caplog):
     assert reg.tasks["boom"].failures == 1
     assert "periodic task boom failed" in caplog.text
     db.dispose()
+
+
+async def test_the_heartbeat_does_not_wait_behind_a_busy_pool(database_url, make_config):
+    """Found under load (issue 11): a burst of checkouts filled the database pool's queue, the heartbeat
+    waited in it until its lease lapsed, and the process was taken for dead. It has a thread of its own."""
+    config = make_config(database_connection=database_url)
+    db = Database(database_url, threads=2)
+    migrate.ensure_schema(db.engine)
+    reg = TaskRegistry(Context(config=config, db=db), process_id="busy")
+    heartbeat = f"{leases.PROCESS_PREFIX}busy"
+    release = threading.Event()
+
+    def hold(_session) -> None:  # a unit of work that keeps its pool thread until released
+        release.wait(60)
+
+    held = [asyncio.ensure_future(db.run(hold)) for _ in range(4)]  # both threads taken, two more queued
+    try:
+        await asyncio.wait_for(reg.run_once(heartbeat), 20)  # the deadline only stops a broken build hanging
+        assert "busy" in await asyncio.wait_for(asyncio.to_thread(db.run_sync, leases.live_processes), 20)
+        assert not any(task.done() for task in held)  # it really went past a full pool
+    finally:
+        release.set()
+        await asyncio.gather(*held)
+        db.dispose()

@@ -2,8 +2,9 @@
 
 The metadata carries a naming convention so that Alembic's constraint names are
 the same on SQLite, MariaDB and PostgreSQL and migrations can refer to them.
-Times are stored as naive UTC (``utcnow()``) because MariaDB has no time zone
-type; every reader treats them as UTC.
+Times are stored as naive UTC (``utcnow()``, from ``fogmachine.states`` with
+``HostState`` and ``GuestState``, re-exported here) because MariaDB has no time
+zone type; every reader treats them as UTC.
 
 Ids are never reused: the audit log names objects by id, and a guest's id is in
 its domain's mark. MariaDB and PostgreSQL never hand out an id twice; SQLite does
@@ -31,6 +32,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# Defined in the base layer so that the hypervisor adapter can use them without the ORM; re-exported here
+# ("X as X": explicitly, for mypy), where the code above the adapters has always imported them from.
+from fogmachine.states import GuestState as GuestState
+from fogmachine.states import HostState as HostState
+from fogmachine.states import utcnow as utcnow
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -40,11 +47,6 @@ NAMING_CONVENTION = {
 }
 
 
-def utcnow() -> dt.datetime:
-    """Naive UTC now, the form every timestamp column holds."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
 # SQLite's AUTOINCREMENT: an id is never handed out again, even after its row is deleted.
 # Other databases ignore the option (their sequences and counters never go back).
 NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
@@ -52,12 +54,6 @@ NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class HostState(enum.StrEnum):
-    UNKNOWN = "unknown"
-    UP = "up"
-    DOWN = "down"
 
 
 class TargetKind(enum.StrEnum):
@@ -81,22 +77,6 @@ class Step(enum.StrEnum):
 
 
 IN_PROGRESS_STEPS = (Step.PLACING, Step.REGISTERING, Step.DEFINING, Step.BOOTING)
-
-
-class GuestState(enum.StrEnum):
-    """The libvirt state of a guest's domain, plus what Fogmachine knows beyond libvirt."""
-
-    NOSTATE = "nostate"
-    RUNNING = "running"
-    BLOCKED = "blocked"
-    PAUSED = "paused"
-    SHUTDOWN = "shutdown"
-    SHUTOFF = "shutoff"
-    CRASHED = "crashed"
-    SUSPENDED = "suspended"
-    UNKNOWN = "unknown"  # its host cannot be reached
-    MISSING = "missing"  # the host answers but the domain is gone
-    UNDEFINED = "undefined"  # no domain yet (provisioning) or no more (retired)
 
 
 class User(Base):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -86,6 +88,23 @@ def is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+# MariaDB's ER_LOCK_DEADLOCK; PostgreSQL's deadlock_detected and serialization_failure
+MYSQL_DEADLOCK = 1213
+POSTGRES_RETRY_STATES = ("40P01", "40001")
+DEADLOCK_RETRIES = 3
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """True when the database rolled this transaction back to break a deadlock (run it again)."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) in POSTGRES_RETRY_STATES:
+        return True
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] == MYSQL_DEADLOCK and "mysql" in type(orig).__module__.lower()
+
+
 class Database:
     """The engine, a session factory and the thread pool that runs units of work."""
 
@@ -94,6 +113,10 @@ class Database:
         self.engine = make_engine(url, connect_timeout=connect_timeout, pool_size=threads)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="fm-db")
+        # One thread of its own for the process's heartbeat (``run_apart``): a liveness signal that waits
+        # in the pool's queue behind a burst of checkouts lapses, and other processes then take this
+        # one for dead. Its connection comes from the engine's overflow.
+        self.apart = ThreadPoolExecutor(1, thread_name_prefix="fm-db-apart")
         self.backend = self.engine.dialect.name
 
     @contextmanager
@@ -120,7 +143,24 @@ class Database:
         that way. So ``fn`` must be database work only, safe to run again. The same holds when a
         guest row it read was changed by someone else before its write (``StaleDataError``, see
         ``Guest.version``): it is run once more on a fresh read, and a second clash is a Conflict.
+        And when MariaDB or PostgreSQL chose it as a deadlock's victim (two units that lock the same
+        rows in opposite orders: marking a guest failed checks its host row's key while a resync holds
+        the host row and waits for the guest's), the server has rolled it back whole, which is what
+        "try restarting transaction" asks for: it is run again, up to DEADLOCK_RETRIES times.
         """
+        deadlocks = 0
+        while True:
+            try:
+                return self._run_once(fn, args, kwargs, lock)
+            except DBAPIError as exc:
+                if not is_deadlock(exc) or deadlocks >= DEADLOCK_RETRIES:
+                    raise
+                deadlocks += 1
+                log.info("%s lost a deadlock (try %d); running it again",
+                         getattr(fn, "__name__", fn), deadlocks)
+                time.sleep(random.uniform(0.005, 0.05) * deadlocks)
+
+    def _run_once(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], lock: bool) -> T:
         try:
             try:
                 return self._attempt(fn, args, kwargs, lock)
@@ -155,6 +195,12 @@ class Database:
             self.executor, lambda: self.run_sync(fn, *args, lock=lock, **kwargs)
         )
 
+    async def run_apart(self, fn: Callable[..., T], *args: Any, lock: bool = False, **kwargs: Any) -> T:
+        """Like ``run``, on a thread of its own that never queues behind the pool's units of work."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.apart, lambda: self.run_sync(fn, *args, lock=lock, **kwargs))
+
     def dispose(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.apart.shutdown(wait=True, cancel_futures=True)
         self.engine.dispose()

@@ -434,8 +434,13 @@ async def _give_up(ctx: Context, made: _Made, reason: str) -> None:
     except FogmachineError as exc:
         log.error("guest %s failed (%s) and could not be marked failed: %s", job.name, reason, exc.message)
         return
+    except Exception:  # a bug: said in the log, not lost in the task (nobody awaits its exception)
+        log.exception("guest %s failed (%s) and could not be marked failed", job.name, reason)
+        return
     if marked:
         log.warning("guest %s failed: %s", job.name, reason)
+    else:
+        log.info("guest %s failed (%s) after its row went; torn down", job.name, reason)
 
 
 # -- the running provisioning tasks -----------------------------------------------------------------

@@ -74,8 +74,10 @@ class _Stuck:
 
 
 def _stuck(session: Session, timeout: float, busy_here: set[int], now: dt.datetime,
-           interrupted_only: bool = False) -> list[_Stuck]:
-    alive = leases.live_processes(session)
+           interrupted_only: bool = False, this_process: str = "") -> list[_Stuck]:
+    # This process is alive, whatever its heartbeat lease says: on a loaded machine the lease can lapse
+    # while the process works (its own checkouts, claimed but not yet spawned, are not in ``busy_here``).
+    alive = leases.live_processes(session) | ({this_process} if this_process else set())
     cutoff = now - dt.timedelta(seconds=timeout)
     found = []
     query = select(Guest).options(joinedload(Guest.host)).where(Guest.managed.is_(True))
@@ -147,7 +149,9 @@ def _note_missing(session: Session) -> list[str]:
 
 async def _fix_provisioning(ctx: Context, report: Report, interrupted_only: bool = False) -> None:
     busy = set(provisioner(ctx).tasks)  # this process's own checkouts in progress
-    for stuck in await ctx.db.run(_stuck, ctx.config.provision_timeout, busy, utcnow(), interrupted_only):
+    this_process = str(ctx.extras.get("process_id", ""))
+    for stuck in await ctx.db.run(_stuck, ctx.config.provision_timeout, busy, utcnow(), interrupted_only,
+                                  this_process):
         try:
             await teardown.release(ctx, stuck.holdings)
         except FogmachineError as exc:

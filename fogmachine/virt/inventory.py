@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import libvirt
 
-from fogmachine.db.models import GuestState
+from fogmachine.states import GuestState
 from fogmachine.virt.domainxml import parse_domain_xml
 
 MIB = 1024 * 1024

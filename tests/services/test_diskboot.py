@@ -36,8 +36,11 @@ async def server(make_config: Callable[..., Config], start_server: Callable[...,
                  database_url: str) -> Any:
     catalog = pv.write_catalog(tmp_path / "catalog.conf", PROFILES)
     host = write_pool_host(tmp_path / "hosts", "h1", tmp_path / "pool", cpus=4, memory_mb=8192)
+    # Only the tests' own run_once retries: a background run of the task holds the guest while it tries
+    # (diskboot.finish: one attempt per guest at a time), and the test's run then finds it busy.
     srv = await start_server(make_config(hosts={"h1": host}, local_catalog=str(catalog),
-                                         database_connection=database_url))
+                                         database_connection=database_url, diskboot_retry_interval="3600"))
+    await srv.ctx.extras["tasks"].wait_started()  # the run at start is over
     srv.alice = pv.add_user(srv.ctx, "alice")
     return srv
 

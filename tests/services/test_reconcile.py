@@ -4,10 +4,10 @@ import asyncio
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from fogmachine.db.models import AuditEvent, Guest, GuestState, Host, Step, TargetKind, User, utcnow
-from fogmachine.services import reconcile
+from fogmachine.db.models import AuditEvent, Guest, GuestState, Host, Step, TargetKind, TaskLease, User, utcnow
+from fogmachine.services import leases, reconcile
 from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
 from tests.support import cobbler as cobbler_support
 
@@ -99,6 +99,25 @@ async def test_interrupted_and_timed_out_provisioning_undone(database_url, make_
     names = await domains(srv)
     assert "halfway" not in names and "silent" not in names and "patient" in names
     assert busy and not (await reconcile.reconcile(ctx)).failed_provisioning
+
+
+async def test_a_process_never_takes_itself_for_dead(database_url, make_config, start_server):
+    """Issue 11, found under load: a burst of 200 checkouts kept the heartbeat waiting for the database
+    pool until its lease lapsed, and the process's own "interrupted" task then failed one of its own
+    guests (claimed, not yet handed to a provisioning task). The lease here lapses as it did there."""
+    srv = await start_server(make_config(database_connection=database_url))
+    ctx = srv.ctx
+    await ctx.extras["tasks"].wait_started()
+    me = ctx.extras["process_id"]
+    mine = await ctx.db.run(add_guest, "claimed", step=Step.DEFINING, worker=me)
+    theirs = await ctx.db.run(add_guest, "orphaned", step=Step.DEFINING, worker="gone-host:1:abc")
+    await ctx.db.run(lambda s: s.execute(update(TaskLease).where(TaskLease.owner == me)
+                                         .values(expires_at=utcnow() - dt.timedelta(seconds=60))))
+    assert me not in await ctx.db.run(leases.live_processes)
+    report = await reconcile.fix_interrupted(ctx)
+    assert report.failed_provisioning == ["orphaned"]
+    rows = {g.id: g for g in await ctx.db.run(lambda s: s.scalars(select(Guest)).all())}
+    assert rows[mine].step == Step.DEFINING and rows[theirs].step == Step.FAILED
 
 
 async def test_domain_left_behind_by_a_failed_guest_is_removed(database_url, make_config, start_server):

@@ -22,7 +22,7 @@ from fogmachine.app import open_database, prepare_database
 from fogmachine.config import Config
 from fogmachine.context import Context
 from fogmachine.db.models import Guest, Host, User
-from fogmachine.virt import HostManager
+from fogmachine.services.hostwatch import HostManager
 from tests.support import testhosts
 
 T = TypeVar("T")

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
-from fogmachine.db.models import GuestState
 from fogmachine.errors import BackendTimeout, Conflict, HostUnreachable, NotFound, ValidationError
+from fogmachine.states import GuestState
 from fogmachine.virt import HostConnection, HostSnapshot
 from fogmachine.virt.domainxml import DomainSpec, boot_from_disk, build_domain_xml
 from tests.support import testhosts

@@ -1,10 +1,15 @@
-"""HostManager: every host's HostConnection, and what they learn written to the database.
+"""HostManager: the server's hosts (``ctx.hosts``), followed from the hosts table, what they report written to rows.
 
-A server component (``ctx.hosts``). ``start()`` connects to every host in
-virthosts.conf at once, each on its own, so a dead host costs the others
-nothing; it waits for those first attempts at most ``libvirt_connect_timeout``
-(plus a second) so that the first page served already shows real states, and
-anything slower carries on in the background.
+A server component. It builds on ``virt.fleet.HostFleet`` (the connections,
+their shared call pool, their background work), which knows no database, and
+adds the two things that need one: which hosts to watch, read from the hosts
+table, and the fleet's ``Listener``, which turns what a host reports into rows
+through ``services.hoststate``.
+
+``start()`` connects to every host in virthosts.conf at once, each on its own,
+so a dead host costs the others nothing; it waits for those first attempts at
+most ``libvirt_connect_timeout`` (plus a second) so that the first page served
+already shows real states, and anything slower carries on in the background.
 
 Which hosts are watched: every host listed in virthosts.conf (``in_config``),
 enabled or not, and a host that left the file for as long as Fogmachine's
@@ -38,10 +43,10 @@ from sqlalchemy.orm import Session
 
 from fogmachine.context import Context
 from fogmachine.db.models import Host
-from fogmachine.errors import FogmachineError, NotFound
+from fogmachine.errors import FogmachineError
 from fogmachine.services import hoststate
-from fogmachine.virt.callpool import CallPool
 from fogmachine.virt.connection import HostConnection
+from fogmachine.virt.fleet import HostFleet
 from fogmachine.virt.inventory import HostSnapshot
 from fogmachine.virthosts import guests_live_on
 
@@ -49,9 +54,6 @@ log = logging.getLogger(__name__)
 
 DB_RECHECK = 300.0
 TABLE_POLL = 10.0
-# Threads of the call pool that every host's libvirt calls share (see virt.callpool for why
-# a few shared threads, and how a hung host is kept from holding one).
-CALL_THREADS = 2
 
 
 def _watched_hosts(session: Session) -> list[tuple[int, str, str]]:
@@ -61,15 +63,14 @@ def _watched_hosts(session: Session) -> list[tuple[int, str, str]]:
 
 
 class HostManager:
-    """All HostConnections of this server; also the Listener that writes what they see."""
+    """The hosts of the hosts table, watched by a HostFleet; also the fleet's Listener, which writes what they see."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.config = ctx.config
-        self._hosts: dict[str, HostConnection] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._started = False
-        self._pool = CallPool(CALL_THREADS, name="fm-virt")
+        self.fleet = HostFleet(self, connect_timeout=self.config.libvirt_connect_timeout,
+                               call_timeout=self.config.libvirt_call_timeout,
+                               resync_interval=self.config.resync_interval)
         self._reload_lock = asyncio.Lock()
         # Called with a host's name when it answers after being down (or at first contact), once its
         # snapshot is written: work that waited for the host (e.g. diskboot's retries) starts then.
@@ -80,47 +81,28 @@ class HostManager:
     async def start(self) -> None:
         rows = await self.ctx.db.run(_watched_hosts)
         for host_id, name, uri in rows:
-            self._hosts[name] = self._make(host_id, name, uri)
-        for host in self._hosts.values():
+            self.fleet.add(host_id, name, uri)
+        for host in self.fleet.all():
             await host.watch()
-        self._started = True
         self.spawn(self._follow_table(), name="fm-hosts-table")
         await self.wait_settled(self.config.libvirt_connect_timeout + 1)
-        up = sum(1 for h in self._hosts.values() if h.connected)
-        log.info("hypervisor hosts: %d of %d up", up, len(self._hosts))
+        up = sum(1 for h in self.fleet.all() if h.connected)
+        log.info("hypervisor hosts: %d of %d up", up, len(self.fleet.all()))
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(host.close() for host in self._hosts.values()), return_exceptions=True)
-        self._hosts.clear()
-        self._started = False
-        # The hosts waited for their calls; a thread still hung in one is left to end on its own.
-        self._pool.shutdown(wait=False)
-        self._pool = CallPool(CALL_THREADS, name="fm-virt")
-
-    def _make(self, host_id: int, name: str, uri: str) -> HostConnection:
-        return HostConnection(
-            name, uri, host_id=host_id, connect_timeout=self.config.libvirt_connect_timeout,
-            call_timeout=self.config.libvirt_call_timeout, resync_interval=self.config.resync_interval,
-            listener=self, pool=self._pool,
-        )
+        await self.fleet.close()
 
     async def reload(self) -> None:
         """Follow the hosts table: start new hosts, stop removed or changed ones."""
         async with self._reload_lock:
             rows = {name: (host_id, uri) for host_id, name, uri in await self.ctx.db.run(_watched_hosts)}
-            for name, host in list(self._hosts.items()):
-                if name not in rows or rows[name] != (host.host_id, host.uri):
-                    del self._hosts[name]
-                    log.info("host %s is no longer watched", name)
-                    await host.close()
+            for host in self.fleet.all():
+                if host.name not in rows or rows[host.name] != (host.host_id, host.uri):
+                    log.info("host %s is no longer watched", host.name)
+                    await self.fleet.remove(host.name)
             for name, (host_id, uri) in rows.items():
-                if name not in self._hosts:
-                    host = self._make(host_id, name, uri)
-                    self._hosts[name] = host
+                if name not in self.fleet:
+                    host = self.fleet.add(host_id, name, uri)
                     log.info("host %s is watched from now on (%s)", name, uri)
                     await host.watch()
 
@@ -134,41 +116,24 @@ class HostManager:
             except Exception:  # a bug must not end the following for the life of the server
                 log.exception("following the hosts table failed; trying again in %g s", TABLE_POLL)
 
+    # ------------------------------------------------------------------ the fleet, as ctx.hosts offers it
+
     async def wait_settled(self, timeout: float | None = None) -> bool:
         """Wait until every host's first connection attempt has ended; False if some had not by ``timeout``."""
-        if not self._hosts:
-            return True
-        results = await asyncio.gather(*(h.wait_settled(timeout) for h in self._hosts.values()))
-        return all(results)
-
-    # ------------------------------------------------------------------ lookups
+        return await self.fleet.wait_settled(timeout)
 
     def get(self, host_name: str) -> HostConnection:
-        try:
-            return self._hosts[host_name]
-        except KeyError:
-            raise NotFound(f"no host named {host_name} is being watched") from None
+        return self.fleet.get(host_name)
 
     def get_by_id(self, host_id: int) -> HostConnection:
-        for host in self._hosts.values():
-            if host.host_id == host_id:
-                return host
-        raise NotFound(f"no host with id {host_id} is being watched")
+        return self.fleet.get_by_id(host_id)
 
     def all(self) -> list[HostConnection]:
-        return list(self._hosts.values())
+        return self.fleet.all()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
         """Run background work (a shutdown watch, ...) that ``stop()`` cancels."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+        return self.fleet.spawn(coro, name=name)
 
     # ------------------------------------------------------------------ listener
 

@@ -1,4 +1,4 @@
-"""HostManager: hosts watched concurrently, what they hold written to the database, live."""
+"""HostManager (services.hostwatch): hosts watched concurrently, what they hold written to the database, live."""
 
 import asyncio
 from pathlib import Path
@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from fogmachine.db.models import Guest, GuestState, Host, Step
 from fogmachine.errors import NotFound
-from fogmachine.virt import HostManager
+from fogmachine.services.hostwatch import HostManager
 from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
 from tests.support import testhosts
 from tests.support.hostfleet import fleet  # noqa: F401
@@ -180,9 +180,9 @@ async def test_hosts_whose_calls_hang_hold_none_of_the_others_up(make_config, st
     import threading
 
     from fogmachine.virt import connection as connmod
-    from fogmachine.virt import manager as managermod
+    from fogmachine.virt import fleet as fleetmod
 
-    hanging = managermod.CALL_THREADS + 1
+    hanging = fleetmod.CALL_THREADS + 1
     srv = await start_server(make_config(hosts={f"h{i}": {} for i in range(hanging + 3)}))
     hosts = srv.ctx.hosts
     await hosts.wait_settled(10)
@@ -209,7 +209,7 @@ async def test_hosts_whose_calls_hang_hold_none_of_the_others_up(make_config, st
     monkeypatch.setattr(connmod, "read_snapshot", read)
     stuck = [asyncio.ensure_future(h.resync()) for h in slow]
     await until(lambda: entered == slow_conns, "every slow host's read has begun")
-    pool = hosts._pool
+    pool = hosts.fleet.pool
     await until(lambda: pool.stalled >= hanging, "the watchdog has seen every hung read")
     others = [h for h in hosts.all() if h not in slow]
     # Far less than the hung reads' 60 s: with no stand-in threads, these would wait for them.
@@ -217,8 +217,8 @@ async def test_hosts_whose_calls_hang_hold_none_of_the_others_up(make_config, st
     assert not any(s.done() for s in stuck)
     release.set()
     await asyncio.gather(*stuck)
-    await until(lambda: pool.threads <= managermod.CALL_THREADS, "the stalled threads have left")
-    assert (pool.threads, pool.stalled) == (managermod.CALL_THREADS, 0)
+    await until(lambda: pool.threads <= fleetmod.CALL_THREADS, "the stalled threads have left")
+    assert (pool.threads, pool.stalled) == (fleetmod.CALL_THREADS, 0)
 
 
 async def test_the_hosts_table_is_followed_and_a_host_that_left_stays_while_guests_live(make_config, start_server,
@@ -229,11 +229,10 @@ async def test_the_hosts_table_is_followed_and_a_host_that_left_stays_while_gues
 
     from fogmachine import virthosts
     from fogmachine.db.models import User, utcnow
-    from fogmachine.services import lifecycle
+    from fogmachine.services import hostwatch, lifecycle
     from fogmachine.services.actor import Actor
-    from fogmachine.virt import manager as managermod
 
-    monkeypatch.setattr(managermod, "TABLE_POLL", 0.05)
+    monkeypatch.setattr(hostwatch, "TABLE_POLL", 0.05)
     config = make_config(hosts={"a": {}, "b": {}})
     srv = await start_server(config)
     ctx = srv.ctx
