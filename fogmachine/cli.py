@@ -38,6 +38,15 @@ def _database(config: Config) -> Database:
     return Database(config.database_url, threads=2, connect_timeout=config.db_timeout)
 
 
+def _current_revision(config: Config) -> str | None:
+    """The database's schema revision (None: empty), its connections closed again before the command goes on."""
+    db = _database(config)
+    try:
+        return migrate.current_revision(db.engine)
+    finally:
+        db.dispose()
+
+
 def _db_error(config: Config, exc: SQLAlchemyError) -> CliError:
     url = make_url(config.database_url).render_as_string(hide_password=True)
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
@@ -65,11 +74,7 @@ def cmd_db_upgrade(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_db_current(config: Config, args: argparse.Namespace) -> int:
-    db = _database(config)
-    try:
-        current = migrate.current_revision(db.engine)
-    finally:
-        db.dispose()
+    current = _current_revision(config)
     head = migrate.head_revision()
     state = "up to date" if current == head else f"needs upgrade to {head} (fogmachine db upgrade)"
     print(f"{current or 'empty'} ({state})")
@@ -144,11 +149,7 @@ def cmd_config_check(config: Config, args: argparse.Namespace) -> int:
         print(f"  {key} = {shown}    ({origin})")
     entries = virthosts.parse(config.virthosts)
     print(f"virthosts: {len(entries)} host(s) in {config.virthosts}")
-    db = _database(config)
-    try:
-        current = migrate.current_revision(db.engine)
-    finally:
-        db.dispose()
+    current = _current_revision(config)
     head = migrate.head_revision()
     print(f"database: reachable, revision {current or 'empty'} (code needs {head})")
     print("configuration OK")

@@ -32,6 +32,7 @@ LAYERS: dict[str, str] = {
     "fogmachine.errors": "base",
     "fogmachine.logs": "base",
     "fogmachine.states": "base",
+    "fogmachine.timestamps": "base",
     "fogmachine.config": "config",
     "fogmachine.db": "db",
     "fogmachine.virt": "virt",

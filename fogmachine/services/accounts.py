@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -375,21 +375,28 @@ def list_users(session: Session, actor: Actor) -> list[UserSummary]:
                         counts.get(u.id, 0)) for u in users]
 
 
-def _admin_target(session: Session, actor: Actor, user_id: int) -> User:
+def _switch(session: Session, actor: Actor, user_id: int, flag: Literal["is_admin", "is_active"], on: bool,
+            refusal: str) -> User:
+    """Turn one of a user's flags on or off, as an administrator: the rules set_admin and set_active share.
+
+    Nobody turns their own off (``refusal`` says so): that is how the last
+    administrator would lock everyone out, themselves first.
+    """
     actor.require_write()
     actor.require_admin()
     user = session.scalar(select(User).where(User.id == user_id).with_for_update())
     if user is None:
         raise NotFound(f"no user with id {user_id}")
+    if not on and user.id == actor.user_id:
+        raise PermissionDenied(refusal)
+    setattr(user, flag, on)
     return user
 
 
 def set_admin(session: Session, actor: Actor, user_id: int, is_admin: bool) -> User:
-    """Grant or revoke administrator rights; nobody revokes their own (no locking oneself out)."""
-    user = _admin_target(session, actor, user_id)
-    if not is_admin and user.id == actor.user_id:
-        raise PermissionDenied("you cannot revoke your own administrator rights; ask another administrator")
-    user.is_admin = is_admin
+    """Grant or revoke administrator rights."""
+    user = _switch(session, actor, user_id, "is_admin", is_admin,
+                   "you cannot revoke your own administrator rights; ask another administrator")
     audit.record(session, actor, "user.admin" if is_admin else "user.unadmin", object_type="user",
                  object_id=user.id, object_name=user.username)
     return user
@@ -398,10 +405,7 @@ def set_admin(session: Session, actor: Actor, user_id: int, is_admin: bool) -> U
 def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> User:
     """Disable or re-enable an account. A disabled user cannot log in and their
     session cookie and API tokens stop working at once; their guests stay."""
-    user = _admin_target(session, actor, user_id)
-    if not active and user.id == actor.user_id:
-        raise PermissionDenied("you cannot disable your own account")
-    user.is_active = active
+    user = _switch(session, actor, user_id, "is_active", active, "you cannot disable your own account")
     ended = 0 if active else sessions.end_for_user(session, user.id, "account disabled")
     audit.record(session, actor, "user.enable" if active else "user.disable", object_type="user",
                  object_id=user.id, object_name=user.username, message=f"{ended} session(s) ended" if ended else "")

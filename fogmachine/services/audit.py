@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from fogmachine.db.models import AuditEvent
 from fogmachine.services.actor import Actor
+from fogmachine.timestamps import iso_utc
 
 
 def record(session: Session, actor: Actor, action: str, *, object_type: str = "", object_id: object = "",
@@ -72,7 +73,7 @@ def list_events(session: Session, actor: Actor, flt: AuditFilter = AuditFilter()
 def event_to_dict(event: AuditEvent) -> dict[str, Any]:
     return {
         "id": event.id,
-        "at": event.at.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z"),
+        "at": iso_utc(event.at),
         "actor": event.actor_name,
         "action": event.action,
         "object_type": event.object_type,

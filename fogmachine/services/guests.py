@@ -6,7 +6,6 @@ forbidden, so ids cannot be probed.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session, joinedload
 from fogmachine.db.models import Guest, Host, Step, User
 from fogmachine.errors import NotFound, ValidationError
 from fogmachine.services.actor import Actor
+from fogmachine.timestamps import iso_utc
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,6 @@ def find_guest_id(session: Session, actor: Actor, ref: str) -> int:
     return guest.id
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def guest_to_dict(guest: Guest) -> dict[str, Any]:
     """The guest as the API and the live page show it (the token hash never leaves)."""
     return {
@@ -113,8 +109,8 @@ def guest_to_dict(guest: Guest) -> dict[str, Any]:
         "hostname": guest.hostname,
         "vnc_port": guest.vnc_port,
         "uuid": guest.uuid,
-        "created_at": _iso(guest.created_at),
-        "expires_at": _iso(guest.expires_at),
-        "retired_at": _iso(guest.retired_at),
-        "updated_at": _iso(guest.updated_at),
+        "created_at": iso_utc(guest.created_at),
+        "expires_at": iso_utc(guest.expires_at),
+        "retired_at": iso_utc(guest.retired_at),
+        "updated_at": iso_utc(guest.updated_at),
     }

@@ -7,7 +7,6 @@ the virthosts file says which hosts exist, administrators say which take work.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +19,7 @@ from fogmachine.db.models import Host
 from fogmachine.errors import Conflict, NotFound
 from fogmachine.services import audit
 from fogmachine.services.actor import Actor
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") if value is not None else None
+from fogmachine.timestamps import iso_utc
 
 
 def display_state(host: Host) -> str:
@@ -68,7 +64,7 @@ def host_to_dict(host: Host, cpu_overcommit: float, used: placement.Usage) -> di
         "vcpus_free": free_vcpus,
         "cpu_used_pct": _percent(vcpu_capacity - free_vcpus, vcpu_capacity),
         "guest_count": host.guest_count,
-        "last_seen_at": _iso(host.last_seen_at),
+        "last_seen_at": iso_utc(host.last_seen_at),
     }
 
 

@@ -88,16 +88,28 @@ def _finish(session: Session, actor: Actor, target: _Target, action: str, messag
     return guest
 
 
-def _allowed(actor: Actor, target: _Target, action: str) -> None:
-    """Who may do what to this guest, before anything is asked of a host."""
+def _allowed(actor: Actor, target: _Target, action: str, force: bool = False) -> None:
+    """Who may do what (one of ACTIONS, or delete) to this guest, before anything is asked of a host.
+
+    One rule for both, so a power action and a delete cannot disagree about
+    whose guest it is, or about unmanaged and retired guests. A delete needs
+    no domain and no host (it removes what is there); a guest still being
+    provisioned is deleted only with ``force``.
+    """
+    deleting = action == "delete"
     if not actor.may_act_on(target.owner_id):
-        raise PermissionDenied(f"you may not act on guest {target.name}")
+        raise PermissionDenied(f"you may not {'delete' if deleting else 'act on'} guest {target.name}")
     if action == "refresh":
         return
     if not target.managed:
         raise Conflict(f"guest {target.name} was not created by Fogmachine; it is shown, never touched")
     if target.step == Step.RETIRED:
-        raise Conflict(f"guest {target.name} is retired")
+        raise Conflict(f"guest {target.name} is retired" + ("; its record is kept as history" if deleting else ""))
+    if deleting:
+        if target.step in IN_PROGRESS_STEPS and not force:
+            raise Conflict(f"guest {target.name} is still being provisioned; delete it once it is ready or failed "
+                           "(an administrator may delete it anyway, with force)")
+        return
     if target.host is None:
         raise Conflict(f"guest {target.name} is not on any host")
     if target.domain_name is None:
@@ -267,7 +279,7 @@ async def delete(ctx: Context, actor: Actor, guest_id: int, *, force: bool = Fal
         actor.require_admin()
     target = await ctx.db.run(_load, actor, guest_id)
     try:
-        _allowed_delete(actor, target, force)
+        _allowed(actor, target, "delete", force)
         if force and target.step in IN_PROGRESS_STEPS:
             await ctx.db.run(_stop_provisioning, actor, target, lock=True)
         if not force and _may_run_on_its_host(target):
@@ -338,15 +350,3 @@ def _stop_provisioning(session: Session, actor: Actor, target: _Target) -> None:
     guest.step, guest.state = Step.FAILED, GuestState.UNDEFINED
     guest.step_reason = f"deleted by {actor.username} while being provisioned"
     guest.worker = guest.phonehome_token_hash = ""
-
-
-def _allowed_delete(actor: Actor, target: _Target, force: bool = False) -> None:
-    if not actor.may_act_on(target.owner_id):
-        raise PermissionDenied(f"you may not delete guest {target.name}")
-    if not target.managed:
-        raise Conflict(f"guest {target.name} was not created by Fogmachine; it is shown, never touched")
-    if target.step == Step.RETIRED:
-        raise Conflict(f"guest {target.name} is retired; its record is kept as history")
-    if target.step in IN_PROGRESS_STEPS and not force:
-        raise Conflict(f"guest {target.name} is still being provisioned; delete it once it is ready or failed "
-                       "(an administrator may delete it anyway, with force)")

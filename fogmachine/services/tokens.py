@@ -35,6 +35,7 @@ from fogmachine.db.models import ApiToken, User, utcnow
 from fogmachine.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from fogmachine.services import audit
 from fogmachine.services.actor import Actor
+from fogmachine.timestamps import iso_utc
 
 if TYPE_CHECKING:
     from fogmachine.context import Context
@@ -170,10 +171,6 @@ def revoke_token(session: Session, actor: Actor, token_id: int) -> ApiToken:
     return token
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def token_state(token: ApiToken, now: dt.datetime | None = None) -> str:
     if token.revoked:
         return "revoked"
@@ -191,9 +188,9 @@ def token_to_dict(token: ApiToken) -> dict[str, Any]:
         "prefix": f"fm_{token.prefix}_" if token.prefix else "",
         "scope": token.scope,
         "state": token_state(token),
-        "created_at": _iso(token.created_at),
-        "expires_at": _iso(token.expires_at),
-        "last_used_at": _iso(token.last_used_at),
+        "created_at": iso_utc(token.created_at),
+        "expires_at": iso_utc(token.expires_at),
+        "last_used_at": iso_utc(token.last_used_at),
     }
 
 

@@ -20,7 +20,7 @@ import tornado.websocket
 from fogmachine.db.models import User
 from fogmachine.errors import AuthenticationRequired, FogmachineError
 from fogmachine.logs import redact_uri
-from fogmachine.services import sessions
+from fogmachine.services import sessions, tokens
 from fogmachine.services.actor import Actor
 
 if TYPE_CHECKING:
@@ -41,6 +41,14 @@ def set_baseline_headers(handler: tornado.web.RequestHandler) -> None:
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def to_json(payload: Any) -> str:
+    """JSON as the API and the live sockets send it: compact, and a datetime or Decimal as its str.
+
+    One encoder, so a prebuilt body (the guest list's cache) is byte for byte what ``write_json`` sends.
+    """
+    return json.dumps(payload, separators=(",", ":"), default=str)
 
 
 class InFlight:
@@ -85,6 +93,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     current_user: User | None
     session_id: int | None = None
+    # What a request without credentials is told with its 401.
+    login_hint = "log in or send an API token"
 
     @property
     def ctx(self) -> Context:
@@ -151,14 +161,22 @@ class BaseHandler(tornado.web.RequestHandler):
             await self.ctx.db.run(sessions.end_current, self.actor)
         self.clear_cookie(SESSION_COOKIE)
 
+    def who(self) -> tokens.CachedIdentity | None:
+        """Who sent this request: the session cookie's user. The API adds bearer tokens and Basic."""
+        user = self.current_user
+        return None if user is None else tokens.CachedIdentity(user.id, user.username, user.is_admin, "write", None)
+
     @property
     def actor(self) -> Actor:
-        """The current user as services see them; raises 401 when nobody is logged in."""
-        user = self.current_user
-        if user is None:
-            raise AuthenticationRequired("log in or send an API token")
-        return Actor(user_id=user.id, username=user.username, is_admin=user.is_admin,
-                     remote_addr=self.request.remote_ip or "", session_id=self.session_id)
+        """Whoever ``who`` found, as services see them; raises 401 (``login_hint``) when nobody.
+
+        One property for pages and API, so both doors hand services the same Actor.
+        """
+        who = self.who()
+        if who is None:
+            raise AuthenticationRequired(self.login_hint)
+        return Actor(user_id=who.user_id, username=who.username, is_admin=who.is_admin,
+                     remote_addr=self.request.remote_ip or "", scope=who.scope, session_id=self.session_id)
 
     def _request_summary(self) -> str:
         # Tornado's own puts the full URI in warnings and tracebacks: a phone-home's token with it.
@@ -206,7 +224,7 @@ class JsonHandler(BaseHandler):
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
-        self.finish(json.dumps(payload, separators=(",", ":"), default=str))
+        self.finish(to_json(payload))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = self._fm_error(kwargs)

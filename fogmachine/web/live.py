@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from fogmachine.db.models import Guest, Host, Step, User, utcnow
 from fogmachine.services import sessions
 from fogmachine.services.guests import guest_to_dict
 from fogmachine.services.hosts import host_dicts
-from fogmachine.web.base import BaseHandler
+from fogmachine.web.base import BaseHandler, to_json
 from fogmachine.web.pages.view import guest_actions, when
 
 if TYPE_CHECKING:
@@ -56,6 +55,9 @@ log = logging.getLogger(__name__)
 # Fields of a guest that its rows never show: a change in them alone is no news.
 QUIET_FIELDS = ("updated_at",)
 PING_INTERVAL_S = 30.0
+# The JSON of each message of one fan-out, by (type, guest ids, gone ids): within a fan-out the
+# hosts of a type are one list and a guest id one row, so these name the message.
+Encoded = dict[tuple[str, tuple[int, ...], tuple[int, ...]], str]
 
 
 def _guest_payload(guest: Guest) -> dict[str, Any]:
@@ -126,7 +128,7 @@ def _read(session: Session, since: dt.datetime | None, known: dict[int, dt.datet
 
 
 class Subscriber:
-    """One open page. ``send`` must not block; it gets one JSON-able message."""
+    """One open page. ``send`` must not block; it gets one message, already JSON (``_fan_out``)."""
 
     def __init__(self, user_id: int, is_admin: bool, session_id: int | None = None) -> None:
         self.user_id = user_id
@@ -138,7 +140,7 @@ class Subscriber:
     def may_see(self, guest: dict[str, Any]) -> bool:
         return self.is_admin or (guest.get("managed", True) and guest.get("owner_id") == self.user_id)
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, text: str) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -258,11 +260,15 @@ class LiveFeed:
 
     def _fan_out(self, poll: int, hosts: list[dict[str, Any]],
                  guests: list[tuple[dict[str, Any] | None, dict[str, Any]]], gone: list[dict[str, Any]]) -> None:
+        """Send each page what it may see. Pages that may see the same (administrators, tabs of one
+        user, everyone when only hosts changed) get the same message, encoded once for all of them."""
+        encoded: Encoded = {}
         for sub in list(self.subscribers):
             if sub.snapshot_after is not None:
                 if poll > sub.snapshot_after:
                     sub.snapshot_after = None
-                    self._send(sub, self._snapshot(sub))
+                    self._send(sub, encoded, "snapshot", list(self.hosts.values()),
+                               [g for g in self.guests.values() if sub.may_see(g)], [])
                 continue  # no updates before its snapshot: the snapshot has them
             mine = [after for _, after in guests if sub.may_see(after)]
             mine_gone = [g["id"] for g in gone if sub.may_see(g)]
@@ -270,11 +276,16 @@ class LiveFeed:
                           if before is not None and sub.may_see(before) and not sub.may_see(after)]
             if not (hosts or mine or mine_gone):
                 continue
-            self._send(sub, {"type": "update", "hosts": hosts, "guests": mine, "gone": mine_gone})
+            self._send(sub, encoded, "update", hosts, mine, mine_gone)
 
-    def _send(self, sub: Subscriber, message: dict[str, Any]) -> None:
+    def _send(self, sub: Subscriber, encoded: Encoded, kind: str, hosts: list[dict[str, Any]],
+              guests: list[dict[str, Any]], gone: list[int]) -> None:
+        key = (kind, tuple(g["id"] for g in guests), tuple(gone))
         try:
-            sub.send(message)
+            text = encoded.get(key)
+            if text is None:
+                text = encoded[key] = to_json({"type": kind, "hosts": hosts, "guests": guests, "gone": gone})
+            sub.send(text)
         except Exception:
             log.debug("dropping a live subscriber that failed to take a message", exc_info=True)
             self.unsubscribe(sub)
@@ -290,10 +301,6 @@ class LiveFeed:
         sub.snapshot_after = self._polls_started
         self.subscribers.add(sub)
 
-    def _snapshot(self, sub: Subscriber) -> dict[str, Any]:
-        guests = [g for g in self.guests.values() if sub.may_see(g)]
-        return {"type": "snapshot", "hosts": list(self.hosts.values()), "guests": guests, "gone": []}
-
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
 
@@ -308,8 +315,8 @@ class _SocketSubscriber(Subscriber):
         super().__init__(user_id, is_admin, session_id)
         self.handler = handler
 
-    def send(self, message: dict[str, Any]) -> None:
-        sent = self.handler.write_message(json.dumps(message, separators=(",", ":"), default=str))
+    def send(self, text: str) -> None:
+        sent = self.handler.write_message(text)
         # A page closed mid-write fails the future; nobody waits on it, so collect the error here.
         sent.add_done_callback(_collect)
 

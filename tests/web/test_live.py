@@ -18,6 +18,8 @@ import tornado.websocket
 from sqlalchemy import select
 
 from fogmachine.db.models import Guest, User
+from fogmachine.web import live
+from fogmachine.web.base import to_json
 from fogmachine.web.live import LiveFeed, Subscriber
 from tests.web.pages.conftest import PageClient, Site, password_hash, write_catalog
 
@@ -164,13 +166,58 @@ async def test_disabled_user_is_dropped_and_promoted_user_sees_all(live_site):
     bob.close()
 
 
+async def next_text(ws, check) -> str:
+    """The text of the first message that passes ``check``, as the socket received it."""
+    async def read() -> str:
+        while True:
+            raw = await ws.read_message()
+            assert raw is not None, "the server closed the socket"
+            if check(json.loads(raw)):
+                return raw
+
+    return await asyncio.wait_for(read(), 15.0)
+
+
+async def test_a_message_is_encoded_once_for_every_page_it_goes_to(live_site, database_url, monkeypatch):
+    """Pages that may see the same news get one JSON text, made once per poll, not once per socket."""
+    site = live_site
+    web1 = await site.guest("alice", "web1")
+    await site.guest("bob", "bob1")
+    encoded: list[str] = []
+
+    def counting(payload: Any) -> str:
+        text = to_json(payload)
+        encoded.append(text)
+        return text
+
+    monkeypatch.setattr(live, "to_json", counting)
+    # two tabs of alice's, bob, and an administrator
+    pages = [await connect(site, name) for name in ("alice", "alice", "bob", "root")]
+    for ws in pages:
+        await next_message(ws, lambda m: m["type"] == "snapshot")
+
+    # a host: every page hears it, in one text encoded once (four encodings before)
+    await other_process(database_url, "host", "h2", "state_reason", "cable cut")
+    texts = [await next_text(ws, lambda m: any(h["state_reason"] == "cable cut" for h in m["hosts"]))
+             for ws in pages]
+    assert len(set(texts)) == 1 and encoded.count(texts[0]) == 1
+
+    # alice's guest: her two tabs and the administrator get the same text, encoded once
+    await other_process(database_url, "guest", web1, "state", "paused")
+    alice1, alice2, _, root = pages
+    texts = [await next_text(ws, has_guest(web1, state="paused")) for ws in (alice1, alice2, root)]
+    assert len(set(texts)) == 1 and encoded.count(texts[0]) == 1
+    for ws in pages:
+        ws.close()
+
+
 class Recorder(Subscriber):
     def __init__(self, user_id: int, is_admin: bool = False) -> None:
         super().__init__(user_id, is_admin)
         self.messages: list[dict[str, Any]] = []
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
+    def send(self, text: str) -> None:
+        self.messages.append(json.loads(text))
 
 
 async def test_overlapping_windows_send_each_change_once(live_site):

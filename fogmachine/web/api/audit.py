@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from fogmachine.services import audit
 from fogmachine.services.actor import Actor
 from fogmachine.web.api.base import ApiHandler, Op
-from fogmachine.web.api.schema import Field, Obj, Query, page_params
+from fogmachine.web.api.schema import Field, Obj, Query, page_of, page_params
 
 TAG = "audit"
 EVENT = Obj("AuditEvent", (
@@ -24,9 +24,7 @@ EVENT = Obj("AuditEvent", (
     Field("message", "string"),
     Field("remote_addr", "string"),
 ), closed=False)
-EVENT_LIST = Obj("AuditEventList", (Field("events", "array", items=EVENT), Field("total", "integer", minimum=0),
-                                    Field("offset", "integer", minimum=0), Field("limit", "integer", minimum=1)),
-                 closed=False)
+EVENT_LIST = page_of("AuditEventList", "events", EVENT)
 LIST_QUERY = Query((
     Field("actor", "string", "username", required=False, max_length=64),
     Field("action", "string", "an action (guest.start) or a family of them (guest)", required=False,

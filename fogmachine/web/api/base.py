@@ -29,7 +29,6 @@ from fogmachine.errors import (
     UnsupportedMediaType,
 )
 from fogmachine.services import accounts, tokens
-from fogmachine.services.actor import Actor
 from fogmachine.web.api.schema import INT_LIMIT, Field, Obj, Query
 from fogmachine.web.base import JsonHandler
 
@@ -84,10 +83,15 @@ class ApiHandler(JsonHandler):
     params: dict[str, Any]
     data: dict[str, Any]
     identity: tokens.CachedIdentity | None = None
+    login_hint = "send an API token (Authorization: Bearer fm_...) or log in"
 
     @property
     def op(self) -> Op | None:
         return self.api.get(self.request.method.lower()) if self.request.method else None
+
+    def who(self) -> tokens.CachedIdentity | None:
+        """Whoever ``prepare`` authenticated: bearer token, Basic credentials or session cookie."""
+        return self.identity
 
     def bearer_token(self) -> str | None:
         header = self.request.headers.get("Authorization", "")
@@ -139,10 +143,7 @@ class ApiHandler(JsonHandler):
         token = self.bearer_token()
         if token is None:
             await super().prepare()
-            by_cookie = self.current_user
-            if by_cookie is not None:
-                self.identity = tokens.CachedIdentity(by_cookie.id, by_cookie.username, by_cookie.is_admin, "write",
-                                                      None)
+            self.identity = super().who()
             return
         self.current_user = None
         self.identity = await tokens.authenticate(self.ctx, token)
@@ -178,14 +179,6 @@ class ApiHandler(JsonHandler):
         if number < 1 or number > INT_LIMIT:
             raise NotFound(f"no {what} with id {value}")
         return number
-
-    @property
-    def actor(self) -> Actor:
-        who = self.identity
-        if who is None:
-            raise AuthenticationRequired("send an API token (Authorization: Bearer fm_...) or log in")
-        return Actor(user_id=who.user_id, username=who.username, is_admin=who.is_admin,
-                     remote_addr=self.request.remote_ip or "", scope=who.scope, session_id=self.session_id)
 
     def created(self, location: str, payload: Any, status: int = 201) -> None:
         self.set_header("Location", location)

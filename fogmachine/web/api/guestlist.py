@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from sqlalchemy.orm import Session
 from fogmachine.db.models import Guest, utcnow
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import GuestFilter, guest_to_dict, list_guests
+from fogmachine.web.base import to_json
 
 if TYPE_CHECKING:
     from fogmachine.context import Context
@@ -80,7 +80,7 @@ def _build(session: Session, actor: Actor, flt: GuestFilter) -> tuple[Fingerprin
     guests, total = list_guests(session, actor, flt)
     payload = {"guests": [guest_to_dict(g) for g in guests], "total": total, "offset": flt.offset,
                "limit": flt.limit}
-    return print_, json.dumps(payload, separators=(",", ":"), default=str).encode()
+    return print_, to_json(payload).encode()
 
 
 def _visibility(actor: Actor) -> tuple[Any, ...]:

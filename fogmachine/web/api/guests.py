@@ -18,7 +18,7 @@ from fogmachine.services.actor import Actor
 from fogmachine.services.guests import GuestFilter, get_guest, guest_to_dict
 from fogmachine.web.api import guestlist
 from fogmachine.web.api.base import ApiHandler, Op
-from fogmachine.web.api.schema import Field, Obj, Query, page_params
+from fogmachine.web.api.schema import Field, Obj, Query, page_of, page_params
 
 TAG = "guests"
 GUEST = Obj("Guest", (
@@ -47,9 +47,7 @@ GUEST = Obj("Guest", (
     Field("retired_at", "datetime", nullable=True),
     Field("updated_at", "datetime"),
 ), closed=False)
-GUEST_LIST = Obj("GuestList", (Field("guests", "array", items=GUEST), Field("total", "integer", minimum=0),
-                               Field("offset", "integer", minimum=0), Field("limit", "integer", minimum=1)),
-                 closed=False)
+GUEST_LIST = page_of("GuestList", "guests", GUEST)
 LIST_QUERY = Query((
     Field("owner", "string", "username", required=False, max_length=64),
     Field("state", "string", required=False, enum=tuple(s.value for s in GuestState)),

@@ -321,6 +321,12 @@ class Query:
         return parameters
 
 
+def page_of(name: str, key: str, item: Obj) -> Obj:
+    """One page of a list, its items under ``key``: the answer of every paged list, as ``page_params`` its query."""
+    return Obj(name, (Field(key, "array", items=item), Field("total", "integer", minimum=0),
+                      Field("offset", "integer", minimum=0), Field("limit", "integer", minimum=1)), closed=False)
+
+
 def page_params(default_limit: int = 100, max_limit: int = 1000) -> tuple[Field, ...]:
     """``offset`` and ``limit``: the same pagination on every list."""
     return (

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from fogmachine.services import tokens
 from fogmachine.services.actor import Actor
 from fogmachine.web.api.base import ApiHandler, Op
-from fogmachine.web.api.schema import Field, Obj, Query, page_params
+from fogmachine.web.api.schema import Field, Obj, Query, page_of, page_params
 
 TAG = "tokens"
 _TOKEN_FIELDS = (
@@ -32,9 +32,7 @@ NEW_TOKEN = Obj("NewToken", (
     *_TOKEN_FIELDS,
     Field("token", "string", "the secret: shown in this answer only, send it as Authorization: Bearer TOKEN"),
 ), closed=False)
-TOKEN_LIST = Obj("TokenList", (Field("tokens", "array", items=TOKEN), Field("total", "integer", minimum=0),
-                               Field("offset", "integer", minimum=0), Field("limit", "integer", minimum=1)),
-                 closed=False)
+TOKEN_LIST = page_of("TokenList", "tokens", TOKEN)
 TOKEN_CREATE = Obj("TokenCreate", (
     Field("name", "string", "what the token is for, e.g. the CI job", min_length=1, max_length=tokens.MAX_NAME,
           example="nightly-ci"),

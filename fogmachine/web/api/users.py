@@ -7,7 +7,6 @@ dashboard's pages call the same functions.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -15,8 +14,9 @@ from sqlalchemy.orm import Session
 from fogmachine.db.models import User
 from fogmachine.services import accounts
 from fogmachine.services.actor import Actor
+from fogmachine.timestamps import iso_utc
 from fogmachine.web.api.base import ApiHandler, Op
-from fogmachine.web.api.schema import Field, Obj, Query, page_params
+from fogmachine.web.api.schema import Field, Obj, Query, page_of, page_params
 
 TAG = "users"
 # No pattern here: the service normalizes first (NFKC + casefold, so "Alice" is alice and a
@@ -41,9 +41,7 @@ USER = Obj("User", (
     Field("notify_ready", "boolean", "e-mail when a guest is ready"),
 ), closed=False)
 USER_SUMMARY = Obj("UserSummary", (*_COMMON, Field("live_guests", "integer", minimum=0)), closed=False)
-USER_LIST = Obj("UserList", (Field("users", "array", items=USER_SUMMARY), Field("total", "integer", minimum=0),
-                             Field("offset", "integer", minimum=0), Field("limit", "integer", minimum=1)),
-                closed=False)
+USER_LIST = page_of("UserList", "users", USER_SUMMARY)
 
 USER_CREATE = Obj("UserCreate", (
     USERNAME,
@@ -69,15 +67,12 @@ PASSWORD_CHANGE = Obj("PasswordChange", (
 ))
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def user_to_dict(user: User) -> dict[str, Any]:
     """A user as they or an administrator see them (never the password hash)."""
     return {
         "id": user.id, "username": user.username, "email": user.email, "is_admin": user.is_admin,
-        "is_active": user.is_active, "created_at": _iso(user.created_at), "last_login_at": _iso(user.last_login_at),
+        "is_active": user.is_active, "created_at": iso_utc(user.created_at),
+        "last_login_at": iso_utc(user.last_login_at),
         "ssh_key": user.ssh_key, "description": user.description, "notify_expiry": user.notify_expiry,
         "notify_ready": user.notify_ready,
     }
@@ -86,7 +81,8 @@ def user_to_dict(user: User) -> dict[str, Any]:
 def summary_to_dict(user: accounts.UserSummary) -> dict[str, Any]:
     return {
         "id": user.id, "username": user.username, "email": user.email, "is_admin": user.is_admin,
-        "is_active": user.is_active, "created_at": _iso(user.created_at), "last_login_at": _iso(user.last_login_at),
+        "is_active": user.is_active, "created_at": iso_utc(user.created_at),
+        "last_login_at": iso_utc(user.last_login_at),
         "live_guests": user.live_guests,
     }
 

@@ -75,20 +75,19 @@ def time_left(expires_at: dt.datetime | str | None, now: dt.datetime | None = No
 
 def when(value: dt.datetime | str | None) -> str:
     """A UTC time as the pages print it."""
-    if isinstance(value, str):
-        value = parse_iso(value)
-    if value is None:
-        return "-"
-    return value.strftime("%Y-%m-%d %H:%M UTC")
+    return _printed(value, "%Y-%m-%d %H:%M UTC")
 
 
 def when_exact(value: dt.datetime | str | None) -> str:
     """To the second, for the audit log, where the order of events within a minute matters."""
+    return _printed(value, "%Y-%m-%d %H:%M:%S UTC")
+
+
+def _printed(value: dt.datetime | str | None, fmt: str) -> str:
+    """A row's datetime, or the ISO text a payload carries (live updates), in ``fmt``; "-" for none."""
     if isinstance(value, str):
         value = parse_iso(value)
-    if value is None:
-        return "-"
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "-" if value is None else value.strftime(fmt)
 
 
 def mib(value: int | None) -> str:
