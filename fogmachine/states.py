@@ -1,22 +1,16 @@
-"""The states a host and a guest can be in, and the clock every timestamp is read from.
+"""The states a host and a guest can be in.
 
 They live in the base layer, below both the database and the hypervisor
 adapter, because both speak them: ``virt/`` maps libvirt's domain states onto
-``GuestState`` and marks a connection ``HostState.UP`` with ``utcnow()``, and the
-ORM stores the same values in its columns (plain strings, so no schema depends
-on these classes). ``fogmachine.db.models`` re-exports all three, so code above
-the adapters keeps importing them from there.
+``GuestState`` and marks a connection ``HostState.UP``, and the ORM stores the
+same values in its columns (plain strings, so no schema depends on these
+classes). ``fogmachine.db.models`` re-exports both (and ``timestamps.utcnow``),
+so code above the adapters keeps importing them from there.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-
-
-def utcnow() -> dt.datetime:
-    """Naive UTC now, the form every timestamp column holds."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class HostState(enum.StrEnum):

@@ -2,9 +2,9 @@
 
 The metadata carries a naming convention so that Alembic's constraint names are
 the same on SQLite, MariaDB and PostgreSQL and migrations can refer to them.
-Times are stored as naive UTC (``utcnow()``, from ``fogmachine.states`` with
-``HostState`` and ``GuestState``, re-exported here) because MariaDB has no time
-zone type; every reader treats them as UTC.
+Times are stored as naive UTC (``utcnow()``, from ``fogmachine.timestamps``,
+re-exported here with ``HostState`` and ``GuestState`` from ``fogmachine.states``)
+because MariaDB has no time zone type; every reader treats them as UTC.
 
 Ids are never reused: the audit log names objects by id, and a guest's id is in
 its domain's mark. MariaDB and PostgreSQL never hand out an id twice; SQLite does
@@ -36,7 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 # ("X as X": explicitly, for mypy), where the code above the adapters has always imported them from.
 from fogmachine.states import GuestState as GuestState
 from fogmachine.states import HostState as HostState
-from fogmachine.states import utcnow as utcnow
+from fogmachine.timestamps import utcnow as utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

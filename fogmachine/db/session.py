@@ -190,15 +190,16 @@ class Database:
 
     async def run(self, fn: Callable[..., T], *args: Any, lock: bool = False, **kwargs: Any) -> T:
         """Run ``fn(session, *args, **kwargs)`` in one transaction on the pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.executor, lambda: self.run_sync(fn, *args, lock=lock, **kwargs)
-        )
+        return await self._run_on(self.executor, fn, args, kwargs, lock)
 
     async def run_apart(self, fn: Callable[..., T], *args: Any, lock: bool = False, **kwargs: Any) -> T:
         """Like ``run``, on a thread of its own that never queues behind the pool's units of work."""
+        return await self._run_on(self.apart, fn, args, kwargs, lock)
+
+    async def _run_on(self, executor: ThreadPoolExecutor, fn: Callable[..., T], args: tuple[Any, ...],
+                      kwargs: dict[str, Any], lock: bool) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.apart, lambda: self.run_sync(fn, *args, lock=lock, **kwargs))
+        return await loop.run_in_executor(executor, lambda: self.run_sync(fn, *args, lock=lock, **kwargs))
 
     def dispose(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

@@ -48,7 +48,8 @@ from typing import Any, TypeVar
 import libvirt
 
 from fogmachine.errors import BackendTimeout, FogmachineError, HostUnreachable, ValidationError
-from fogmachine.states import HostState, utcnow
+from fogmachine.states import HostState
+from fogmachine.timestamps import utcnow
 from fogmachine.virt import domainops, events, volumes
 from fogmachine.virt.callpool import CallPool
 from fogmachine.virt.errors import translate

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fogmachine.db import migrate
 from fogmachine.db.models import User
@@ -28,10 +29,10 @@ def db(database_url: str) -> Iterator[Database]:
 
 
 def _add_users(db: Database, *names: str) -> list[int]:
-    def add(session: object) -> list[int]:
+    def add(session: Session) -> list[int]:
         users = [User(username=name, email="") for name in names]
-        session.add_all(users)  # type: ignore[attr-defined]
-        session.flush()  # type: ignore[attr-defined]
+        session.add_all(users)
+        session.flush()
         return [user.id for user in users]
 
     return db.run_sync(add)
@@ -45,13 +46,14 @@ def test_two_units_that_lock_in_opposite_orders_both_commit(db: Database, caplog
     def unit(order: tuple[int, int], label: str) -> None:
         attempts = 0
 
-        def work(session: object) -> None:
+        def work(session: Session) -> None:
             nonlocal attempts
             attempts += 1
             for position, user_id in enumerate(order):
-                user = session.scalar(select(User).where(User.id == user_id).with_for_update())  # type: ignore[attr-defined]
+                user = session.scalar(select(User).where(User.id == user_id).with_for_update())
+                assert user is not None
                 user.email = f"{user.email}{label}"
-                session.flush()  # type: ignore[attr-defined]
+                session.flush()
                 if position == 0 and attempts == 1 and db.backend != "sqlite":
                     both_hold_one.wait()  # each holds its first row: the second lock closes the cycle
 
