@@ -53,6 +53,7 @@ from fogmachine.virthosts import guests_live_on
 log = logging.getLogger(__name__)
 
 DB_RECHECK = 300.0
+RECHECK_NOW = float("-inf")  # applied_at that makes the next resync write, whatever it reads
 TABLE_POLL = 10.0
 
 
@@ -149,6 +150,11 @@ class HostManager:
                     log.exception("host %s: a host-up hook failed", host.name)
 
     async def _apply(self, host: HostConnection, snapshot: HostSnapshot) -> None:
+        """Write ``snapshot`` unless it is what was last written (and that was written lately).
+
+        ``host.applied`` None means the host has just come (back) up; a write that must be done again
+        sets ``host.applied_at`` to RECHECK_NOW instead, so that it never passes for a host coming up.
+        """
         now = time.monotonic()
         slack = max(32, snapshot.facts.total_memory_mb // 100)
         if snapshot.same_as(host.applied, slack) and now - host.applied_at < DB_RECHECK:
@@ -162,15 +168,16 @@ class HostManager:
                 break
             except IntegrityError as exc:  # another process inserted the same row first
                 if attempt == 2:
-                    host.applied = None
+                    host.applied_at = RECHECK_NOW
                     raise
                 log.info("host %s: resync collided with another writer (%s); again", host.name,
                          type(exc.orig).__name__)
         host.applied, host.applied_at = snapshot, now
         if applied.skipped:
             # Rows that changed under the resync were left as their writer made them: read the host
-            # again now, so they catch up with it at once rather than at the next event or interval.
-            host.applied = None
+            # again now, so they catch up with it at once rather than at the next event or interval. Only
+            # the recheck is forced: ``applied`` None would say the host came up and run the host-up hooks.
+            host.applied_at = RECHECK_NOW
             host.request_resync()
         if applied.changes:
             log.debug("host %s: %d change(s) written", host.name, applied.changes)

@@ -218,6 +218,10 @@ async def test_resyncs_survive_many_concurrent_deletes_through_the_api(database_
     assert {g.step for g in pv.guests(ctx)} == {Step.READY}
     conn = ctx.hosts.get("h1")
     await conn.resync()
+    # The host stays up throughout: a resync that skipped a row must not pass for the host coming back
+    # (that ran the host-up hooks, e.g. a disk-boot retry racing the caller's own).
+    came_up: list[str] = []
+    ctx.hosts.on_up.append(came_up.append)
 
     done = asyncio.Event()
 
@@ -239,6 +243,7 @@ async def test_resyncs_survive_many_concurrent_deletes_through_the_api(database_
     assert failures == [], failures[:3]
     skipped = [r for r in caplog.records if "changed or went while being resynced" in r.getMessage()]
     print(f"\n{database_url.split(':')[0]}: {rounds} resyncs during {count} deletes, {len(skipped)} skipped a row")
+    assert came_up == []
     live = ctx.db.run_sync(lambda s: s.scalars(select(Guest.name).where(Guest.step != Step.RETIRED)).all())
     assert live == []
     assert {d.name for d in await conn.list_domains()} & {f"del{i}" for i in range(count)} == set()
