@@ -9,10 +9,12 @@ and IOLoop that writes the very same JSON body, built in advance. Both are loade
 generator, wrk from Debian's packages (``wrk -t1 -cN -dS --latency``, the token header sent to both),
 one after the other, after a warm-up of each, in rounds whose order alternates.
 
-Printed: requests/s and p99 latency of each, and the ratio Fogmachine / bare (target: at least 0.5).
-Two more lines for context: the bare handler without Tornado's per-request ETag (a SHA-1 over the
-whole body, which Fogmachine's list skips by reusing the tag of its cached answer), and Fogmachine with
-its guest-list cache switched off (every request loads and serializes the 1,000 rows).
+Printed: requests/s and p99 latency of each. The verdict (issue 12: not below 0.77, the ratio measured
+when the target was set) is Fogmachine against the bare handler without Tornado's per-request ETag (a
+SHA-1 over the whole body, which Fogmachine's list skips by reusing the tag of its cached answer): the
+fastest way to serve those bytes from Tornado. For context: the bare handler with its ETag (Tornado's
+default, at least 0.5 when this bench began), and Fogmachine with its guest-list cache switched off
+(every request loads and serializes the 1,000 rows).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from tests.support import testhosts  # noqa: E402
 HOSTS = 20
 GUESTS = 1000
 PATH = "/api/v1/guests?limit=1000"
+# Issue 12: the ratio against the bare handler without its ETag may not fall below what it was then.
+NOETAG_TARGET = 0.77
 
 
 def make_config(tmp: Path) -> configmod.Config:
@@ -165,11 +169,12 @@ async def main(seconds: int, connections: int, rounds: int) -> None:
         print(f"  (mean requests/s of {rounds} rounds of {seconds} s each, in alternating order; worst p99)")
         print(f"  bare Tornado handler            {bare_rps:9.1f} req/s   p99 {bare_p99:7.2f} ms")
         print(f"  Fogmachine /api/v1/guests       {api_rps:9.1f} req/s   p99 {api_p99:7.2f} ms")
-        print(f"  ratio Fogmachine / bare         {api_rps / bare_rps:9.2f}   (target >= 0.5)")
-        check(f"{api_rps / bare_rps:.2f} x the bare handler's req/s", ">= 0.5", api_rps / bare_rps >= 0.5)
+        print(f"  bare without per-request ETag   {noetag_rps:9.1f} req/s   p99 {noetag_p99:7.2f} ms")
+        print(f"  ratio Fogmachine / bare no ETag {api_rps / noetag_rps:9.2f}   (target >= {NOETAG_TARGET})")
+        check(f"{api_rps / noetag_rps:.2f} x the bare handler's req/s (no ETag)", f">= {NOETAG_TARGET}",
+              api_rps / noetag_rps >= NOETAG_TARGET)
         print("  for context:")
-        print(f"    bare without per-request ETag {noetag_rps:9.1f} req/s   p99 {noetag_p99:7.2f} ms"
-              f"   (ratio {api_rps / noetag_rps:.2f})")
+        print(f"    ratio Fogmachine / bare with its ETag  {api_rps / bare_rps:.2f}")
         print(f"    Fogmachine, list cache off    {nocache_rps:9.1f} req/s   p99 {nocache_p99:7.2f} ms"
               f"   ({nocache_builds} lists built)")
     finally:
