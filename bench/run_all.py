@@ -8,7 +8,8 @@ time, so running them side by side would spoil each other's figures), its output
 Needs what the benchmarks need: the loopback Cobbler, the two real libvirtd hosts, the tiny guest
 (``./bootstrap.sh test`` sets them all up; see each benchmark's docstring) and wrk.
 bench/virt_fleet_baseline.py is not in the list: it is the baseline half of virt_fleet_sweep (and
-bench/delaylink.py is virt_network's network link). virt_network needs root (a network namespace).
+bench/delaylink.py is virt_network's network link, bench/api_schema_pydantic.py the pydantic half of
+api_schema, which needs pydantic from the test extras). virt_network needs root (a network namespace).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 MARK = "VERDICT "
-BENCHMARKS = ("api_guests_list", "live_updates", "virt_fleet_sweep", "virt_freshness", "virt_memory",
+BENCHMARKS = ("api_schema", "api_guests_list", "live_updates", "virt_fleet_sweep", "virt_freshness", "virt_memory",
               "checkout_overhead", "e2e_ready", "virt_network")
 TIMEOUT = 1800.0
 

@@ -25,14 +25,14 @@ from fogmachine.services import lifecycle, reservations
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import find_guest_id, get_guest, guest_to_dict
 from fogmachine.web.api.base import ApiHandler, Op
-from fogmachine.web.api.guests import GUEST
-from fogmachine.web.api.schema import Field, Query
+from fogmachine.web.api.guests import EXTEND_DAYS, GUEST
+from fogmachine.web.api.schema import Query
 
 TAG = "legacy"
 # Routes match the raw path: a client may send the MAC's colons percent-encoded.
 REF = r"[0-9]{1,18}|[0-9A-Fa-f]{2}(?:(?::|-|%3[Aa])[0-9A-Fa-f]{2}){5}"
 ACTIONS = (*lifecycle.ACTIONS, "delete", "extend")
-DAYS = Query((Field("days", "integer", "days added to the current expiry", minimum=1, maximum=3650),))
+DAYS = Query((EXTEND_DAYS,))
 FORM = "application/x-www-form-urlencoded"
 
 

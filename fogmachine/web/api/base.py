@@ -27,9 +27,10 @@ from fogmachine.errors import (
     NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
+    ValidationError,
 )
 from fogmachine.services import accounts, tokens
-from fogmachine.web.api.schema import INT_LIMIT, Field, Obj, Query
+from fogmachine.web.api.schema import PATH_ID, Field, Obj, Query
 from fogmachine.web.base import JsonHandler
 
 # Far below the HTTP server's own limit (which drops the connection instead of
@@ -175,9 +176,10 @@ class ApiHandler(JsonHandler):
 
     def path_id(self, value: str, what: str) -> int:
         """A numeric id from the path; one beyond any real id is simply not found."""
-        number = int(value)
-        if number < 1 or number > INT_LIMIT:
-            raise NotFound(f"no {what} with id {value}")
+        try:
+            number: int = PATH_ID.check(int(value), what)
+        except (ValueError, ValidationError):  # ValueError: more digits than int() takes (4,300)
+            raise NotFound(f"no {what} with id {value}") from None
         return number
 
     def created(self, location: str, payload: Any, status: int = 201) -> None:

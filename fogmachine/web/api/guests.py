@@ -58,16 +58,18 @@ LIST_QUERY = Query((
           default=False),
     *page_params(),
 ))
+# Ten years: above any server's max_days, which the services check; beyond it a client surely erred.
+DAYS_LIMIT = 3650
+EXTEND_DAYS = Field("days", "integer", "days added to the current expiry", minimum=1, maximum=DAYS_LIMIT)
 CHECKOUT = Obj("Checkout", (
     Field("name", "string", "a DNS label: lower-case letters, digits and '-'", min_length=1, max_length=63,
           example="web1"),
     Field("target", "string", "a catalog entry (GET /api/v1/catalog)", min_length=1, max_length=255),
-    Field("days", "integer", "how long to keep it; at most the server's max_days", minimum=1, maximum=3650),
-    Field("purpose", "string", "what it is for", max_length=2000),
+    Field("days", "integer", "how long to keep it; at most the server's max_days", minimum=1,
+          maximum=DAYS_LIMIT),
+    Field("purpose", "string", "what it is for", max_length=checkout.MAX_PURPOSE),
 ))
-EXTEND = Obj("Extend", (
-    Field("days", "integer", "days added to the current expiry", minimum=1, maximum=3650),
-))
+EXTEND = Obj("Extend", (EXTEND_DAYS,))
 
 
 def _get(session: Session, actor: Actor, guest_id: int) -> dict[str, Any]:

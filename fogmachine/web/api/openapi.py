@@ -16,7 +16,7 @@ from typing import Any
 
 from fogmachine import __version__
 from fogmachine.web.api.base import BODY_METHODS, EMPTY, ApiHandler, Op
-from fogmachine.web.api.schema import INT_LIMIT, Field, Obj
+from fogmachine.web.api.schema import PATH_ID, Field, Obj
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 REASONS = {
@@ -91,10 +91,8 @@ def path_template(pattern: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def path_parameter(name: str, regex: str) -> dict[str, Any]:
-    if name.endswith("_id"):
-        schema: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": INT_LIMIT}
-    else:
-        schema = {"type": "string", "pattern": f"^(?:{regex})$"}
+    """A path parameter: a name ending in ``_id`` is a numeric id (``PATH_ID``), any other one the route's regex."""
+    schema = PATH_ID.json_schema() if name.endswith("_id") else {"type": "string", "pattern": f"^(?:{regex})$"}
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
@@ -121,8 +119,7 @@ def operation(method: str, path: str, params: list[tuple[str, str]], op: Op, ref
                               "content": {"application/json": {"schema": body.reference(refs)}}}
     success: dict[str, Any] = {"description": op.summary}
     if op.status != 204 and op.response is not None:
-        schema = op.response.reference(refs) if isinstance(op.response, Obj) else op.response.json_schema(refs)
-        success["content"] = {"application/json": {"schema": schema}}
+        success["content"] = {"application/json": {"schema": op.response.reference(refs)}}
     if op.location:
         success["headers"] = {"Location": {"description": "the URL of the object", "schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(op.status): success}

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from fogmachine.db.models import User
 from fogmachine.services import accounts
 from fogmachine.services.actor import Actor
+from fogmachine.services.users import MAX_EMAIL
 from fogmachine.timestamps import iso_utc
 from fogmachine.web.api.base import ApiHandler, Op
 from fogmachine.web.api.schema import Field, Obj, Query, page_of, page_params
@@ -47,7 +48,7 @@ USER_CREATE = Obj("UserCreate", (
     USERNAME,
     Field("password", "string", "at least 8 characters, hard to guess (zxcvbn score), not the username or e-mail",
           min_length=1, max_length=1024),
-    Field("email", "string", required=False, max_length=255, default=""),
+    Field("email", "string", required=False, max_length=MAX_EMAIL, default=""),
     Field("is_admin", "boolean", required=False, default=False),
 ))
 USER_ADMIN_UPDATE = Obj("UserAdminUpdate", (
@@ -55,9 +56,10 @@ USER_ADMIN_UPDATE = Obj("UserAdminUpdate", (
     Field("is_active", "boolean", "false disables the account (never one's own)", required=False),
 ), description="Send one or both fields; a field left out stays as it is.")
 PROFILE_UPDATE = Obj("ProfileUpdate", (
-    Field("email", "string", required=False, max_length=255),
-    Field("ssh_key", "string", "OpenSSH public keys, one a line", required=False, max_length=16 * 1024),
-    Field("description", "string", required=False, max_length=2000),
+    Field("email", "string", required=False, max_length=MAX_EMAIL),
+    Field("ssh_key", "string", "OpenSSH public keys, one a line", required=False,
+          max_length=accounts.MAX_SSH_KEYS_CHARS),
+    Field("description", "string", required=False, max_length=accounts.MAX_DESCRIPTION_CHARS),
     Field("notify_expiry", "boolean", required=False),
     Field("notify_ready", "boolean", required=False),
 ), description="Send the fields to change; a field left out stays as it is.")

@@ -181,6 +181,10 @@ async def test_unknown_api_path_is_json_404(api):
     r = await api.call("GET", "/api/v1/tokens/99999999999")
     assert r.code == 404
     _shape(r)
+    # More digits than int() converts (4,300): still no such token, not a 500.
+    r = await api.call("GET", "/api/v1/tokens/" + "9" * 5000)
+    assert r.code == 404
+    _shape(r)
 
 
 async def test_unknown_query_parameters_are_refused_on_every_operation(api):

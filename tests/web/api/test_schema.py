@@ -72,6 +72,15 @@ def test_query_parsing():
     assert params[3]["schema"]["maximum"] == 50
 
 
+def test_a_required_query_parameter_left_out_is_named_and_defaults_are_not_shared():
+    query = Query((Field("target", "string"), *page_params()))
+    assert _field_of(query.parse, {"limit": [b"5"]}) == "target"
+    first = query.parse({"target": [b"web"], "_xsrf": [b"t"]})
+    assert first == {"target": "web", "offset": 0, "limit": 100}
+    first["limit"] = 7
+    assert query.parse({"target": [b"web"]})["limit"] == 100
+
+
 def test_a_spec_with_an_unknown_kind_or_duplicate_names_is_a_bug():
     with pytest.raises(ValueError):
         Field("x", "float")
