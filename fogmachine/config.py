@@ -14,18 +14,24 @@ Search order for the file, first match wins:
 
 With none of them, the embedded defaults apply with the working directory as
 base. Relative paths in a file are relative to that file's directory.
+
+Every setting is a typed field of ``Config`` declared with ``setting()``: its
+parser, its default (as text, parsed like any other source), its help and
+whether it is a path or a secret. mypy checks each ``config.X`` against the
+field's type and each field's type against what its parser returns.
 """
 
 from __future__ import annotations
 
 import configparser
 import dataclasses
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast, dataclass_transform
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -35,6 +41,7 @@ from fogmachine.errors import ConfigError
 SECTION = "fogmachine"
 ENV_PREFIX = "FOGMACHINE_"
 SEARCH_PATHS = (Path("fogmachine.conf"), Path("/etc/fogmachine/fogmachine.conf"))
+SETTING = "fogmachine.setting"  # the key of a Config field's metadata that holds its Setting
 
 
 def _port(value: str) -> int:
@@ -102,107 +109,135 @@ def _str(value: str) -> str:
     return value.strip()
 
 
-def _networks(value: str) -> tuple[Any, ...]:
+def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     from fogmachine.web.proxies import parse_networks
 
     return parse_networks(value)
 
 
+T = TypeVar("T")
+C = TypeVar("C")
+
+#: What ``trusted_proxies`` holds (the same union as ``web.proxies.Network``, spelled here without importing web).
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True)
 class Setting:
-    key: str
-    parse: Callable[[str], Any]
+    """How one setting is read: its parser, its default as the text a file would hold, and its help.
+
+    The default is text and goes through the parser like any other source, so a default a parser
+    refuses is found at the first ``load()`` and names "the default" as its origin.
+    """
+
+    parse: Callable[[str], object]
     default: str
     help: str
     is_path: bool = False
     secret: bool = False
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("listen_address", _str, "127.0.0.1", "address the HTTP server binds"),
-    Setting("listen_port", _port, "8888", "port of the dashboard and the API"),
-    Setting("trusted_proxies", _networks, "", "addresses or CIDR networks of the reverse proxies whose "
-            "X-Forwarded-For, X-Real-Ip and X-Forwarded-Proto are believed; empty: none, the TCP peer is the client"),
-    Setting("public_url", _str, "", "URL guests and e-mails use to reach this server; default http://ADDRESS:PORT"),
-    Setting("data_dir", _str, "data", "directory for the SQLite database and the cookie secret", is_path=True),
-    Setting("database_connection", _str, "", "SQLAlchemy URL; default sqlite in data_dir", secret=True),
-    Setting("db_threads", _positive_int, "8", "threads that run database work off the IOLoop"),
-    Setting("db_timeout", _positive_float, "10", "seconds a database connection attempt may take"),
-    Setting("virthosts", _str, "virthosts.conf", "file listing the hypervisor hosts", is_path=True),
-    Setting("local_catalog", _str, "catalog.conf", "catalog used when no Cobbler is configured", is_path=True),
-    Setting("cobbler_url", _str, "", "Cobbler XML-RPC URL, e.g. http://cobbler/cobbler_api; empty: no Cobbler"),
-    Setting("cobbler_user", _str, "cobbler", "Cobbler user"),
-    Setting("cobbler_password", _str, "", "Cobbler password", secret=True),
-    Setting("cobbler_timeout", _positive_float, "10", "seconds a Cobbler call may take"),
-    Setting("cobbler_autoinstall_url", _str, "", "base URL of Cobbler's svc app as guests see it"),
-    Setting("catalog_ttl", _positive_float, "60", "seconds the catalog is cached"),
-    Setting("placement_policy", _choice("spread", "pack"), "spread", "spread: most free memory first; pack: least"),
-    Setting("cpu_overcommit", _positive_float, "4", "vCPUs placed per physical CPU"),
-    Setting("max_days", _positive_int, "30", "longest checkout in days"),
-    Setting("max_lease_days", _positive_int, "90", "longest total lease after extensions, in days"),
-    Setting("retired_keep_days", _non_negative_int, "30", "days a retired guest stays visible"),
-    Setting("provision_timeout", _positive_float, "3600", "seconds a guest may stay provisioning"),
-    Setting("phonehome_grace_seconds", _non_negative_int, "300", "seconds a guest's phone-home token keeps "
-            "working after its install is finished (for the installer's retries)"),
-    Setting("diskboot_retry_interval", _positive_float, "60", "seconds between retries of the after-install "
-            "work that failed (switching a guest to disk boot, blanking its token in Cobbler)"),
-    Setting("console_log_dir", _str, "", "directory on the hosts where guests' serial consoles are logged "
-            "(NAME.log); empty: none"),
-    Setting("shutdown_timeout", _positive_float, "60", "seconds a guest gets to obey a graceful shutdown"),
-    Setting("libvirt_connect_timeout", _positive_float, "5", "seconds a libvirt connection attempt may take"),
-    Setting("libvirt_call_timeout", _positive_float, "30", "seconds one libvirt call may take"),
-    Setting("resync_interval", _positive_float, "60", "seconds between full resyncs of each host"),
-    Setting("expiry_interval", _positive_float, "20", "seconds between passes that retire expired guests"),
-    Setting("notice_interval", _positive_float, "60", "seconds between passes that send expiry warnings"),
-    Setting("reconcile_interval", _positive_float, "300", "seconds between reconciliation passes"),
-    Setting("open_registration", _bool, "true", "anyone may register an account"),
-    Setting("session_idle_minutes", _positive_int, "720", "a login session ends after this many minutes unused"),
-    Setting("session_max_days", _positive_int, "14", "a login session ends this many days after it began"),
-    Setting("password_min_score", _score, "3", "least zxcvbn strength (0-4) of a new password; 0: length only"),
-    Setting("warn_hours", _hours_list, "72 24 1", "hours before expiry at which owners are warned"),
-    Setting("smtp_host", _str, "", "SMTP server; empty: no e-mail"),
-    Setting("smtp_port", _port, "25", "SMTP port"),
-    Setting("smtp_user", _str, "", "SMTP user"),
-    Setting("smtp_password", _str, "", "SMTP password", secret=True),
-    Setting("smtp_starttls", _bool, "false", "use STARTTLS"),
-    Setting("mail_from", _str, "fogmachine@localhost", "sender of e-mails"),
-    Setting("log_level", _choice("debug", "info", "warning", "error"), "info", "logging level"),
-    Setting("cookie_secret_file", _str, "", "file holding the cookie secret; default data_dir/cookie_secret",
-            is_path=True),
-)
-SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+def setting(parse: Callable[[str], T], default_text: str, help: str, *,
+            is_path: bool = False, secret: bool = False) -> T:
+    """A ``Config`` field read by ``parse``; typed as what ``parse`` returns.
+
+    Declared as a field specifier (``_settings_dataclass``), so mypy treats it like
+    ``dataclasses.field`` and rejects a field whose annotation is not what its parser returns.
+    The default is not the dataclass default (``default_text`` is deliberately not named
+    ``default``): every field is required, a ``Config`` is only made by ``load()``.
+    """
+    spec = Setting(parse, default_text, help, is_path=is_path, secret=secret)
+    return cast(T, field(metadata={SETTING: spec}))
 
 
-@dataclass(frozen=True)
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(setting, field))
+def _settings_dataclass(cls: type[C]) -> type[C]:
+    """A frozen, keyword-only dataclass; the decorator exists so mypy knows ``setting()`` makes a field."""
+    return dataclass(frozen=True, kw_only=True)(cls)
+
+
+@_settings_dataclass
 class Config:
-    """Every setting, parsed and typed. ``source`` names where they came from."""
+    """Every setting as a typed field, then where they came from.
 
-    values: Mapping[str, Any]
+    ``source`` names the file (or "embedded defaults"), ``base_dir`` is what relative paths were
+    resolved against and ``origins`` maps a key to the file, variable or command line that set it.
+    """
+
+    listen_address: str = setting(_str, "127.0.0.1", "address the HTTP server binds")
+    listen_port: int = setting(_port, "8888", "port of the dashboard and the API")
+    trusted_proxies: tuple[Network, ...] = setting(
+        _networks, "", "addresses or CIDR networks of the reverse proxies whose X-Forwarded-For, X-Real-Ip and "
+        "X-Forwarded-Proto are believed; empty: none, the TCP peer is the client")
+    public_url: str = setting(_str, "", "URL guests and e-mails use to reach this server; default http://ADDRESS:PORT")
+    data_dir: str = setting(_str, "data", "directory for the SQLite database and the cookie secret", is_path=True)
+    database_connection: str = setting(_str, "", "SQLAlchemy URL; default sqlite in data_dir", secret=True)
+    db_threads: int = setting(_positive_int, "8", "threads that run database work off the IOLoop")
+    db_timeout: float = setting(_positive_float, "10", "seconds a database connection attempt may take")
+    virthosts: str = setting(_str, "virthosts.conf", "file listing the hypervisor hosts", is_path=True)
+    local_catalog: str = setting(_str, "catalog.conf", "catalog used when no Cobbler is configured", is_path=True)
+    cobbler_url: str = setting(_str, "", "Cobbler XML-RPC URL, e.g. http://cobbler/cobbler_api; empty: no Cobbler")
+    cobbler_user: str = setting(_str, "cobbler", "Cobbler user")
+    cobbler_password: str = setting(_str, "", "Cobbler password", secret=True)
+    cobbler_timeout: float = setting(_positive_float, "10", "seconds a Cobbler call may take")
+    cobbler_autoinstall_url: str = setting(_str, "", "base URL of Cobbler's svc app as guests see it")
+    catalog_ttl: float = setting(_positive_float, "60", "seconds the catalog is cached")
+    placement_policy: str = setting(_choice("spread", "pack"), "spread", "spread: most free memory first; pack: least")
+    cpu_overcommit: float = setting(_positive_float, "4", "vCPUs placed per physical CPU")
+    max_days: int = setting(_positive_int, "30", "longest checkout in days")
+    max_lease_days: int = setting(_positive_int, "90", "longest total lease after extensions, in days")
+    retired_keep_days: int = setting(_non_negative_int, "30", "days a retired guest stays visible")
+    provision_timeout: float = setting(_positive_float, "3600", "seconds a guest may stay provisioning")
+    phonehome_grace_seconds: int = setting(
+        _non_negative_int, "300", "seconds a guest's phone-home token keeps working after its install is finished "
+        "(for the installer's retries)")
+    diskboot_retry_interval: float = setting(
+        _positive_float, "60", "seconds between retries of the after-install work that failed (switching a guest "
+        "to disk boot, blanking its token in Cobbler)")
+    console_log_dir: str = setting(
+        _str, "", "directory on the hosts where guests' serial consoles are logged (NAME.log); empty: none")
+    shutdown_timeout: float = setting(_positive_float, "60", "seconds a guest gets to obey a graceful shutdown")
+    libvirt_connect_timeout: float = setting(_positive_float, "5", "seconds a libvirt connection attempt may take")
+    libvirt_call_timeout: float = setting(_positive_float, "30", "seconds one libvirt call may take")
+    resync_interval: float = setting(_positive_float, "60", "seconds between full resyncs of each host")
+    expiry_interval: float = setting(_positive_float, "20", "seconds between passes that retire expired guests")
+    notice_interval: float = setting(_positive_float, "60", "seconds between passes that send expiry warnings")
+    reconcile_interval: float = setting(_positive_float, "300", "seconds between reconciliation passes")
+    open_registration: bool = setting(_bool, "true", "anyone may register an account")
+    session_idle_minutes: int = setting(_positive_int, "720", "a login session ends after this many minutes unused")
+    session_max_days: int = setting(_positive_int, "14", "a login session ends this many days after it began")
+    password_min_score: int = setting(
+        _score, "3", "least zxcvbn strength (0-4) of a new password; 0: length only")
+    warn_hours: tuple[float, ...] = setting(_hours_list, "72 24 1", "hours before expiry at which owners are warned")
+    smtp_host: str = setting(_str, "", "SMTP server; empty: no e-mail")
+    smtp_port: int = setting(_port, "25", "SMTP port")
+    smtp_user: str = setting(_str, "", "SMTP user")
+    smtp_password: str = setting(_str, "", "SMTP password", secret=True)
+    smtp_starttls: bool = setting(_bool, "false", "use STARTTLS")
+    mail_from: str = setting(_str, "fogmachine@localhost", "sender of e-mails")
+    log_level: str = setting(_choice("debug", "info", "warning", "error"), "info", "logging level")
+    cookie_secret_file: str = setting(
+        _str, "", "file holding the cookie secret; default data_dir/cookie_secret", is_path=True)
+
     source: str
     base_dir: Path
     origins: Mapping[str, str] = field(default_factory=dict)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
     def replace(self, **changes: Any) -> Config:
-        """A copy with some values changed (already typed); used by tests and the CLI."""
+        """A copy with some settings changed (already typed); used by tests and the CLI."""
         for key in changes:
-            if key not in SETTINGS_BY_KEY:
+            if key not in SETTINGS:
                 raise ConfigError(f"unknown setting {key!r}")
-        return dataclasses.replace(self, values={**self.values, **changes})
+        return dataclasses.replace(self, **changes)
 
     @property
     def database_url(self) -> str:
-        return str(self.values["database_connection"])
+        return self.database_connection
 
     @property
     def server_url(self) -> str:
         if self.public_url:
-            return str(self.public_url).rstrip("/")
+            return self.public_url.rstrip("/")
         host = self.listen_address if self.listen_address not in ("", "0.0.0.0", "::") else "127.0.0.1"
         return f"http://{host}:{self.listen_port}"
 
@@ -219,6 +254,12 @@ class Config:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48))
         return path.read_bytes().strip()
+
+
+#: Every setting by key, in the order ``Config`` declares them (``describe`` lists them so).
+SETTINGS: Mapping[str, Setting] = {
+    f.name: f.metadata[SETTING] for f in dataclasses.fields(Config) if SETTING in f.metadata
+}
 
 
 def find_config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
@@ -266,7 +307,7 @@ def load(path: str | None = None, environ: Mapping[str, str] | None = None, **ov
                 raise ConfigError(f"{file_path}: unknown section [{section}]; settings go in [{SECTION}]")
         if parser.has_section(SECTION):
             for key, value in parser.items(SECTION):
-                if key not in SETTINGS_BY_KEY:
+                if key not in SETTINGS:
                     raise ConfigError(f"{file_path}: unknown key {key!r} in [{SECTION}]")
                 raw[key] = value
                 origins[key] = source
@@ -277,27 +318,27 @@ def load(path: str | None = None, environ: Mapping[str, str] | None = None, **ov
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
         key = name[len(ENV_PREFIX):].lower()
-        if key not in SETTINGS_BY_KEY:
+        if key not in SETTINGS:
             raise ConfigError(f"environment variable {name}: unknown key {key!r}")
         raw[key] = value
         origins[key] = f"environment variable {name}"
     for key, value in overrides.items():
-        if key not in SETTINGS_BY_KEY:
+        if key not in SETTINGS:
             raise ConfigError(f"unknown key {key!r}")
         raw[key] = value
         origins[key] = "command line"
 
     values: dict[str, Any] = {}
-    for setting in SETTINGS:
-        text = raw.get(setting.key, setting.default)
-        origin = origins.get(setting.key, "the default")
+    for key, spec in SETTINGS.items():
+        text = raw.get(key, spec.default)
+        origin = origins.get(key, "the default")
         try:
-            value = setting.parse(text)
+            parsed = spec.parse(text)
         except ValueError as exc:
-            raise ConfigError(f"{origin}: bad value {text!r} for {setting.key}: {exc}") from None
-        if setting.is_path and value:
-            value = str((base_dir / Path(value).expanduser()).resolve())
-        values[setting.key] = value
+            raise ConfigError(f"{origin}: bad value {text!r} for {key}: {exc}") from None
+        if spec.is_path and parsed:
+            parsed = str((base_dir / Path(str(parsed)).expanduser()).resolve())
+        values[key] = parsed
 
     if not values["cookie_secret_file"]:
         values["cookie_secret_file"] = str(Path(values["data_dir"]) / "cookie_secret")
@@ -316,21 +357,21 @@ def load(path: str | None = None, environ: Mapping[str, str] | None = None, **ov
             )
         if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
             values["database_connection"] = str(url.set(database=str((base_dir / url.database).resolve())))
-    return Config(values=values, source=source, base_dir=base_dir, origins=origins)
+    return Config(**values, source=source, base_dir=base_dir, origins=origins)
 
 
 def describe(config: Config) -> list[tuple[str, str, str]]:
     """(key, shown value, origin) for ``fogmachine config check``; secrets masked."""
     rows = []
-    for setting in SETTINGS:
-        value = config.values[setting.key]
-        if setting.key == "database_connection":
-            shown = make_url(value).render_as_string(hide_password=True)
-        elif setting.secret:
+    for key, spec in SETTINGS.items():
+        value = getattr(config, key)
+        if key == "database_connection":
+            shown = make_url(config.database_connection).render_as_string(hide_password=True)
+        elif spec.secret:
             shown = "***" if value else ""
         elif isinstance(value, tuple):
             shown = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
         else:
             shown = str(value)
-        rows.append((setting.key, shown, config.origins.get(setting.key, "default")))
+        rows.append((key, shown, config.origins.get(key, "default")))
     return rows

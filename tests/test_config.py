@@ -1,5 +1,8 @@
+import dataclasses
 import os
 import stat
+import types
+import typing
 from pathlib import Path
 
 import pytest
@@ -94,3 +97,98 @@ def test_describe_masks_secrets(tmp_path):
     shown = {k: v for k, v, _ in configmod.describe(cfg)}
     assert "hunter2" not in shown["database_connection"]
     assert shown["cobbler_password"] == "***"
+
+
+# Config's fields that say where the settings came from rather than being settings.
+PROVENANCE = {"source", "base_dir", "origins"}
+
+
+def conforms(value: object, hint: object) -> bool:
+    """Whether ``value`` is exactly of the annotated type (bool is no int, int is no float)."""
+    if typing.get_origin(hint) is tuple:
+        item, rest = typing.get_args(hint)
+        assert rest is Ellipsis, f"only tuple[X, ...] is handled, not {hint}"
+        return type(value) is tuple and all(conforms(v, item) for v in value)
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return any(conforms(value, arg) for arg in typing.get_args(hint))
+    return type(value) is hint
+
+
+def test_every_field_is_a_setting_with_a_parser_and_help():
+    names = {f.name for f in dataclasses.fields(configmod.Config)} - PROVENANCE
+    assert set(configmod.SETTINGS) == names
+    for key, spec in configmod.SETTINGS.items():
+        assert callable(spec.parse), key
+        assert spec.help.strip(), key
+
+
+def test_loaded_values_have_their_annotated_types(tmp_path):
+    hints = typing.get_type_hints(configmod.Config)
+    # Non-empty values for the tuples, so their items are checked too.
+    cfg = configmod.load(None, environ={}, data_dir=str(tmp_path), trusted_proxies="127.0.0.1, 10.0.0.0/24, ::1")
+    assert len(cfg.trusted_proxies) == 3 and cfg.warn_hours
+    wrong = {key: (type(getattr(cfg, key)).__name__, hints[key])
+             for key in configmod.SETTINGS if not conforms(getattr(cfg, key), hints[key])}
+    assert not wrong, f"parser and annotation disagree: {wrong}"
+
+
+def test_conforms_tells_apart_what_isinstance_would_let_through():
+    assert conforms(3, int) and not conforms(True, int) and not conforms(3, float)
+    assert conforms((1.0, 2.0), tuple[float, ...]) and not conforms((1.0, 2), tuple[float, ...])
+    assert conforms("x", int | str) and not conforms([1.0], tuple[float, ...])
+
+
+def test_precedence_default_file_environment_command_line(tmp_path):
+    conf = write(tmp_path / "fm.conf", "listen_port = 9001\nmax_days = 5\nsmtp_port = 2525\n")
+    env = {"FOGMACHINE_LISTEN_PORT": "9002", "FOGMACHINE_MAX_DAYS": "6"}
+    cfg = configmod.load(str(conf), environ=env, max_days="7")
+    assert (cfg.smtp_port, cfg.listen_port, cfg.max_days, cfg.session_max_days) == (2525, 9002, 7, 14)
+    assert cfg.origins == {"smtp_port": str(conf), "listen_port": "environment variable FOGMACHINE_LISTEN_PORT",
+                           "max_days": "command line"}
+    shown = {k: (v, origin) for k, v, origin in configmod.describe(cfg)}
+    assert shown["max_days"] == ("7", "command line")
+    assert shown["session_max_days"] == ("14", "default")
+
+
+@pytest.mark.parametrize(
+    ("environ", "overrides", "expected"),
+    [
+        ({"FOGMACHINE_SMTP_PORT": "x"}, {},
+         "environment variable FOGMACHINE_SMTP_PORT: bad value 'x' for smtp_port: invalid literal for int()"),
+        ({}, {"warn_hours": "24 -1"},
+         "command line: bad value '24 -1' for warn_hours: every entry must be a positive number of hours"),
+        ({}, {"colour": "blue"}, "unknown key 'colour'"),
+    ],
+)
+def test_bad_value_messages_from_the_environment_and_the_command_line(tmp_path, environ, overrides, expected):
+    with pytest.raises(ConfigError) as info:
+        configmod.load(None, environ=environ, data_dir=str(tmp_path), **overrides)
+    assert info.value.message.startswith(expected)
+
+
+def test_an_unknown_key_in_the_file_is_refused_naming_file_and_section(tmp_path):
+    conf = write(tmp_path / "fm.conf", "listen_port = 9001\ncolour = blue\n")
+    with pytest.raises(ConfigError) as info:
+        configmod.load(str(conf), environ={})
+    assert info.value.message == f"{conf}: unknown key 'colour' in [fogmachine]"
+
+
+def test_replace_changes_typed_values_and_refuses_unknown_settings(tmp_path):
+    cfg = configmod.load(None, environ={}, data_dir=str(tmp_path))
+    changed = cfg.replace(max_days=3, public_url="http://fog.example/")
+    assert (changed.max_days, changed.server_url) == (3, "http://fog.example")
+    assert (cfg.max_days, cfg.server_url) == (30, "http://127.0.0.1:8888")
+    with pytest.raises(ConfigError, match="unknown setting 'max_dayz'"):
+        cfg.replace(max_dayz=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.max_days = 3  # type: ignore[misc]
+
+
+def test_describe_lists_every_setting_in_order_with_tuples_spelled_as_in_the_file(tmp_path):
+    cfg = configmod.load(None, environ={}, data_dir=str(tmp_path), trusted_proxies="10.0.0.0/24 ::1")
+    rows = configmod.describe(cfg)
+    assert [key for key, _, _ in rows] == list(configmod.SETTINGS)
+    shown = {key: value for key, value, _ in rows}
+    assert shown["warn_hours"] == "72 24 1"
+    assert shown["trusted_proxies"] == "10.0.0.0/24 ::1/128"
+    assert shown["smtp_password"] == ""

@@ -111,7 +111,7 @@ def new_mac() -> str:
 def autoinstall_base(config: Config) -> str:
     """Cobbler's svc URL as guests see it: ``cobbler_autoinstall_url``, or derived from ``cobbler_url``."""
     if config.cobbler_autoinstall_url:
-        return str(config.cobbler_autoinstall_url).rstrip("/")
+        return config.cobbler_autoinstall_url.rstrip("/")
     from urllib.parse import urlsplit
 
     parts = urlsplit(config.cobbler_url)

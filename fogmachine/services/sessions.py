@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from fogmachine.config import Config
 from fogmachine.db.models import User, UserSession, utcnow
 from fogmachine.errors import NotFound
 from fogmachine.services import audit
@@ -50,9 +51,9 @@ class Lifetimes:
     absolute: dt.timedelta
 
     @classmethod
-    def of(cls, config: object) -> Lifetimes:
-        return cls(idle=dt.timedelta(minutes=config.session_idle_minutes),  # type: ignore[attr-defined]
-                   absolute=dt.timedelta(days=config.session_max_days))  # type: ignore[attr-defined]
+    def of(cls, config: Config) -> Lifetimes:
+        return cls(idle=dt.timedelta(minutes=config.session_idle_minutes),
+                   absolute=dt.timedelta(days=config.session_max_days))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, update
 
+from fogmachine import config as configmod
 from fogmachine.db import migrate
 from fogmachine.db.models import AuditEvent, User, UserSession, utcnow
 from fogmachine.db.session import Database
@@ -16,6 +17,12 @@ from fogmachine.services.actor import Actor
 
 LIFE = sessions.Lifetimes(idle=dt.timedelta(minutes=60), absolute=dt.timedelta(days=2))
 
+
+
+def test_lifetimes_come_from_the_two_session_settings(tmp_path):
+    config = configmod.load(None, environ={}, data_dir=str(tmp_path), session_idle_minutes="45", session_max_days="3")
+    assert sessions.Lifetimes.of(config) == sessions.Lifetimes(idle=dt.timedelta(minutes=45),
+                                                               absolute=dt.timedelta(days=3))
 
 @pytest.fixture
 def db(database_url):

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from fogmachine.config import Config
 from fogmachine.db.models import GuestState, Step
 from fogmachine.services import checkout, lifecycle, reservations
 from fogmachine.services.actor import Actor
@@ -76,7 +77,7 @@ def _get(session: Session, actor: Actor, guest_id: int) -> dict[str, Any]:
     return guest_to_dict(get_guest(session, actor, guest_id))
 
 
-def _extend(session: Session, actor: Actor, config: Any, guest_id: int, days: int) -> dict[str, Any]:
+def _extend(session: Session, actor: Actor, config: Config, guest_id: int, days: int) -> dict[str, Any]:
     return guest_to_dict(reservations.extend(session, config, actor, guest_id, days))
 
 
