@@ -109,17 +109,28 @@ def _str(value: str) -> str:
     return value.strip()
 
 
-def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    from fogmachine.web.proxies import parse_networks
+#: What ``trusted_proxies`` holds (``web.proxies`` uses the same type).
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-    return parse_networks(value)
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """``trusted_proxies``: addresses or CIDR networks, separated by commas or spaces.
+
+    Raises ValueError naming the entry that is wrong (a host name, host bits set
+    in a network), so the configuration error says what to fix.
+    """
+    networks = []
+    for part in text.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(part, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"{part!r} is not an IP address or network ({exc})") from None
+    return tuple(networks)
 
 
 T = TypeVar("T")
 C = TypeVar("C")
 
-#: What ``trusted_proxies`` holds (the same union as ``web.proxies.Network``, spelled here without importing web).
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -167,7 +178,7 @@ class Config:
     listen_address: str = setting(_str, "127.0.0.1", "address the HTTP server binds")
     listen_port: int = setting(_port, "8888", "port of the dashboard and the API")
     trusted_proxies: tuple[Network, ...] = setting(
-        _networks, "", "addresses or CIDR networks of the reverse proxies whose X-Forwarded-For, X-Real-Ip and "
+        parse_networks, "", "addresses or CIDR networks of the reverse proxies whose X-Forwarded-For, X-Real-Ip and "
         "X-Forwarded-Proto are believed; empty: none, the TCP peer is the client")
     public_url: str = setting(_str, "", "URL guests and e-mails use to reach this server; default http://ADDRESS:PORT")
     data_dir: str = setting(_str, "data", "directory for the SQLite database and the cookie secret", is_path=True)

@@ -73,8 +73,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 # Imports that break the rules today, each to be removed by issue 12 (docs/ARCHITECTURE.md, "Known departures").
 # (importer, imported): exact module names as the import statement names them.
 KNOWN_DEPARTURES: dict[tuple[str, str], str] = {
-    # config -> web: the trusted_proxies setting is parsed by web/proxies.py (imported inside a function).
-    ("fogmachine.config", "fogmachine.web.proxies"): "config parses trusted_proxies with web's parser",
 }
 
 # Libraries whose errors one adapter turns into fogmachine.errors: imported nowhere else, so no caller ever

@@ -22,26 +22,12 @@ from collections.abc import Awaitable, Iterable
 
 from tornado import httputil
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from fogmachine.config import Network
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 PROTOCOLS = frozenset({"http", "https"})
 # More hops than any real chain of proxies: a longer header is read only this far from the right.
 MAX_HOPS = 32
-
-
-def parse_networks(text: str) -> tuple[Network, ...]:
-    """``trusted_proxies``: addresses or CIDR networks, separated by commas or spaces.
-
-    Raises ValueError naming the entry that is wrong (a host name, host bits set
-    in a network), so the configuration error says what to fix.
-    """
-    networks = []
-    for part in text.replace(",", " ").split():
-        try:
-            networks.append(ipaddress.ip_network(part, strict=True))
-        except ValueError as exc:
-            raise ValueError(f"{part!r} is not an IP address or network ({exc})") from None
-    return tuple(networks)
 
 
 def parse_address(text: str) -> Address | None:

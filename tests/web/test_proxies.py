@@ -17,10 +17,10 @@ import tornado.httpclient
 from sqlalchemy import select
 from tornado.httputil import HTTPHeaders
 
-from fogmachine.config import load
+from fogmachine.config import load, parse_networks
 from fogmachine.db.models import AuditEvent
 from fogmachine.errors import ConfigError
-from fogmachine.web.proxies import TrustedProxies, parse_networks
+from fogmachine.web.proxies import TrustedProxies
 from tests.support import nginx
 from tests.support.apiclient import PASSWORD, make_api
 
