@@ -80,16 +80,34 @@
       value = value || 0;
       return value >= 1024 ? (Math.round(value / 102.4) / 10) + " GiB" : value + " MiB";
     };
+    var fieldset = form.querySelector("fieldset.catalog");
+    // The API's refusal (its JSON error shape), said under the profiles it is about.
+    var refuse = function (status, body) {
+      var error = (body && body.error) || {};
+      var p = document.createElement("p");
+      p.className = "preview-answer";
+      p.textContent = status === 401 ? "Your session has ended: log in again to see which host would take it."
+        : error.message || "The server refused the preview (" + status + ").";
+      box.textContent = "";
+      box.appendChild(p);
+      box.setAttribute("data-state", "no");
+      if (fieldset && (error.details || {}).field === "target") { fieldset.classList.add("invalid"); }
+    };
     form.addEventListener("change", function (event) {
       if (event.target.name !== "target") { return; }
       var mine = ++seq;
       box.setAttribute("data-state", "busy");
       box.textContent = "Looking for a host…";
-      fetch("/checkout/preview?target=" + encodeURIComponent(event.target.value), {credentials: "same-origin"})
-        .then(function (r) { return r.json(); })
-        .then(function (answer) {
+      // The API's placement preview; a GET, so the session cookie alone is enough (no XSRF token).
+      fetch("/api/v1/catalog/placement?target=" + encodeURIComponent(event.target.value),
+            {credentials: "same-origin", headers: {"Accept": "application/json"}})
+        .then(function (r) {
+          return r.json().then(function (body) { return {ok: r.ok, status: r.status, body: body}; });
+        })
+        .then(function (reply) {
           if (mine !== seq) { return; }
-          render(answer);
+          if (fieldset) { fieldset.classList.remove("invalid"); }
+          if (reply.ok) { render(reply.body); } else { refuse(reply.status, reply.body); }
         })
         .catch(function () {
           if (mine !== seq) { return; }

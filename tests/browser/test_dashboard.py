@@ -240,6 +240,49 @@ async def test_phone_width(server, browser, shoot):
     await ctx.close()
 
 
+async def test_the_checkout_preview_is_the_apis_and_says_its_refusals(server, browser, shoot):
+    """The page's preview asks the API's placement endpoint with the session alone; when the API refuses
+    (a profile gone from the catalog since the page was drawn: 400; a session ended: 401), the page says
+    so under the profiles instead of failing silently."""
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/placement" in request.url else None)
+    await log_in(page, server.base_url, "dave")
+    await page.goto(server.base_url + "/checkout")
+    preview, profiles = page.locator("#preview"), page.locator("fieldset.catalog")
+
+    await page.check("input[name=target][value=tiny]")
+    await expect(preview).to_have_attribute("data-state", "ok")
+    await expect(preview).to_contain_text("would take it")
+    await expect(preview.locator(".preview-hosts li")).to_have_count(2)
+    assert asked == [server.base_url + "/api/v1/catalog/placement?target=tiny"]
+
+    # a profile the catalog no longer has: the API's 400, its message under the profiles
+    await page.evaluate("document.querySelector('input[name=target][value=huge]').value = 'gone'")
+    await page.check("input[name=target][value=gone]")
+    await expect(preview).to_have_attribute("data-state", "no")
+    await expect(preview).to_contain_text("unknown")
+    await expect(profiles).to_have_class(re.compile(r"\binvalid\b"))
+    await shoot(page, "checkout-preview-refused")
+    await page.check("input[name=target][value=tiny]")
+    await expect(preview).to_contain_text("would take it")
+    await expect(profiles).not_to_have_class(re.compile(r"\binvalid\b"))
+
+    # the session ended behind the page's back: the API's 401, and the page says to log in again
+    await ctx.clear_cookies()
+    await page.check("input[name=target][value=gone]")
+    await expect(preview).to_contain_text("log in again")
+    await expect(preview).to_have_attribute("data-state", "no")
+    assert errors == []
+    await ctx.close()
+
+
 async def test_an_administrator_deletes_anyway_a_guest_whose_host_died(make_config, start_server, tmp_path, browser,
                                                                       shoot, real_hosts):
     """The row's Delete meets a host that does not answer: the page says why and offers to delete anyway.

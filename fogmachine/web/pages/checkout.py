@@ -1,14 +1,15 @@
 """Checkout: the catalog with each target's size, and the form that checks a guest out.
 
 Before the form is sent, the page says which host would take the chosen
-target or why none can (``checkout.preview``): the page asks
-``/checkout/preview`` as the choice changes, and renders the same answer
-server-side for a chosen ``?target=`` so it works without script too.
+target or why none can (``checkout.preview``): the page's script asks the
+API's ``GET /api/v1/catalog/placement`` as the choice changes (one preview,
+one error shape; a GET needs no XSRF token, so the session cookie is enough),
+and this handler renders the same answer for a chosen ``?target=`` so it works
+without script too.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fogmachine.errors import FogmachineError
@@ -66,18 +67,4 @@ class CheckoutHandler(DashboardHandler):
         self.done(f"{guest.name} is on its way: watch it here as it is provisioned.", "/guests")
 
 
-class PreviewHandler(DashboardHandler):
-    """The preview as JSON, for the checkout page's script."""
-
-    @login_required
-    async def get(self) -> None:
-        target = self.get_query_argument("target", "")
-        try:
-            answer = await checkout.preview(self.ctx, self.actor, target)
-        except FogmachineError as exc:
-            answer = {"fits": False, "host": None, "reason": exc.message, "hosts": []}
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(answer, default=str))
-
-
-default_handlers = [(r"/checkout", CheckoutHandler), (r"/checkout/preview", PreviewHandler)]
+default_handlers = [(r"/checkout", CheckoutHandler)]

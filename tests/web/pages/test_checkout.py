@@ -25,13 +25,29 @@ async def test_preview_says_which_host_or_why_none(site):
     assert "would take it" in r.text and ('<strong>h1</strong>' in r.text or '<strong>h2</strong>' in r.text)
     r = await c.get("/checkout?target=huge")
     assert "would take it" not in r.text and 'data-state="no"' in r.text
-    answer = json.loads((await c.get("/checkout/preview?target=tiny")).text)
-    assert answer["fits"] and answer["host"] in ("h1", "h2")
-    answer = json.loads((await c.get("/checkout/preview?target=huge")).text)
-    assert not answer["fits"] and answer["reason"]
-    answer = json.loads((await c.get("/checkout/preview?target=nothing")).text)
-    assert not answer["fits"] and "unknown" in answer["reason"]
-    assert (await site.client().get("/checkout/preview?target=tiny")).code == 303
+    r = await c.get("/checkout?target=nothing")
+    assert 'data-state="no"' in r.text and "unknown" in r.text
+
+
+async def test_the_page_script_previews_through_the_api_with_the_session(site):
+    """The script asks the API's placement preview with the page's session cookie alone (a GET: no XSRF
+    token), and hears a refusal in the API's error shape with a 4xx, not a 200 that says it does not fit."""
+    c = await site.as_user("alice")
+    assert "/api/v1/catalog/placement?target=" in (await c.get("/static/app.js")).text
+    assert "_xsrf" in c.cookies  # the page gave one; the preview must not need it
+    cookie_only = {"Cookie": f"fm_session={c.cookies['fm_session']}"}
+    r = await site.srv.fetch("/api/v1/catalog/placement?target=tiny", headers=cookie_only)
+    answer = json.loads(r.body)
+    assert r.code == 200 and answer["fits"] and answer["host"] in ("h1", "h2")
+    r = await site.srv.fetch("/api/v1/catalog/placement?target=huge", headers=cookie_only)
+    answer = json.loads(r.body)
+    assert r.code == 200 and not answer["fits"] and answer["reason"]
+    r = await site.srv.fetch("/api/v1/catalog/placement?target=nothing", headers=cookie_only)
+    error = json.loads(r.body)["error"]
+    assert r.code == 400 and error["details"]["field"] == "target" and "unknown" in error["message"]
+    r = await site.srv.fetch("/api/v1/catalog/placement?target=tiny")
+    assert r.code == 401 and json.loads(r.body)["error"]["code"] == "unauthenticated"
+    assert (await c.get("/checkout/preview?target=tiny")).code == 404  # the page's own copy is gone
 
 
 async def test_checkout_then_watch_it_on_my_reservations(site):

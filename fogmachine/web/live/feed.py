@@ -1,4 +1,4 @@
-"""Live updates: guest states, provisioning steps and host states pushed to open pages.
+"""The database poller of live updates: it reads what changed and fans it out to the open pages.
 
 Why the database and not in-process events: several Fogmachine processes may
 share one database, and a change made by any of them (a libvirt event seen by
@@ -37,37 +37,18 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import tornado.websocket
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.db.models import Guest, Host, Step, User, utcnow
 from fogmachine.services import sessions
-from fogmachine.services.guests import guest_to_dict
 from fogmachine.services.hosts import host_dicts
-from fogmachine.web.base import BaseHandler, to_json
-from fogmachine.web.pages.view import guest_actions, when
+from fogmachine.web.live.payloads import Messages, guest_payload
 
 if TYPE_CHECKING:
     from fogmachine.context import Context
 
 log = logging.getLogger(__name__)
-# Fields of a guest that its rows never show: a change in them alone is no news.
-QUIET_FIELDS = ("updated_at",)
-PING_INTERVAL_S = 30.0
-# The JSON of each message of one fan-out, by (type, guest ids, gone ids): within a fan-out the
-# hosts of a type are one list and a guest id one row, so these name the message.
-Encoded = dict[tuple[str, tuple[int, ...], tuple[int, ...]], str]
-
-
-def _guest_payload(guest: Guest) -> dict[str, Any]:
-    data = guest_to_dict(guest)
-    data["owner_id"] = guest.owner_id
-    data["actions"] = guest_actions(data)
-    data["expires_text"] = when(data["expires_at"])
-    for name in QUIET_FIELDS:
-        data.pop(name, None)
-    return data
 
 
 @dataclass
@@ -86,7 +67,7 @@ def _load(session: Session, condition: Any) -> tuple[list[dict[str, Any]], dict[
     query = select(Guest).options(joinedload(Guest.owner), joinedload(Guest.host)).where(condition)
     guests, stamps = [], {}
     for guest in session.scalars(query).unique():
-        guests.append(_guest_payload(guest))
+        guests.append(guest_payload(guest))
         stamps[guest.id] = guest.updated_at
     return guests, stamps
 
@@ -262,12 +243,12 @@ class LiveFeed:
                  guests: list[tuple[dict[str, Any] | None, dict[str, Any]]], gone: list[dict[str, Any]]) -> None:
         """Send each page what it may see. Pages that may see the same (administrators, tabs of one
         user, everyone when only hosts changed) get the same message, encoded once for all of them."""
-        encoded: Encoded = {}
+        messages = Messages()
         for sub in list(self.subscribers):
             if sub.snapshot_after is not None:
                 if poll > sub.snapshot_after:
                     sub.snapshot_after = None
-                    self._send(sub, encoded, "snapshot", list(self.hosts.values()),
+                    self._send(sub, messages, "snapshot", list(self.hosts.values()),
                                [g for g in self.guests.values() if sub.may_see(g)], [])
                 continue  # no updates before its snapshot: the snapshot has them
             mine = [after for _, after in guests if sub.may_see(after)]
@@ -276,16 +257,12 @@ class LiveFeed:
                           if before is not None and sub.may_see(before) and not sub.may_see(after)]
             if not (hosts or mine or mine_gone):
                 continue
-            self._send(sub, encoded, "update", hosts, mine, mine_gone)
+            self._send(sub, messages, "update", hosts, mine, mine_gone)
 
-    def _send(self, sub: Subscriber, encoded: Encoded, kind: str, hosts: list[dict[str, Any]],
+    def _send(self, sub: Subscriber, messages: Messages, kind: str, hosts: list[dict[str, Any]],
               guests: list[dict[str, Any]], gone: list[int]) -> None:
-        key = (kind, tuple(g["id"] for g in guests), tuple(gone))
         try:
-            text = encoded.get(key)
-            if text is None:
-                text = encoded[key] = to_json({"type": kind, "hosts": hosts, "guests": guests, "gone": gone})
-            sub.send(text)
+            sub.send(messages.text(kind, hosts, guests, gone))
         except Exception:
             log.debug("dropping a live subscriber that failed to take a message", exc_info=True)
             self.unsubscribe(sub)
@@ -304,61 +281,3 @@ class LiveFeed:
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
 
-
-def _collect(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-class _SocketSubscriber(Subscriber):
-    def __init__(self, handler: LiveSocket, user_id: int, is_admin: bool, session_id: int | None) -> None:
-        super().__init__(user_id, is_admin, session_id)
-        self.handler = handler
-
-    def send(self, text: str) -> None:
-        sent = self.handler.write_message(text)
-        # A page closed mid-write fails the future; nobody waits on it, so collect the error here.
-        sent.add_done_callback(_collect)
-
-    def close(self) -> None:
-        self.handler.close(4001, "logged out")
-
-
-class LiveSocket(tornado.websocket.WebSocketHandler, BaseHandler):
-    """``/live``: the page's WebSocket. Only a logged-in session may open one; the
-    default same-origin check (``check_origin``) refuses other sites' pages."""
-
-    subscriber: _SocketSubscriber | None = None
-
-    @property
-    def ping_interval(self) -> float | None:
-        return PING_INTERVAL_S
-
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        if self.current_user is None:
-            self.set_status(401)
-            self.finish("log in first")
-            return
-        if self.ctx.extras.get("live") is None:
-            self.set_status(503)
-            self.finish("live updates are not running")
-            return
-        await super().get(*args, **kwargs)
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        feed: LiveFeed = self.ctx.extras["live"]
-        user = self.current_user
-        assert user is not None
-        self.subscriber = _SocketSubscriber(self, user.id, user.is_admin, self.session_id)
-        feed.subscribe(self.subscriber)
-
-    def on_message(self, message: str | bytes) -> None:
-        """The page sends nothing that matters; the feed talks, the page listens."""
-
-    def on_close(self) -> None:
-        feed: LiveFeed | None = self.ctx.extras.get("live")
-        if feed is not None and self.subscriber is not None:
-            feed.unsubscribe(self.subscriber)
-
-
-default_handlers = [(r"/live", LiveSocket)]

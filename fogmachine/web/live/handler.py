@@ -1,0 +1,79 @@
+"""``/live``: the WebSocket a page opens to hear what changed (authentication, subscribe, ping, close).
+
+The socket only listens: the page sends nothing that matters, the process's
+one ``LiveFeed`` talks. A socket is one ``Subscriber`` of that feed for as
+long as it is open, and the feed closes it when its user is disabled or its
+login session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import tornado.websocket
+
+from fogmachine.web.base import BaseHandler
+from fogmachine.web.live.feed import LiveFeed, Subscriber
+
+# Keeps idle sockets open through proxies that drop quiet connections, and notices dead peers.
+PING_INTERVAL_S = 30.0
+
+
+def _collect(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class _SocketSubscriber(Subscriber):
+    def __init__(self, handler: LiveSocket, user_id: int, is_admin: bool, session_id: int | None) -> None:
+        super().__init__(user_id, is_admin, session_id)
+        self.handler = handler
+
+    def send(self, text: str) -> None:
+        sent = self.handler.write_message(text)
+        # A page closed mid-write fails the future; nobody waits on it, so collect the error here.
+        sent.add_done_callback(_collect)
+
+    def close(self) -> None:
+        self.handler.close(4001, "logged out")
+
+
+class LiveSocket(tornado.websocket.WebSocketHandler, BaseHandler):
+    """``/live``: the page's WebSocket. Only a logged-in session may open one; the
+    default same-origin check (``check_origin``) refuses other sites' pages."""
+
+    subscriber: _SocketSubscriber | None = None
+
+    @property
+    def ping_interval(self) -> float | None:
+        return PING_INTERVAL_S
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.current_user is None:
+            self.set_status(401)
+            self.finish("log in first")
+            return
+        if self.ctx.extras.get("live") is None:
+            self.set_status(503)
+            self.finish("live updates are not running")
+            return
+        await super().get(*args, **kwargs)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        feed: LiveFeed = self.ctx.extras["live"]
+        user = self.current_user
+        assert user is not None
+        self.subscriber = _SocketSubscriber(self, user.id, user.is_admin, self.session_id)
+        feed.subscribe(self.subscriber)
+
+    def on_message(self, message: str | bytes) -> None:
+        """The page sends nothing that matters; the feed talks, the page listens."""
+
+    def on_close(self) -> None:
+        feed: LiveFeed | None = self.ctx.extras.get("live")
+        if feed is not None and self.subscriber is not None:
+            feed.unsubscribe(self.subscriber)
+
+
+default_handlers = [(r"/live", LiveSocket)]
