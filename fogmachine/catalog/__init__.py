@@ -1,14 +1,18 @@
-"""What can be checked out: Cobbler's profiles and images, or the local catalog file.
+"""What can be checked out, and each guest's record with the source it came from.
 
-``entry`` is what both sources describe (``CatalogEntry``); ``local_file``
-parses the local INI file; ``cobbler_mapping`` turns Cobbler's objects into
-entries; ``cache`` holds the ``Catalog`` the server attaches as ``ctx.catalog``.
+``source`` is the interface every catalog source implements (``CatalogSource``)
+and ``sources`` the table of them by name; ``local_source`` (the local INI
+file, parsed by ``local_file``) and ``cobbler_source`` (Cobbler's profiles and
+images, mapped by ``cobbler_mapping`` and cached by ``cache``) are the two
+there are. ``entry`` is what every source describes (``CatalogEntry``).
 """
 
-from fogmachine.catalog.cache import Catalog
-from fogmachine.catalog.cobbler_mapping import blended_entry, image_entry, profile_entry
+from fogmachine.catalog.cobbler_source import CobblerCatalog
 from fogmachine.catalog.entry import KINDS, CatalogEntry, CatalogView, parse_network, split_target
 from fogmachine.catalog.local_file import load_local
+from fogmachine.catalog.local_source import LocalCatalog
+from fogmachine.catalog.source import CatalogSource, Registration
+from fogmachine.catalog.sources import SOURCES, build_source
 
-__all__ = ["KINDS", "Catalog", "CatalogEntry", "CatalogView", "blended_entry", "image_entry", "load_local",
-           "parse_network", "profile_entry", "split_target"]
+__all__ = ["KINDS", "SOURCES", "CatalogEntry", "CatalogSource", "CatalogView", "CobblerCatalog", "LocalCatalog",
+           "Registration", "build_source", "load_local", "parse_network", "split_target"]

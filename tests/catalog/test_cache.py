@@ -1,155 +1,93 @@
-"""The catalog: the local file read and re-read, and Cobbler's profiles and images (real Cobbler, marked)."""
+"""The cache of a slow source's list: kept for its ttl, shared by concurrent callers, stale while the source is
+away (and not asked again on every call then)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from fogmachine.catalog import Catalog
-from fogmachine.cobbler import CobblerClient
-from fogmachine.config import Config
-from fogmachine.errors import CobblerError, ConfigError, ValidationError
-from tests.support import cobbler as cobbler_support
+from fogmachine.catalog.cache import RETRY_AFTER, ViewCache
+from fogmachine.catalog.entry import CatalogEntry
+from fogmachine.errors import BackendTimeout, CobblerError
+
+WEB = CatalogEntry("web", "profile", 256, 1, 0, "qemu")
+DB = CatalogEntry("db", "profile", 512, 2, 0, "qemu")
 
 
-def _write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "catalog.conf"
-    path.write_text(text)
-    return path
+class Listing:
+    """What the source answers, call by call: a list of entries, or an error to raise."""
+
+    def __init__(self, *answers: list[CatalogEntry] | Exception) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+        self.gate: asyncio.Event | None = None
+
+    async def __call__(self) -> list[CatalogEntry]:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
 
-async def test_local_catalog_resolves_and_reloads_when_the_file_changes(
-        make_config: Callable[..., Config], tmp_path: Path) -> None:
-    path = _write(tmp_path, "[one]\nboot = network\nram_mb = 256\n")
-    catalog = Catalog(make_config(local_catalog=str(path)))
-    await catalog.start()
-    view = await catalog.entries()
-    assert (view.source, view.stale, [e.name for e in view.entries]) == ("local", False, ["one"])
-    assert (await catalog.resolve("one")).ram_mb == 256
-    assert (await catalog.resolve("local:one")).name == "one"
-    with pytest.raises(ValidationError) as info:
-        await catalog.resolve("two")
-    assert info.value.field == "target" and "'two'" in info.value.message
-    with pytest.raises(ValidationError):
-        await catalog.resolve("  ")
-
-    time.sleep(0.01)
-    path.write_text("[one]\nboot = network\nram_mb = 512\n[two]\nboot = network\n")
-    import os
-
-    os.utime(path, (time.time() + 5, time.time() + 5))
-    assert (await catalog.resolve("one")).ram_mb == 512
-    assert (await catalog.resolve("two")).name == "two"
-
-    # A broken edit keeps the last good catalog and says why, marked stale.
-    path.write_text("[one]\nram_mb = x\n")
-    os.utime(path, (time.time() + 10, time.time() + 10))
-    view = await catalog.entries()
-    assert view.stale and "ram_mb must be a number" in view.error
-    assert [e.name for e in view.entries] == ["one", "two"]
+async def test_a_fresh_view_is_served_from_the_cache_until_its_ttl_has_passed() -> None:
+    listing = Listing([WEB], [WEB, DB])
+    cache = ViewCache("cobbler", listing, ttl=60)
+    first = await cache.get()
+    assert (first.entries, first.stale, first.source, first.error) == ([WEB], False, "cobbler", "")
+    assert await cache.get() is first and listing.calls == 1
+    cache.ttl = 0
+    assert (await cache.get()).entries == [WEB, DB] and listing.calls == 2
 
 
-async def test_a_malformed_local_catalog_stops_the_start(make_config: Callable[..., Config], tmp_path: Path) -> None:
-    path = _write(tmp_path, "[one]\nvcpus = none\n")
-    with pytest.raises(ConfigError):
-        await Catalog(make_config(local_catalog=str(path))).start()
+async def test_concurrent_callers_share_one_refresh() -> None:
+    listing = Listing([WEB])
+    listing.gate = asyncio.Event()
+    cache = ViewCache("cobbler", listing, ttl=60)
+    waiting = [asyncio.ensure_future(cache.get()) for _ in range(5)]
+    await asyncio.sleep(0)
+    listing.gate.set()
+    views = await asyncio.gather(*waiting)
+    assert listing.calls == 1 and all(v is views[0] for v in views)
 
 
-async def test_a_missing_local_catalog_is_empty(make_config: Callable[..., Config], tmp_path: Path) -> None:
-    catalog = Catalog(make_config(local_catalog=str(tmp_path / "nope.conf")))
-    await catalog.start()
-    view = await catalog.entries()
-    assert view.entries == [] and view.stale and "cannot read" in view.error
+@pytest.mark.parametrize("error", [CobblerError("Cobbler at http://c/ is unreachable: refused"),
+                                   BackendTimeout("Cobbler at http://c/ did not answer get_profiles within 10 s")])
+async def test_a_source_that_is_away_gives_the_last_good_view_marked_stale(error: BackendTimeout) -> None:
+    listing = Listing([WEB], error, [DB])
+    cache = ViewCache("cobbler", listing, ttl=0)
+    good = await cache.get()
+    stale = await cache.get()
+    assert (stale.entries, stale.stale, stale.source, stale.error) == ([WEB], True, "cobbler", error.message)
+    assert stale.fetched_at == good.fetched_at  # how old the list really is
+    assert (await cache.get()).entries == [DB] and listing.calls == 3  # ttl 0: the retry is due at once
 
 
-# -- Cobbler ----------------------------------------------------------------------------------------
-
-@pytest.fixture
-async def cobbler_catalog(make_config: Callable[..., Config], cobbler_server: None):  # type: ignore[no-untyped-def]
-    config = make_config(cobbler_url=cobbler_support.XMLRPC_URL, cobbler_password=cobbler_support.PASSWORD,
-                         catalog_ttl="60")
-    client = CobblerClient(config.cobbler_url, config.cobbler_user, config.cobbler_password, timeout=5)
-    catalog = Catalog(config, client)
-    await catalog.start()
-    yield catalog
-    await catalog.stop()
-    await client.stop()
+async def test_the_retry_waits_at_most_retry_after_and_then_asks_again() -> None:
+    listing = Listing(CobblerError("down"), [DB])
+    cache = ViewCache("cobbler", listing, ttl=3600)
+    empty = await cache.get()
+    assert (empty.entries, empty.stale, empty.error, empty.fetched_at) == ([], True, "down", 0.0)
+    # Not asked again on every call while it is away (a hanging source would cost each page view its timeout).
+    assert await cache.get() is empty and listing.calls == 1
+    assert 0 < cache._retry_at - time.monotonic() <= RETRY_AFTER
+    cache._retry_at = 0.0  # the RETRY_AFTER seconds have passed
+    assert (await cache.get()).entries == [DB] and listing.calls == 2
 
 
-@pytest.mark.cobbler
-async def test_cobbler_catalog_lists_marked_profiles_and_images(cobbler_catalog: Catalog) -> None:
-    view = await cobbler_catalog.entries()
-    assert view.source == "cobbler" and not view.stale
-    names = {(e.kind, e.name) for e in view.entries}
-    assert ("profile", cobbler_support.PROFILE) in names
-    assert ("image", cobbler_support.IMAGE) in names
-    assert ("profile", cobbler_support.HIDDEN_PROFILE) not in names
-    profile = view.get(cobbler_support.PROFILE)
-    assert profile is not None
-    assert (profile.ram_mb, profile.vcpus, profile.disk_gb, profile.virt_type) == (256, 1, 0, "qemu")
-    assert profile.network == "user" and profile.boot == "kernel"
-    assert profile.kernel == str(cobbler_support.KERNEL) and profile.breed == "redhat"
-    image = view.get(cobbler_support.IMAGE)
-    assert image is not None and image.boot == "network" and image.ram_mb == 256
+async def test_an_error_that_is_not_the_sources_is_not_hidden() -> None:
+    cache = ViewCache("cobbler", Listing(KeyError("name")), ttl=60)
+    with pytest.raises(KeyError):
+        await cache.get()
 
 
-@pytest.mark.cobbler
-async def test_cobbler_catalog_is_cached_then_served_stale_when_cobbler_is_unreachable(
-        cobbler_catalog: Catalog) -> None:
-    client = cobbler_catalog.cobbler
-    first = await cobbler_catalog.entries()
-    calls = client.calls
-    assert await cobbler_catalog.entries() is first
-    assert client.calls == calls  # cached: no call within catalog_ttl
-
-    cobbler_catalog.ttl = 0  # expire it, and point the client at a port nobody listens on
-    client.url = client.display_url = "http://127.0.0.1:1/"
-    stale = await cobbler_catalog.entries()
-    assert stale.stale and stale.entries == first.entries
-    assert "http://127.0.0.1:1/" in stale.error and "unreachable" in stale.error
-    # A checkout must not go ahead on a stale catalog: resolve asks Cobbler and fails with 502.
-    with pytest.raises(CobblerError) as info:
-        await cobbler_catalog.resolve(cobbler_support.PROFILE)
-    assert info.value.status == 502 and "http://127.0.0.1:1/" in info.value.message
-
-
-@pytest.mark.cobbler
-async def test_cobbler_resolve_is_fresh_and_refuses_unmarked_or_unknown(cobbler_catalog: Catalog) -> None:
-    entry = await cobbler_catalog.resolve(cobbler_support.PROFILE)
-    assert entry.kind == "profile" and entry.cmdline == "console=ttyS0 panic=-1"
-    assert entry.kernel == str(cobbler_support.KERNEL) and entry.initrd == str(cobbler_support.INITRD)
-    image = await cobbler_catalog.resolve(f"image:{cobbler_support.IMAGE}")
-    assert image.kind == "image"
-    for target in (cobbler_support.HIDDEN_PROFILE, "no-such-profile", f"image:{cobbler_support.PROFILE}"):
-        with pytest.raises(ValidationError) as info:
-            await cobbler_catalog.resolve(target)
-        assert info.value.field == "target" and repr(target) in info.value.message
-
-
-@pytest.mark.cobbler
-async def test_a_cobbler_that_does_not_answer_in_time_also_gives_the_stale_view(cobbler_catalog: Catalog) -> None:
-    import asyncio
-
-    first = await cobbler_catalog.entries()
-    hold: list[asyncio.StreamWriter] = []
-
-    async def never_answer(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        hold.append(w)
-
-    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = cobbler_catalog.cobbler
-    cobbler_catalog.ttl = 0
-    client.url = client.display_url = f"http://127.0.0.1:{port}/"
-    client.timeout = 0.3
-    try:
-        view = await cobbler_catalog.entries()
-        assert view.stale and view.entries == first.entries and "did not answer" in view.error
-    finally:
-        for w in hold:
-            w.close()
-        server.close()
-        await server.wait_closed()
+async def test_clear_forgets_the_view() -> None:
+    listing = Listing([WEB], [DB])
+    cache = ViewCache("cobbler", listing, ttl=60)
+    await cache.get()
+    cache.clear()
+    assert (await cache.get()).entries == [DB] and listing.calls == 2
