@@ -139,9 +139,10 @@ class Server:
             raise
         app = make_app(ctx)
         self.inflight = app.settings["fm_inflight"]
-        self.components = build_components(ctx)
         started: list[Component] = []
         try:
+            # Building them may refuse the configuration (catalog_source): the database is closed then too.
+            self.components = build_components(ctx)
             for component in self.components:
                 await component.start()
                 started.append(component)

@@ -136,6 +136,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cobbler_timeout", _positive_float, "10", "seconds a Cobbler call may take"),
     Setting("cobbler_autoinstall_url", _str, "", "base URL of Cobbler's svc app as guests see it"),
     Setting("catalog_ttl", _positive_float, "60", "seconds the catalog is cached"),
+    Setting("catalog_source", _str, "auto", "where the catalog comes from: a name in fogmachine.catalog.SOURCES "
+            "(local: the local_catalog file; cobbler: needs cobbler_url), or auto: cobbler if cobbler_url is set"),
     Setting("placement_policy", _choice("spread", "pack"), "spread", "spread: most free memory first; pack: least"),
     Setting("cpu_overcommit", _positive_float, "4", "vCPUs placed per physical CPU"),
     Setting("max_days", _positive_int, "30", "longest checkout in days"),

@@ -30,7 +30,7 @@ from fogmachine.catalog.entry import CatalogEntry, CatalogView
 from fogmachine.catalog.source import Registration, check_target, unknown_target
 from fogmachine.cobbler import CobblerClient, SystemSpec
 from fogmachine.config import Config
-from fogmachine.errors import CobblerError
+from fogmachine.errors import CobblerError, ConfigError
 
 SERVER_KEY = "fogmachine_server"
 TOKEN_KEY = "fogmachine_token"
@@ -49,6 +49,9 @@ class CobblerCatalog:
     name = "cobbler"
 
     def __init__(self, config: Config, client: CobblerClient | None = None) -> None:
+        if client is None and not config.cobbler_url:
+            origin = config.origins.get("catalog_source", "the default")
+            raise ConfigError(f"{origin}: catalog_source = cobbler needs cobbler_url (Cobbler's XML-RPC URL)")
         self.config = config
         self.cobbler = client or CobblerClient(config.cobbler_url, config.cobbler_user, config.cobbler_password,
                                                timeout=config.cobbler_timeout)
