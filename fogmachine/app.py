@@ -86,21 +86,16 @@ def build_components(ctx: Context) -> list[Component]:
 
 
 def provisioning_components(ctx: Context) -> list[Component]:
-    """Cobbler (when configured), the catalog and the provisioning tasks, attached to the context."""
-    from fogmachine.catalog import Catalog
-    from fogmachine.cobbler import CobblerClient
+    """The catalog source (with its Cobbler client, for Cobbler) and the provisioning tasks, attached to the
+    context."""
+    from fogmachine.catalog import CobblerCatalog, build_source
     from fogmachine.services.checkout import provisioner
 
-    made: list[Component] = []
-    if ctx.config.cobbler_url:
-        ctx.cobbler = CobblerClient(ctx.config.cobbler_url, ctx.config.cobbler_user, ctx.config.cobbler_password,
-                                    timeout=ctx.config.cobbler_timeout)
-        made.append(ctx.cobbler)
-    ctx.catalog = Catalog(ctx.config, ctx.cobbler)
-    made.append(ctx.catalog)
+    source = build_source(ctx.config)
+    ctx.catalog = source
+    ctx.cobbler = source.cobbler if isinstance(source, CobblerCatalog) else None
     # Stopped before the hosts and Cobbler: running provisioning finishes (or is undone) first.
-    made.append(provisioner(ctx))
-    return made
+    return [source, provisioner(ctx)]
 
 
 def open_database(config: Config) -> Database:
@@ -144,9 +139,10 @@ class Server:
             raise
         app = make_app(ctx)
         self.inflight = app.settings["fm_inflight"]
-        self.components = build_components(ctx)
         started: list[Component] = []
         try:
+            # Building them may refuse the configuration (catalog_source): the database is closed then too.
+            self.components = build_components(ctx)
             for component in self.components:
                 await component.start()
                 started.append(component)

@@ -144,11 +144,15 @@ def cmd_hosts_list(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(config: Config, args: argparse.Namespace) -> int:
+    from fogmachine.catalog import build_source, source_name
+
     print(f"configuration: {config.source}")
     for key, shown, origin in configmod.describe(config):
         print(f"  {key} = {shown}    ({origin})")
     entries = virthosts.parse(config.virthosts)
     print(f"virthosts: {len(entries)} host(s) in {config.virthosts}")
+    build_source(config)  # refuses a catalog_source it cannot build, as the server's start would
+    print(f"catalog source: {source_name(config)}")
     current = _current_revision(config)
     head = migrate.head_revision()
     print(f"database: reachable, revision {current or 'empty'} (code needs {head})")

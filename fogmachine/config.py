@@ -193,6 +193,9 @@ class Config:
     cobbler_timeout: float = setting(_positive_float, "10", "seconds a Cobbler call may take")
     cobbler_autoinstall_url: str = setting(_str, "", "base URL of Cobbler's svc app as guests see it")
     catalog_ttl: float = setting(_positive_float, "60", "seconds the catalog is cached")
+    catalog_source: str = setting(_str, "auto", "where the catalog comes from: a name in fogmachine.catalog.SOURCES "
+                                  "(local: the local_catalog file; cobbler: needs cobbler_url), or auto: cobbler if "
+                                  "cobbler_url is set")
     placement_policy: str = setting(_choice("spread", "pack"), "spread", "spread: most free memory first; pack: least")
     cpu_overcommit: float = setting(_positive_float, "4", "vCPUs placed per physical CPU")
     max_days: int = setting(_positive_int, "30", "longest checkout in days")

@@ -1,4 +1,5 @@
-"""The server's shutdown lets requests already being handled finish first."""
+"""The server's start and shutdown: requests already being handled finish first; a refused start leaves
+nothing running; the catalog source the configuration picks."""
 
 import asyncio
 import json
@@ -7,6 +8,8 @@ import socket
 import pytest
 
 from fogmachine.app import Server
+from fogmachine.catalog import CobblerCatalog, LocalCatalog
+from fogmachine.errors import ConfigError
 
 
 async def test_shutdown_waits_for_running_requests(make_config):
@@ -46,3 +49,26 @@ async def test_failed_start_leaves_nothing_running(make_config):
     assert server.ctx is not None
     assert server.ctx.hosts is not None and all(not h.connected for h in server.ctx.hosts.all())
     assert server.ctx.db.executor._shutdown
+
+
+async def test_a_catalog_source_it_cannot_build_stops_the_start_and_leaves_nothing_running(make_config):
+    server = Server(make_config(catalog_source="ldap"))
+    with pytest.raises(ConfigError, match="bad value 'ldap' for catalog_source"):
+        await server.start()
+    assert server.ctx is not None and server.ctx.db.executor._shutdown
+
+
+@pytest.mark.parametrize(("source", "expected"), [("auto", CobblerCatalog), ("local", LocalCatalog)])
+async def test_the_server_attaches_the_source_and_its_cobbler_client(make_config, source, expected):
+    """Nothing asks Cobbler at start (the port is closed): the client is only made, and only for its source."""
+    server = Server(make_config(catalog_source=source, cobbler_url="http://127.0.0.1:9/cobbler_api"))
+    await server.start()
+    try:
+        ctx = server.ctx
+        assert type(ctx.catalog) is expected and ctx.catalog in server.components
+        if expected is CobblerCatalog:
+            assert ctx.cobbler is ctx.catalog.cobbler and ctx.cobbler not in server.components  # the source's own
+        else:
+            assert ctx.cobbler is None
+    finally:
+        await server.stop()

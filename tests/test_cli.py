@@ -57,7 +57,7 @@ def test_db_upgrade_current_hosts_and_users(workdir):
     r = run(["user", "add", "Bob"], cwd=workdir, input_="ochre lantern quietly\n")
     assert r.returncode == 0 and "user bob created" in r.stdout
     r = run(["config", "check"], cwd=workdir)
-    assert r.returncode == 0 and "configuration OK" in r.stdout
+    assert r.returncode == 0 and "configuration OK" in r.stdout and "catalog source: local" in r.stdout
 
 
 @pytest.mark.parametrize(
@@ -68,6 +68,8 @@ def test_db_upgrade_current_hosts_and_users(workdir):
         ("", None, {"FOGMACHINE_LISTEN_PORT": "x"}, "FOGMACHINE_LISTEN_PORT: bad value 'x'"),
         ("database_connection = mysql+mysqldb://root@127.0.0.1:1/test\n", None, {}, "database mysql+mysqldb://"),
         ("", "demo test:///default test\n", {}, "line 1: expected 'name, libvirt-uri, virt-type'"),
+        ("catalog_source = ldap\n", None, {}, "bad value 'ldap' for catalog_source: must be one of auto, cobbler"),
+        ("catalog_source = cobbler\n", None, {}, "catalog_source = cobbler needs cobbler_url"),
     ],
 )
 @pytest.mark.parametrize("command", [["config", "check"], ["serve"]])

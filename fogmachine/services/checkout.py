@@ -1,13 +1,13 @@
 """Checking a guest out: the one way the pages, the API and scripts make a guest.
 
 ``checkout`` does what must be decided before the caller gets an answer:
-validate the request, ask the catalog (Cobbler, fresh) for the profile or
+validate the request, ask the catalog's source (fresh) for the profile or
 image, place the guest and claim its capacity in the SAME transaction that
 inserts its row. Then it returns the row at once (the API answers 202) and the
 rest runs in the background, each step written to ``guest.step``:
 
-    registering  the Cobbler system (name, profile or image, hostname, the MAC,
-                 autoinstall_meta with the phone-home server and token)
+    registering  the guest's record with the catalog source, when it keeps one (Cobbler:
+                 the system, with the phone-home server and token in autoinstall_meta)
     defining     a volume where the host has a storage pool (an overlay of the profile's
                  disk image, see ``diskimages``), then the domain
     booting      starting it
@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session
 
 from fogmachine import placement
 from fogmachine.catalog import CatalogEntry
-from fogmachine.cobbler import SystemSpec
+from fogmachine.catalog.source import CatalogSource, Registration
 from fogmachine.config import Config
 from fogmachine.context import Context
 from fogmachine.db.models import Guest, GuestState, Host, Step, TargetKind, utcnow
@@ -155,7 +155,7 @@ def _unique_mac(session: Session) -> str:
 
 
 def _claim(session: Session, actor: Actor, config: Config, name: str, entry: CatalogEntry, days: int,
-           purpose: str, token_hash: str, worker: str, with_cobbler: bool, unfit: Mapping[str, str]) -> Guest:
+           purpose: str, token_hash: str, worker: str, record: str, unfit: Mapping[str, str]) -> Guest:
     demand = placement.Demand(entry.ram_mb, entry.vcpus, entry.virt_type)
     hosts = placement.lock_hosts(session)  # from here on, checkouts take turns
     if _name_taken(session, name):
@@ -175,12 +175,12 @@ def _claim(session: Session, actor: Actor, config: Config, name: str, entry: Cat
         name=name, live_name=name, domain_name=name, managed=True, owner_id=actor.user_id, host_id=host.id,
         target=entry.name, target_kind=entry.kind, ram_mb=entry.ram_mb, vcpus=entry.vcpus, disk_gb=entry.disk_gb,
         purpose=purpose, expires_at=utcnow() + dt.timedelta(days=days), state=GuestState.UNDEFINED,
-        step=Step.REGISTERING if with_cobbler else Step.DEFINING, uuid=str(uuidmod.uuid4()),
+        step=Step.REGISTERING if record else Step.DEFINING, uuid=str(uuidmod.uuid4()),
         mac=_unique_mac(session), phonehome_token_hash=token_hash, worker=worker,
-        # Recorded before the system exists: reconciliation removes Fogmachine-made systems no guest names.
-        cobbler_system=name if with_cobbler else "",
-        # Its autoinstall_meta will carry the phone-home token until the install is finished (diskboot).
-        cobbler_token_pending=with_cobbler,
+        # Recorded before the record exists: reconciliation removes Fogmachine-made records no guest names.
+        cobbler_system=record,
+        # The record will carry the phone-home token until the install is finished (diskboot).
+        cobbler_token_pending=bool(record),
     )
     session.add(guest)
     session.flush()
@@ -210,6 +210,11 @@ def _record_refusal(session: Session, actor: Actor, name: str, target: str, mess
 
 # -- the public entry points ----------------------------------------------------------------------
 
+def _catalog(ctx: Context) -> CatalogSource:
+    assert ctx.catalog is not None, "the server attaches the catalog at start"
+    return ctx.catalog
+
+
 async def checkout(ctx: Context, actor: Actor, req: CheckoutRequest) -> Guest:
     """Validate, place and claim; return the new guest (step registering or defining) and provision it
     in the background. Raises ValidationError (400), NoCapacity (409) or the catalog's backend error (502)."""
@@ -217,18 +222,21 @@ async def checkout(ctx: Context, actor: Actor, req: CheckoutRequest) -> Guest:
     if actor.user_id is None:
         raise PermissionDenied("a guest needs an owner: check out as a user")
     name, days, purpose = validate(req, ctx.config)
-    entry = await ctx.catalog.resolve(req.target)
+    catalog = _catalog(ctx)
+    entry = await catalog.resolve(req.target)
     unfit = await diskimages.hosts_without_pool(ctx, entry)
     token = secrets.token_urlsafe(32)
     worker = ctx.extras.setdefault("process_id", leases.new_process_id())
+    record = catalog.record_for(name)
     try:
         guest = await ctx.db.run(_claim_or_explain, actor, ctx.config, name, entry, days, purpose,
-                                 hash_token(token), worker, ctx.cobbler is not None, unfit, lock=True)
+                                 hash_token(token), worker, record, unfit, lock=True)
     except NoCapacity as exc:
         await ctx.db.run(_record_refusal, actor, name, entry.name, exc.message)
         raise
     assert guest.host is not None  # _claim always places the guest on a host
-    job = Job(guest.id, name, guest.host.name, guest.host.virt_type, guest.mac or "", str(guest.uuid), entry, token)
+    job = Job(guest.id, name, guest.host.name, guest.host.virt_type, guest.mac or "", str(guest.uuid), entry, token,
+              record)
     provisioner(ctx).spawn(guest.id, _provision(ctx, job))
     return guest
 
@@ -254,7 +262,7 @@ async def preview(ctx: Context, actor: Actor, target: str) -> dict[str, Any]:
     """Which host would take ``target`` now, or why none can (nothing is claimed)."""
     if actor.user_id is None and not actor.is_admin:
         raise PermissionDenied("log in to preview a checkout")
-    entry = await ctx.catalog.resolve(target)
+    entry = await _catalog(ctx).resolve(target)
     unfit = await diskimages.hosts_without_pool(ctx, entry)
     return await ctx.db.run(_preview, ctx.config, entry, unfit)
 
@@ -271,6 +279,7 @@ class Job:
     uuid: str
     entry: CatalogEntry
     token: str
+    record: str  # the guest's record with the catalog source ("" when it keeps none); the row's cobbler_system
 
 
 class _Gone(Exception):
@@ -362,7 +371,7 @@ async def _provision(ctx: Context, job: Job) -> None:
     made = _Made(job)
     entry, config = job.entry, ctx.config
     try:
-        if ctx.cobbler is not None:
+        if job.record:
             await _register(ctx, job, made)
         conn = ctx.hosts.get(job.host)
         disk_path = await diskimages.make_disk(conn, job.name, entry)
@@ -385,7 +394,7 @@ async def _provision(ctx: Context, job: Job) -> None:
         def defined() -> None:
             made.domain = True
 
-        if ctx.cobbler is not None:
+        if job.record:  # the row was made at "registering"
             await _overlapped(ctx, job, Step.DEFINING, define, defined)
         else:
             await define  # the row was made at "defining"
@@ -411,17 +420,8 @@ async def _provision(ctx: Context, job: Job) -> None:
 
 
 async def _register(ctx: Context, job: Job, made: _Made) -> None:
-    entry = job.entry
-    meta = {"fogmachine_server": ctx.config.server_url, "fogmachine_token": job.token,
-            "fogmachine_mac": job.mac}
-    spec = SystemSpec(
-        name=job.name, mac=job.mac, hostname=job.name,
-        profile=entry.name if entry.kind == TargetKind.PROFILE else None,
-        image=entry.name if entry.kind == TargetKind.IMAGE else None,
-        autoinstall_meta=meta, netboot_enabled=entry.boot == "network",
-    )
-    await ctx.cobbler.create_system(spec)
-    made.cobbler_system = job.name
+    await _catalog(ctx).register(Registration(job.name, job.mac, job.token, job.entry))
+    made.cobbler_system = job.record
 
 
 async def _give_up(ctx: Context, made: _Made, reason: str) -> None:

@@ -15,7 +15,9 @@ Then Cobbler's record of the guest loses its phone-home token (the value of
 reconciliation still knows the system as Fogmachine's): Cobbler serves the
 rendered kickstart to anyone who asks, and it must no longer carry a token.
 A network-booted system also gets ``netboot_enabled`` off, as Cobbler's
-``pxe_just_once`` does, or it would install again at its next boot.
+``pxe_just_once`` does, or it would install again at its next boot. The
+catalog source does this (``ctx.catalog.installed``,
+``catalog/cobbler_source.py``).
 
 This runs in the background once the phone-home has been answered: a slow or
 failing host must never fail the guest's phone-home (its installer would
@@ -53,7 +55,6 @@ log = logging.getLogger(__name__)
 ACTOR = Actor.system("provisioning")
 NOT_SWITCHED = "installed, but its domain could not be switched to boot from its disk"
 BUSY_KEY = "diskboot_busy"
-TOKEN_KEY = "fogmachine_token"
 
 
 @dataclass(frozen=True)
@@ -208,23 +209,16 @@ def _switch_failed(session: Session, target: Pending, message: str) -> None:
 
 async def _forget_token(ctx: Context, target: Pending) -> bool:
     """Blank the token in Cobbler's record of the guest (and stop its netboot); True when done."""
-    if ctx.cobbler is None:
-        log.warning("guest %s: Cobbler system %s still carries its phone-home token, but no Cobbler is "
-                    "configured now", target.name, target.cobbler_system)
-        return False
+    catalog = ctx.catalog
     try:
-        system = await ctx.cobbler.get_system(target.cobbler_system)
-        meta = system.get("autoinstall_meta") if system is not None else None
-        changes: dict[str, Any] = {}
-        if isinstance(meta, dict) and meta.get(TOKEN_KEY):
-            changes["autoinstall_meta"] = {**meta, TOKEN_KEY: ""}
-        if system is not None and system.get("netboot_enabled") is True:
-            changes["netboot_enabled"] = False
-        if changes:
-            await ctx.cobbler.edit_system(target.cobbler_system, changes)
+        done = catalog is not None and await catalog.installed(target.cobbler_system)
     except FogmachineError as exc:
         log.warning("guest %s: could not blank its phone-home token in Cobbler (retried later): %s",
                     target.name, exc.message)
+        return False
+    if not done:  # the catalog source keeps no records
+        log.warning("guest %s: Cobbler system %s still carries its phone-home token, but no Cobbler is "
+                    "configured now", target.name, target.cobbler_system)
         return False
     await _write(ctx, _token_forgotten, target)
     log.info("guest %s: Cobbler's system %s no longer carries its phone-home token", target.name,

@@ -32,7 +32,6 @@ import datetime as dt
 import logging
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
@@ -242,22 +241,15 @@ async def _fix_domains(ctx: Context, report: Report) -> None:
         conn.request_resync()
 
 
-def _made_by(system: dict[str, Any], server: str) -> bool:
-    """A system this Fogmachine made: another instance sharing the Cobbler names itself differently."""
-    meta = system.get("autoinstall_meta")
-    return isinstance(meta, dict) and "fogmachine_token" in meta and meta.get("fogmachine_server") == server
-
-
 async def _fix_cobbler(ctx: Context, report: Report) -> None:
-    if ctx.cobbler is None:
+    catalog = ctx.catalog
+    if catalog is None:
         return
     try:
-        systems = await ctx.cobbler.list_systems()
+        ours = await catalog.records()  # only what this Fogmachine made (catalog/cobbler_source.made_by)
     except FogmachineError as exc:
         report.errors.append(f"Cobbler: {exc.message}")
         return
-    server = ctx.config.server_url
-    ours = [s["name"] for s in systems if _made_by(s, server)]
     if not ours:
         return
     owned = await ctx.db.run(_owned_systems)
@@ -265,7 +257,7 @@ async def _fix_cobbler(ctx: Context, report: Report) -> None:
         if name in owned:
             continue
         try:
-            await ctx.cobbler.remove_system(name)
+            await catalog.unregister(name)
         except FogmachineError as exc:
             report.errors.append(f"Cobbler system {name}: {exc.message}")
             continue

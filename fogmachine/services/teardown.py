@@ -3,8 +3,9 @@
 Deleting a guest, retiring it at expiry, undoing a failed checkout and
 reconciling after a crash all need the same thing: power off and undefine its
 domain, delete the volume Fogmachine made for it and remove its Cobbler
-system. Each part that is already gone counts as done, so a teardown can be
-repeated after an interruption until it succeeds.
+system (its record with the catalog source, ``ctx.catalog.unregister``). Each
+part that is already gone counts as done, so a teardown can be repeated after
+an interruption until it succeeds.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ async def release_each(ctx: Context, holdings: Holdings) -> tuple[Holdings, list
 
     Returns what is still held (the parts that could not be removed) and why. The domain goes first
     (powered off, then undefined); its volume only once the domain is gone, since a domain still
-    defined may be using it; the Cobbler system in any case.
+    defined may be using it; the Cobbler system (the catalog source's record) in any case.
     """
     failures: list[Failure] = []
     domain_name, volume_path, cobbler_system = holdings.domain_name, holdings.volume_path, holdings.cobbler_system
@@ -83,10 +84,10 @@ async def release_each(ctx: Context, holdings: Holdings) -> tuple[Holdings, list
             failures.append(Failure(f"delete the volume {volume_path}", exc))
         else:
             volume_path = ""
-    if cobbler_system and ctx.cobbler is not None:
+    if cobbler_system and ctx.catalog is not None:
         try:
-            await ctx.cobbler.remove_system(cobbler_system)
-            cobbler_system = ""
+            if await ctx.catalog.unregister(cobbler_system):
+                cobbler_system = ""  # else the source keeps no records (no longer Cobbler): the row keeps its name
         except FogmachineError as exc:
             failures.append(Failure(f"remove the Cobbler system {cobbler_system}", exc))
     if failures:

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
+from fogmachine.catalog import CobblerCatalog
 from fogmachine.db.models import AuditEvent, Guest, GuestState, Step
 from fogmachine.errors import Conflict, HostUnreachable, NotFound, PermissionDenied, ValidationError
 from fogmachine.services import lifecycle
@@ -160,7 +161,7 @@ async def test_delete_removes_domain_volume_cobbler_system_and_keeps_the_row_as_
         async def remove_system(self, name: str) -> None:
             removed.append(name)
 
-    cloud.ctx.cobbler = Cobbler()
+    cloud.ctx.catalog = CobblerCatalog(cloud.ctx.config, Cobbler())  # type: ignore[arg-type]
     gid = await make_guest(cloud, cloud.ann.user_id, volume_path=path, cobbler_system="web1")
     await lifecycle.delete(cloud.ctx, cloud.ann, gid)
     guest = await row(cloud, gid)

@@ -1,21 +1,24 @@
-"""Tearing a guest's parts down with the real Cobbler and test-driver hosts: each part on its own, on each database."""
+"""Tearing a guest's parts down with the real Cobbler and test-driver hosts: each part on its own, on each database;
+and with a catalog source that keeps no records."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fogmachine.catalog import LocalCatalog
 from fogmachine.cobbler import SystemSpec
 from fogmachine.config import Config
+from fogmachine.context import Context
 from fogmachine.errors import HostUnreachable
 from fogmachine.services import teardown
 from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
 from tests.support import cobbler as cb
 from tests.support import provisioning as pv
 
-pytestmark = pytest.mark.cobbler
 PREFIX = "fmtest-td-"
 
 
@@ -35,6 +38,7 @@ async def make_system(ctx: Any, name: str) -> None:
                                                profile=cb.PROFILE, autoinstall_meta={}))
 
 
+@pytest.mark.cobbler
 async def test_everything_goes_and_a_second_teardown_finds_nothing_to_do(server: Any) -> None:
     ctx, name = server.ctx, PREFIX + "all"
     await make_system(ctx, name)
@@ -49,6 +53,7 @@ async def test_everything_goes_and_a_second_teardown_finds_nothing_to_do(server:
     await teardown.release(ctx, holdings)  # all gone already: counts as done
 
 
+@pytest.mark.cobbler
 async def test_a_host_that_is_down_keeps_its_parts_and_the_cobbler_system_still_goes(server: Any) -> None:
     ctx, name = server.ctx, PREFIX + "half"
     await make_system(ctx, name)
@@ -63,7 +68,20 @@ async def test_a_host_that_is_down_keeps_its_parts_and_the_cobbler_system_still_
         await teardown.release(ctx, holdings)
 
 
+@pytest.mark.cobbler
 async def test_a_host_no_longer_watched_is_named(server: Any) -> None:
     left, failures = await teardown.release_each(server.ctx, teardown.Holdings("x", "gone", "x", "", ""))
     assert left.domain_name == "x"
     assert [f.what for f in failures] == ["reach host gone"]
+
+
+async def test_a_source_that_keeps_no_records_leaves_the_rows_cobbler_system_named(
+        make_config: Callable[..., Config], tmp_path: Path) -> None:
+    """After a switch from Cobbler to the local file, nobody can remove a row's Cobbler system now: the row
+    goes on naming it, and that is no failure (the local source is asked, and says it keeps no records)."""
+    config = make_config(local_catalog=str(tmp_path / "catalog.conf"))
+    ctx = Context(config=config, db=None)  # type: ignore[arg-type]  # a teardown uses no database
+    ctx.catalog = LocalCatalog(config)
+    left, failures = await teardown.release_each(ctx, teardown.Holdings("old", None, None, "", "old"))
+    assert failures == [] and left == teardown.Holdings("old", None, None, "", "old")
+    await teardown.release(ctx, teardown.Holdings("old", None, None, "", "old"))  # not an error either

@@ -46,7 +46,9 @@ class CatalogHandler(ApiHandler):
     api = {"get": Op("List what can be checked out", TAG, response=CATALOG, errors=(502, 504))}
 
     async def get(self) -> None:
-        view = await self.ctx.catalog.entries()
+        catalog = self.ctx.catalog
+        assert catalog is not None, "the server attaches the catalog at start"
+        view = await catalog.entries()
         self.write_json({"entries": [e.to_dict() for e in view.entries], "stale": view.stale,
                          "source": view.source, "error": view.error})
 
