@@ -35,6 +35,12 @@ BACKEND_MARKERS = {"mariadb": "mysql", "postgresql": "postgres"}
 # (--dist loadgroup) they all run in one worker, one after another; everything else spreads out.
 SERIAL_MARKERS = ("realhosts", "cobbler")
 SERIAL_GROUP = "shared-hosts-and-cobbler"
+# Tests check what an answer says, never how fast it came: Tornado's client gives up after 20 s by default,
+# which a CPU-starved run (a burner beside four workers; a login answered after the per-account delay of up
+# to 10 s plus an Argon2 hash) exceeds. Every AsyncHTTPClient the tests make waits longer.
+HTTP_TIMEOUT_S = 180.0
+tornado.httpclient.AsyncHTTPClient.configure(
+    None, defaults={"connect_timeout": HTTP_TIMEOUT_S, "request_timeout": HTTP_TIMEOUT_S})
 PARTS_PROPERTY = "fm_real_parts"
 
 
