@@ -17,9 +17,9 @@ that the services make. Its background task:
    callback fires within milliseconds of a remote libvirtd dying) and reopens
    it with exponential backoff.
 
-Every blocking libvirt call runs on a ``CallPool`` (the HostFleet's, shared
-by all hosts) with ``libvirt_call_timeout``; the pool replaces a thread that
-hangs in a call, so a slow host only ever slows itself. What runs there is in
+Every blocking libvirt call runs on a thread of its own (``CallThreads``, the
+HostFleet's, shared by all hosts) with ``libvirt_call_timeout``: nothing
+queues in front of a call, so a slow or hung host only ever slows itself. What runs there is in
 ``virt.inventory`` (reads), ``virt.domainops`` (one domain) and
 ``virt.volumes`` (storage); this module translates their errors. libvirt's
 callbacks run on the event thread (``virt.events``) and only hand work to the
@@ -51,7 +51,7 @@ from fogmachine.errors import BackendTimeout, FogmachineError, HostUnreachable, 
 from fogmachine.states import HostState
 from fogmachine.timestamps import utcnow
 from fogmachine.virt import domainops, events, volumes
-from fogmachine.virt.callpool import CallPool
+from fogmachine.virt.callthreads import CallThreads
 from fogmachine.virt.errors import translate
 from fogmachine.virt.inventory import (
     EVENT_NAMES,
@@ -95,7 +95,7 @@ class HostConnection:
 
     def __init__(self, name: str, uri: str, *, host_id: int | None = None, connect_timeout: float = 5,
                  call_timeout: float = 30, resync_interval: float = 60, listener: Listener | None = None,
-                 pool: CallPool | None = None) -> None:
+                 threads: CallThreads | None = None) -> None:
         self.name = name
         self.uri = uri
         self.host_id = host_id
@@ -115,10 +115,10 @@ class HostConnection:
         self.resyncs = 0
         self._conn: libvirt.virConnect | None = None
         self._cache = XmlCache()
-        # The HostFleet's pool, shared by its hosts; a host on its own gets (and later shuts down) one.
-        self._owns_pool = pool is None
-        self._pool = pool if pool is not None else CallPool(2, name=f"fm-virt-{name}")
-        self._inflight: set[futures.Future[Any]] = set()  # this host's calls still running on the pool
+        # The HostFleet's call threads, shared by its hosts; a host on its own gets (and later shuts down) its own.
+        self._owns_threads = threads is None
+        self._threads = threads if threads is not None else CallThreads(name=f"fm-virt-{name}")
+        self._inflight: set[futures.Future[Any]] = set()  # this host's calls still running
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: Wakeup | None = None
@@ -185,8 +185,8 @@ class HostConnection:
                 await asyncio.wait_for(asyncio.to_thread(close_quietly, conn), self.call_timeout)
             except TimeoutError:
                 log.warning("host %s: closing the connection timed out", self.name)
-        if self._owns_pool:
-            self._pool.shutdown(wait=False)
+        if self._owns_threads:
+            self._threads.shutdown(wait=False)
 
     @property
     def connected(self) -> bool:
@@ -345,13 +345,13 @@ class HostConnection:
     # ------------------------------------------------------------------ calls
 
     async def _call(self, fn: Callable[..., T], *args: Any, action: str, guest: str | None = None) -> T:
-        """Run ``fn(conn, *args)`` on the call pool with the call timeout; translate errors."""
+        """Run ``fn(conn, *args)`` on a call thread with the call timeout; translate errors."""
         conn = self._conn
         if conn is None:
             reason = f": {self.reason}" if self.reason else ""
             raise HostUnreachable(f"host {self.name} is down{reason}", details={"host": self.name})
         assert self._loop is not None
-        job = self._pool.submit(fn, conn, *args)
+        job = self._threads.submit(fn, conn, *args)
         self._inflight.add(job)
         job.add_done_callback(self._inflight.discard)
         future = asyncio.wrap_future(job, loop=self._loop)

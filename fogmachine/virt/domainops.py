@@ -1,6 +1,6 @@
-"""The blocking libvirt calls on one domain that a HostConnection runs on the call pool.
+"""The blocking libvirt calls on one domain that a HostConnection runs on a call thread.
 
-Each takes the connection first (``CallPool.submit(fn, conn, *args)``) and
+Each takes the connection first (``CallThreads.submit(fn, conn, *args)``) and
 lets ``libvirt.libvirtError`` through: ``HostConnection._call`` translates it
 with the action and the guest's name, which only it knows.
 """

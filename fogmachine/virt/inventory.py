@@ -9,7 +9,7 @@ change when a domain starts or stops, and a redefinition sends a DEFINED event
 that drops the cached entry. Facts that only change with the machine itself
 (total memory, CPUs, hypervisor version) are read once per connection.
 
-Everything here is blocking and runs on a thread of the call pool (``virt.callpool``).
+Everything here is blocking and runs on a call thread (``virt.callthreads``).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class XmlCache:
     state) of every domain in it, so that a read of an unchanged host returns
     that very snapshot (equal by identity, nothing rebuilt or sorted).
 
-    Filled on the pool thread that reads the host; emptied of a domain on the
+    Filled on the call thread that reads the host; emptied of a domain on the
     IOLoop when an event says it changed. A read hands in everything it learnt
     at the end (``commit``), and it is kept only if nothing was dropped since
     the read began (``generation``): otherwise a read that fetched a domain's
