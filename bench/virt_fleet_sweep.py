@@ -8,7 +8,7 @@ Same process, same run, same host files:
   the data over persistent connections, no database;
 * Fogmachine: a HostManager over a SQLite database. "steady" is what the
   periodic resync costs when nothing changed (every host read on the shared
-  call pool, compared with what was last written, no database write);
+  call threads, compared with what was last written, no database write);
   "forced" makes every host compare with its rows in the database (what
   happens every DB_RECHECK seconds, or after an event); "first" is the
   start: connections, the first read with every domain's XML, and 5,000 rows

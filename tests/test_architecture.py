@@ -253,7 +253,7 @@ if TYPE_CHECKING:
 
 def later() -> None:
     from ..services import hoststate
-    from . import callpool
+    from . import callthreads
 '''
 
 
@@ -262,7 +262,7 @@ def test_checker_reports_imports_across_the_line() -> None:
     found = list(imports_in(BAD_ADAPTER, "fogmachine.virt.sample", known=known))
     assert {imp.imported for imp in found} == {
         "fogmachine.web.live", "fogmachine.errors", "fogmachine.db.models", "fogmachine.context",
-        "fogmachine.services.hoststate", "fogmachine.virt.callpool"}
+        "fogmachine.services.hoststate", "fogmachine.virt.callthreads"}
     reported = violations(found)
     assert set(reported) == {
         ("fogmachine.virt.sample", "fogmachine.web.live"),  # import a.b.c

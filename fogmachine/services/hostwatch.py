@@ -1,7 +1,7 @@
 """HostManager: the server's hosts (``ctx.hosts``), followed from the hosts table, what they report written to rows.
 
 A server component. It builds on ``virt.fleet.HostFleet`` (the connections,
-their shared call pool, their background work), which knows no database, and
+their shared call threads, their background work), which knows no database, and
 adds the two things that need one: which hosts to watch, read from the hosts
 table, and the fleet's ``Listener``, which turns what a host reports into rows
 through ``services.hoststate``.

@@ -5,8 +5,10 @@ refuses what Fogmachine must not touch (domains it did not create, retired
 guests), reads the domain's state fresh from its host and refuses what makes
 no sense in it with a sentence a user understands ("guest web1 is already
 running") instead of whatever libvirt would say. Then it acts through the
-host's connection, resyncs the host so the returned row already shows the new
-state, and audits the outcome, failed or not.
+host's connection, which records the domain's new state in the database
+before it returns (``HostConnection.act``: the state read, the refusal and the
+operation in one go, three or four round trips to the host), so the returned
+row already shows it; and audits the outcome, failed or not.
 
 A graceful shutdown only asks the guest: the request returns as soon as it is
 sent, and a background check after ``shutdown_timeout`` records (audit event
@@ -162,12 +164,12 @@ def _connection(ctx: Context, target: _Target):  # type: ignore[no-untyped-def]
 
 
 _OPS: dict[str, tuple[str, str]] = {
-    # action: (HostConnection method, what the audit log says)
+    # action: (what HostConnection.act calls it, what the audit log says)
     "start": ("start", "started"),
     "stop": ("shutdown", "shutdown requested"),
     "restart": ("reboot", "reboot requested"),
-    "pause": ("suspend", "paused"),
-    "unpause": ("resume", "unpaused"),
+    "pause": ("pause", "paused"),
+    "unpause": ("unpause", "unpaused"),
     "destroy": ("destroy", "powered off"),
 }
 
@@ -189,18 +191,13 @@ async def perform(ctx: Context, actor: Actor, guest_id: int, action: str) -> Gue
             await conn.resync()
             message = "resynced from its host"
         else:
-            method, message = _OPS[action]
+            op, message = _OPS[action]
             assert target.domain_name is not None  # _allowed
             try:
-                current = await conn.domain(target.domain_name, label=target.name)
+                domain_id = await conn.act(target.domain_name, op, label=target.name,
+                                           refuse=lambda state: state_conflict(target.name, state, action))
             except NotFound:
                 raise Conflict(f"guest {target.name} has no domain on host {target.host} any more") from None
-            domain_id = current.domain_id
-            problem = state_conflict(target.name, current.state, action)
-            if problem:
-                raise Conflict(problem, details={"state": current.state})
-            await getattr(conn, method)(target.domain_name, label=target.name)
-            await _resync_quietly(conn)
     except FogmachineError as exc:
         await _audit_failure(ctx, actor, target, action, exc)
         raise
@@ -209,14 +206,6 @@ async def perform(ctx: Context, actor: Actor, guest_id: int, action: str) -> Gue
         ctx.hosts.spawn(_watch_shutdown(ctx, actor, target, domain_id, ctx.config.shutdown_timeout),
                         name=f"shutdown-watch-{target.name}")
     return guest
-
-
-async def _resync_quietly(conn) -> None:  # type: ignore[no-untyped-def]
-    """The action happened; a failed resync only means the row catches up with the next event."""
-    try:
-        await conn.resync()
-    except FogmachineError as exc:
-        log.info("resync after an action on %s failed: %s", conn.name, exc.message)
 
 
 async def _audit_failure(ctx: Context, actor: Actor, target: _Target, action: str, exc: FogmachineError) -> None:

@@ -1,6 +1,6 @@
 """The hypervisor adapter: one watched libvirt connection per host (see ``connection``;
 opened by ``opening``, its calls in ``inventory``, ``domainops`` and ``volumes``), the
-fleet that holds them over one call pool (``fleet``, ``callpool``), domain XML
+fleet that holds them over shared call threads (``fleet``, ``callthreads``), domain XML
 (``domainxml``) and the one place libvirt's errors become Fogmachine's (``errors``).
 
 A pure adapter: nothing here knows the database, the services or the context. What

@@ -1,9 +1,9 @@
-"""HostFleet: every watched host's HostConnection, by name, over one shared call pool.
+"""HostFleet: every watched host's HostConnection, by name, over shared call threads.
 
 The hypervisor half of what the server keeps of its hosts, with no database in
 it: the fleet holds the connections, runs every host's libvirt calls on one
-``CallPool`` (see ``virt.callpool`` for why a few shared threads, and how a hung
-host is kept from holding one), owns background work that must end with it,
+``CallThreads`` (see ``virt.callthreads`` for why every call gets a thread of
+its own), owns background work that must end with it,
 and closes it all in order. Which hosts to watch, and what to do with what they
 report, is decided by whoever builds it: the connections report to the
 ``Listener`` it is given. In the server that is
@@ -19,20 +19,17 @@ from collections.abc import Coroutine
 from typing import Any
 
 from fogmachine.errors import NotFound
-from fogmachine.virt.callpool import CallPool
+from fogmachine.virt.callthreads import CallThreads
 from fogmachine.virt.connection import HostConnection
 from fogmachine.virt.listener import Listener
 
-__all__ = ["CALL_THREADS", "HostFleet", "Listener"]
+__all__ = ["HostFleet", "Listener"]
 
 log = logging.getLogger(__name__)
 
-# Threads of the call pool that every host's libvirt calls share (see virt.callpool).
-CALL_THREADS = 2
-
 
 class HostFleet:
-    """HostConnections by name, sharing one CallPool and reporting to one Listener."""
+    """HostConnections by name, sharing one CallThreads and reporting to one Listener."""
 
     def __init__(self, listener: Listener, *, connect_timeout: float = 5, call_timeout: float = 30,
                  resync_interval: float = 60) -> None:
@@ -42,17 +39,17 @@ class HostFleet:
         self.resync_interval = resync_interval
         self._hosts: dict[str, HostConnection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._pool = CallPool(CALL_THREADS, name="fm-virt")
+        self._threads = CallThreads(name="fm-virt")
 
     @property
-    def pool(self) -> CallPool:
-        """The call pool the hosts share (replaced by a fresh one when the fleet is closed)."""
-        return self._pool
+    def threads(self) -> CallThreads:
+        """The call threads the hosts share (replaced by fresh ones when the fleet is closed)."""
+        return self._threads
 
     def _make(self, host_id: int | None, name: str, uri: str) -> HostConnection:
         return HostConnection(
             name, uri, host_id=host_id, connect_timeout=self.connect_timeout, call_timeout=self.call_timeout,
-            resync_interval=self.resync_interval, listener=self.listener, pool=self._pool,
+            resync_interval=self.resync_interval, listener=self.listener, threads=self._threads,
         )
 
     def add(self, host_id: int | None, name: str, uri: str) -> HostConnection:
@@ -73,9 +70,9 @@ class HostFleet:
         return name in self._hosts
 
     async def close(self) -> None:
-        """Cancel the background work, close every host, shut the call pool down.
+        """Cancel the background work, close every host, shut the call threads down.
 
-        The fleet can take hosts again afterwards, on a fresh pool, so that a stopped component can be
+        The fleet can take hosts again afterwards, on fresh call threads, so that a stopped component can be
         started again.
         """
         for task in list(self._tasks):
@@ -85,8 +82,8 @@ class HostFleet:
         await asyncio.gather(*(host.close() for host in self._hosts.values()), return_exceptions=True)
         self._hosts.clear()
         # The hosts waited for their calls; a thread still hung in one is left to end on its own.
-        self._pool.shutdown(wait=False)
-        self._pool = CallPool(CALL_THREADS, name="fm-virt")
+        self._threads.shutdown(wait=False)
+        self._threads = CallThreads(name="fm-virt")
 
     async def wait_settled(self, timeout: float | None = None) -> bool:
         """Wait until every host's first connection attempt has ended; False if some had not by ``timeout``."""

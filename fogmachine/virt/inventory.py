@@ -3,19 +3,23 @@
 A full read of a host is ``getFreeMemory`` plus ONE ``getAllDomainStats``
 (state of every domain, running or not); the domain objects it returns carry
 name, UUID and id without further calls. Domain XML (MACs, VNC port, memory,
-the Fogmachine mark) is fetched only for domains that are new or whose
-(id, state) changed since the last read: the VNC port and the live XML only
-change when a domain starts or stops, and a redefinition sends a DEFINED event
-that drops the cached entry. Facts that only change with the machine itself
-(total memory, CPUs, hypervisor version) are read once per connection.
+the Fogmachine mark) is fetched only for domains that are new or whose id
+changed since the last read: the VNC port and the live XML only change when a
+domain starts or stops (which gives it a new id), not when it is paused or
+resumed, and a redefinition sends a DEFINED event that drops the cached entry.
+Over a network every XMLDesc is a round trip of its own (bench/virt_network.py),
+so the pause a user asked for costs its host no XML read at the next resync.
+Facts that only change with the machine itself (total memory, CPUs,
+hypervisor version) are read once per connection.
 
-Everything here is blocking and runs on a thread of the call pool (``virt.callpool``).
+Everything here is blocking and runs on a call thread (``virt.callthreads``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import libvirt
@@ -98,6 +102,7 @@ class HostFacts:
 class HostSnapshot:
     facts: HostFacts
     domains: tuple[DomainInfo, ...]
+    reported_free_mb: int = 0  # what the host said (0: nothing), kept to compute the facts again (``with_domains``)
 
     def same_as(self, other: HostSnapshot | None, free_slack_mb: int) -> bool:
         """Equal for the database's purposes: free memory may wobble within ``free_slack_mb``."""
@@ -129,14 +134,14 @@ def read_static(conn: libvirt.virConnect) -> StaticFacts:
 
 
 class XmlCache:
-    """What each domain's XML said, per UUID, valid while the domain's (id, state) stays the same.
+    """What each domain's XML said, per UUID, valid while the domain's id stays the same.
 
     Holds the finished ``DomainInfo`` so that an unchanged domain costs two
     local calls (UUID, id) per read; and the last snapshot with the (UUID, id,
     state) of every domain in it, so that a read of an unchanged host returns
     that very snapshot (equal by identity, nothing rebuilt or sorted).
 
-    Filled on the pool thread that reads the host; emptied of a domain on the
+    Filled on the call thread that reads the host; emptied of a domain on the
     IOLoop when an event says it changed. A read hands in everything it learnt
     at the end (``commit``), and it is kept only if nothing was dropped since
     the read began (``generation``): otherwise a read that fetched a domain's
@@ -147,11 +152,11 @@ class XmlCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.generation = 0
-        self.entries: dict[str, tuple[tuple[int, int], DomainInfo]] = {}
+        self.entries: dict[str, tuple[int, DomainInfo]] = {}  # uuid: (domain id, what it was read as)
         # (uuid, id, state) per domain in libvirt's order, reported free MiB, the snapshot made of them.
         self.last: tuple[list[tuple[str, int, int]], int, HostSnapshot] | None = None
 
-    def commit(self, generation: int, entries: dict[str, tuple[tuple[int, int], DomainInfo]],
+    def commit(self, generation: int, entries: dict[str, tuple[int, DomainInfo]],
                last: tuple[list[tuple[str, int, int]], int, HostSnapshot] | None) -> None:
         with self._lock:
             if generation == self.generation:
@@ -235,10 +240,12 @@ def read_snapshot(conn: libvirt.virConnect, static: StaticFacts, cache: XmlCache
         found: list[DomainInfo] = []
         complete = True
         for (dom, state), (uuid, domain_id, _) in zip(listed, keys, strict=True):
-            key = (domain_id, state)
             entry = known.get(uuid)
-            if entry is not None and entry[0] == key:
+            if entry is not None and entry[0] == domain_id:
                 info = entry[1]
+                name = STATES.get(state, GuestState.NOSTATE)
+                if info.state != name:  # paused or resumed: the XML is the same
+                    info = dataclasses.replace(info, state=name)
             else:
                 try:
                     info = domain_info(dom, state, uuid, domain_id)
@@ -247,14 +254,27 @@ def read_snapshot(conn: libvirt.virConnect, static: StaticFacts, cache: XmlCache
                         raise
                     complete = False
                     continue
-            entries[uuid] = (key, info)
+            entries[uuid] = (domain_id, info)
             found.append(info)
         found.sort(key=lambda d: d.name)
         domains = tuple(found)
-    snapshot = HostSnapshot(facts=compute_facts(static, free_mb, domains), domains=domains)
+    snapshot = HostSnapshot(facts=compute_facts(static, free_mb, domains), domains=domains, reported_free_mb=free_mb)
     # Incomplete: the keys name a domain that is not in the snapshot, so they may not stand for it.
     cache.commit(generation, entries, (keys, free_mb, snapshot) if complete else None)
     return snapshot
+
+
+def with_domains(snapshot: HostSnapshot, static: StaticFacts, changed: Mapping[str, DomainInfo]) -> HostSnapshot:
+    """``snapshot`` with the domains of those UUIDs as given, its facts computed again; itself when it has none.
+
+    How an action's outcome, read with the action's own calls, reaches the database without a read of the
+    whole host (``HostConnection.act``).
+    """
+    if not any(d.uuid in changed for d in snapshot.domains):
+        return snapshot
+    domains = tuple(sorted((changed.get(d.uuid, d) for d in snapshot.domains), key=lambda d: d.name))
+    return HostSnapshot(compute_facts(static, snapshot.reported_free_mb, domains), domains,
+                        snapshot.reported_free_mb)
 
 
 def compute_facts(static: StaticFacts, reported_free_mb: int, domains: Sequence[DomainInfo]) -> HostFacts:

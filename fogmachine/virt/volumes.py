@@ -4,7 +4,7 @@ A guest's disk is a qcow2 volume NAME.qcow2 in the pool named ``default``:
 blank, or a copy-on-write overlay of a disk image already on the host. A
 HostConnection validates the request here (``check_volume``) before any
 libvirt call, then runs ``pool_path``, ``create_volume`` and ``delete_volume``
-on the call pool; their ``libvirtError`` is translated by the connection.
+on a call thread; their ``libvirtError`` is translated by the connection.
 """
 
 from __future__ import annotations

@@ -174,15 +174,16 @@ async def test_reload_follows_the_hosts_table(make_config, fleet, tmp_path):  # 
 
 
 async def test_hosts_whose_calls_hang_hold_none_of_the_others_up(make_config, start_server, monkeypatch):
-    """More hosts hang in a read than the call pool has threads: the others' resyncs still finish,
-    because the pool's watchdog puts a new thread in place of each stalled one."""
+    """Several hosts hang in a read: the others' resyncs and a user's action still finish, because every
+    call has a thread of its own; the hung calls hold only theirs."""
     import asyncio
     import threading
 
+    from fogmachine.services import lifecycle
+    from fogmachine.services.actor import Actor
     from fogmachine.virt import connection as connmod
-    from fogmachine.virt import fleet as fleetmod
 
-    hanging = fleetmod.CALL_THREADS + 1
+    hanging = 3
     srv = await start_server(make_config(hosts={f"h{i}": {} for i in range(hanging + 3)}))
     hosts = srv.ctx.hosts
     await hosts.wait_settled(10)
@@ -206,19 +207,44 @@ async def test_hosts_whose_calls_hang_hold_none_of_the_others_up(make_config, st
             await asyncio.sleep(0.02)
         raise AssertionError(f"never happened: {what}")
 
+    other = hosts.get(f"h{hanging}")
+    owner = await srv.ctx.db.run(add_user_row, "ann")
+    gid = await srv.ctx.db.run(add_guest_row, owner, other.host_id, "act1")
+    await other.define(build_domain_xml(DomainSpec(name="act1", memory_mb=128, vcpus=1, domain_type="test",
+                                                   guest_id=gid)))
+    await other.resync()
+
     monkeypatch.setattr(connmod, "read_snapshot", read)
     stuck = [asyncio.ensure_future(h.resync()) for h in slow]
     await until(lambda: entered == slow_conns, "every slow host's read has begun")
-    pool = hosts.fleet.pool
-    await until(lambda: pool.stalled >= hanging, "the watchdog has seen every hung read")
+    threads = hosts.fleet.threads
+    assert threads.busy >= hanging
     others = [h for h in hosts.all() if h not in slow]
-    # Far less than the hung reads' 60 s: with no stand-in threads, these would wait for them.
+    # Far less than the hung reads' 60 s: had they held the others' threads, these would wait for them.
     await asyncio.wait_for(asyncio.gather(*(h.resync() for h in others)), 30)
+    guest = await asyncio.wait_for(lifecycle.perform(srv.ctx, Actor(owner, "ann"), gid, "start"), 30)
+    assert guest.state == "running"
     assert not any(s.done() for s in stuck)
     release.set()
     await asyncio.gather(*stuck)
-    await until(lambda: pool.threads <= fleetmod.CALL_THREADS, "the stalled threads have left")
-    assert (pool.threads, pool.stalled) == (fleetmod.CALL_THREADS, 0)
+    await until(lambda: threads.busy == 0, "the hung calls' threads are free again")
+
+
+def add_user_row(s, username):
+    from fogmachine.db.models import User
+
+    user = User(username=username)
+    s.add(user)
+    s.flush()
+    return user.id
+
+
+def add_guest_row(s, owner_id, host_id, name):
+    guest = Guest(name=name, live_name=name, domain_name=name, owner_id=owner_id, host_id=host_id,
+                  step=Step.READY, state=GuestState.SHUTOFF)
+    s.add(guest)
+    s.flush()
+    return guest.id
 
 
 async def test_the_hosts_table_is_followed_and_a_host_that_left_stays_while_guests_live(make_config, start_server,

@@ -102,6 +102,77 @@ async def test_actions_conflicts_and_not_found(tmp_path, opened):
     assert await host.list_domains() == []
 
 
+async def test_an_action_records_its_outcome_without_reading_the_host(tmp_path, opened):
+    """``act`` hands what it did to the listener at once, in the host's last snapshot: no read of the host."""
+    host, recorder = await opened(testhosts.write_host(tmp_path, "h", domains=[
+        testhosts.TestDomain("web1", memory_mb=1024, vnc_port=5901), testhosts.TestDomain("db1", state="shutoff")]))
+    before = await host.domain("web1")
+    reads = host.resyncs
+
+    def web1():
+        return next(d for d in recorder.snapshots[-1].domains if d.name == "web1")
+
+    async def act(action: str, echo: str) -> int:
+        """The action, then its own lifecycle event: it says nothing new, so it reads nothing."""
+        seen = len(host.recent_events)
+        domain_id = await host.act("web1", action)
+        assert await wait_until(lambda: [e.event for e in host.recent_events][seen:] == [echo])
+        return domain_id
+
+    assert await act("pause", "SUSPENDED") == before.domain_id
+    assert (web1().state, web1().domain_id) == (GuestState.PAUSED, before.domain_id)
+    await act("unpause", "RESUMED")
+    assert web1().state == GuestState.RUNNING
+    await act("destroy", "STOPPED")
+    assert (web1().state, web1().domain_id) == (GuestState.SHUTOFF, -1)
+    assert recorder.snapshots[-1].facts.committed_memory_mb == 0  # the facts follow the domains
+    assert await act("start", "STARTED") == -1
+    started = web1()
+    assert started.state == GuestState.RUNNING and started.domain_id not in (-1, before.domain_id)
+    assert started == await host.domain("web1")  # what the action read is what the host says
+    assert recorder.snapshots[-1].facts.committed_memory_mb == 1024
+    assert host.resyncs == reads
+    await host.act("web1", "shutdown")  # the test driver's guests obey at once: read after the request
+    assert web1().state == GuestState.SHUTOFF
+    with pytest.raises(Conflict, match=r"^not now$") as info:
+        await host.act("web1", "start", refuse=lambda state: "not now")
+    assert info.value.details["state"] == GuestState.SHUTOFF
+    assert (await host.domain("web1")).state == GuestState.SHUTOFF  # refused: nothing done
+    with pytest.raises(NotFound, match=r"^guest ghost has no domain on host h1$"):
+        await host.act("ghost", "start")
+
+
+async def test_a_read_that_began_before_an_action_does_not_undo_it(tmp_path, opened, monkeypatch):
+    """A read whose answer was on its way while an action ended says the domain is as it was: the action's
+    outcome stands over it, until a read that began after the action."""
+    from fogmachine.virt import connection as connmod
+
+    host, recorder = await opened(testhosts.write_host(tmp_path, "h", domains=[testhosts.TestDomain("web1")]))
+    real_read = connmod.read_snapshot
+    read, answer = threading.Event(), threading.Event()
+
+    def slow_read(conn, *args):
+        snapshot = real_read(conn, *args)  # the host as it is now
+        read.set()
+        answer.wait(10)  # the answer still on its way
+        return snapshot
+
+    monkeypatch.setattr(connmod, "read_snapshot", slow_read)
+    stale = asyncio.ensure_future(host.resync())
+    assert await asyncio.to_thread(read.wait, 10)
+    await host.act("web1", "pause")
+    assert recorder.state_of("web1") == GuestState.PAUSED
+    answer.set()
+    await stale
+    assert recorder.snapshots[-1].domains[0].state == GuestState.PAUSED  # not the "running" it read
+    monkeypatch.setattr(connmod, "read_snapshot", real_read)
+    await host.resync()
+    assert recorder.state_of("web1") == GuestState.PAUSED
+    # from now on reads say what the host says: a change behind our back shows
+    await asyncio.to_thread(lambda: host._conn.lookupByName("web1").resume())
+    assert await wait_until(lambda: recorder.state_of("web1") == GuestState.RUNNING)
+
+
 async def test_define_reads_back_the_domain(tmp_path, opened):
     host, _ = await opened(testhosts.write_host(tmp_path, "h"))
     spec = DomainSpec(name="new1", domain_type="test", memory_mb=256, vcpus=1, mac="52:54:00:12:34:56", guest_id=3)

@@ -6,12 +6,11 @@ import pytest
 
 from fogmachine.errors import NotFound
 from fogmachine.virt import HostFleet
-from fogmachine.virt.fleet import CALL_THREADS
 from tests.support import testhosts
 from tests.virt.test_connection import Recorder
 
 
-async def test_a_fleet_watches_its_hosts_on_one_pool_and_reports_to_its_listener(tmp_path):
+async def test_a_fleet_watches_its_hosts_on_shared_call_threads_and_reports_to_its_listener(tmp_path):
     recorder = Recorder()
     fleet = HostFleet(recorder, connect_timeout=5, resync_interval=3600)
     uri = testhosts.write_host(tmp_path, "a", domains=[testhosts.TestDomain("a-run")])
@@ -28,7 +27,7 @@ async def test_a_fleet_watches_its_hosts_on_one_pool_and_reports_to_its_listener
             fleet.get("zzz")
         with pytest.raises(NotFound):
             fleet.get_by_id(3)
-        assert a._pool is gone._pool is fleet.pool  # one pool for every host's calls
+        assert a._threads is gone._threads is fleet.threads  # the same call threads for every host
         assert a.connected and not gone.connected
         assert recorder.state_of("a-run") == "running"
         assert recorder.downs and recorder.downs[0].endswith("test host file /nonexistent/host.xml does not exist")
@@ -36,9 +35,9 @@ async def test_a_fleet_watches_its_hosts_on_one_pool_and_reports_to_its_listener
         await fleet.remove("gone")
         assert [h.name for h in fleet.all()] == ["a"]
     finally:
-        pool = fleet.pool
+        threads = fleet.threads
         background = fleet.spawn(asyncio.sleep(3600), name="bg")
         await fleet.close()
     assert background.cancelled()
     assert fleet.all() == [] and not a.connected
-    assert fleet.pool is not pool and fleet.pool.threads <= CALL_THREADS  # a fresh pool for a later start
+    assert fleet.threads is not threads and fleet.threads.threads == 0  # fresh ones for a later start
