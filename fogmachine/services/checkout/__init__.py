@@ -46,9 +46,9 @@ from fogmachine.services.checkout.claim import (
     validate_name,
     validate_purpose,
 )
-from fogmachine.services.checkout.engine import Job, Provisioner, provisioner
+from fogmachine.services.checkout.engine import Job, Provisioner
 
 __all__ = [
     "MAX_PURPOSE", "CheckoutRequest", "Job", "Provisioner", "autoinstall_url", "checkout", "kernel_cmdline",
-    "new_mac", "phonehome_url", "preview", "provisioner", "validate", "validate_name", "validate_purpose",
+    "new_mac", "phonehome_url", "preview", "validate", "validate_name", "validate_purpose",
 ]

@@ -24,14 +24,13 @@ from sqlalchemy.orm import Session
 
 from fogmachine import placement
 from fogmachine.catalog import CatalogEntry
-from fogmachine.catalog.source import CatalogSource
 from fogmachine.config import Config
 from fogmachine.context import Context
 from fogmachine.db.models import Guest, GuestState, Host, Step, utcnow
 from fogmachine.errors import NoCapacity, PermissionDenied, ValidationError
-from fogmachine.services import audit, diskimages, leases
+from fogmachine.services import audit, diskimages
 from fogmachine.services.actor import Actor
-from fogmachine.services.checkout.engine import Job, provision, provisioner
+from fogmachine.services.checkout.engine import Job, provision
 from fogmachine.services.reservations import validate_days
 from fogmachine.services.tokens import hash_token
 
@@ -149,11 +148,6 @@ def _record_refusal(session: Session, actor: Actor, name: str, target: str, mess
 
 # -- the public entry points ----------------------------------------------------------------------
 
-def _catalog(ctx: Context) -> CatalogSource:
-    assert ctx.catalog is not None, "the server attaches the catalog at start"
-    return ctx.catalog
-
-
 async def checkout(ctx: Context, actor: Actor, req: CheckoutRequest) -> Guest:
     """Validate, place and claim; return the new guest (step registering or defining) and provision it
     in the background. Raises ValidationError (400), NoCapacity (409) or the catalog's backend error (502)."""
@@ -161,22 +155,21 @@ async def checkout(ctx: Context, actor: Actor, req: CheckoutRequest) -> Guest:
     if actor.user_id is None:
         raise PermissionDenied("a guest needs an owner: check out as a user")
     name, days, purpose = validate(req, ctx.config)
-    catalog = _catalog(ctx)
+    catalog = ctx.need_catalog()
     entry = await catalog.resolve(req.target)
     unfit = await diskimages.hosts_without_pool(ctx, entry)
     token = secrets.token_urlsafe(32)
-    worker = ctx.extras.setdefault("process_id", leases.new_process_id())
     record = catalog.record_for(name)
     try:
         guest = await ctx.db.run(_claim_or_explain, actor, ctx.config, name, entry, days, purpose,
-                                 hash_token(token), worker, record, unfit, lock=True)
+                                 hash_token(token), ctx.process_id, record, unfit, lock=True)
     except NoCapacity as exc:
         await ctx.db.run(_record_refusal, actor, name, entry.name, exc.message)
         raise
     assert guest.host is not None  # _claim always places the guest on a host
     job = Job(guest.id, name, guest.host.name, guest.host.virt_type, guest.mac or "", str(guest.uuid), entry, token,
               record)
-    provisioner(ctx).spawn(guest.id, provision(ctx, job))
+    ctx.provisioner.spawn(guest.id, provision(ctx, job))
     return guest
 
 
@@ -201,6 +194,6 @@ async def preview(ctx: Context, actor: Actor, target: str) -> dict[str, Any]:
     """Which host would take ``target`` now, or why none can (nothing is claimed)."""
     if actor.user_id is None and not actor.is_admin:
         raise PermissionDenied("log in to preview a checkout")
-    entry = await _catalog(ctx).resolve(target)
+    entry = await ctx.need_catalog().resolve(target)
     unfit = await diskimages.hosts_without_pool(ctx, entry)
     return await ctx.db.run(_preview, ctx.config, entry, unfit)

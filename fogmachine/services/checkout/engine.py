@@ -45,7 +45,6 @@ from fogmachine.services.actor import Actor
 from fogmachine.services.checkout.bootline import kernel_cmdline
 
 log = logging.getLogger(__name__)
-EXTRAS_KEY = "provisioning"
 
 
 @dataclass(frozen=True)
@@ -152,7 +151,7 @@ async def provision(ctx: Context, job: Job) -> None:
     try:
         if job.record:
             await _register(ctx, job, made)
-        conn = ctx.hosts.get(job.host)
+        conn = ctx.need_hosts().get(job.host)
         disk_path = await diskimages.make_disk(conn, job.name, entry)
         if disk_path:
             made.volume_path = disk_path
@@ -199,8 +198,7 @@ async def provision(ctx: Context, job: Job) -> None:
 
 
 async def _register(ctx: Context, job: Job, made: _Made) -> None:
-    assert ctx.catalog is not None, "the server attaches the catalog at start"
-    await ctx.catalog.register(Registration(job.name, job.mac, job.token, job.entry))
+    await ctx.need_catalog().register(Registration(job.name, job.mac, job.token, job.entry))
     made.cobbler_system = job.record
 
 
@@ -233,8 +231,7 @@ class Provisioner:
     from its disk, which the server also lets finish when it stops.
     """
 
-    def __init__(self, ctx: Context, stop_timeout: float = 30.0) -> None:
-        self.ctx = ctx
+    def __init__(self, stop_timeout: float = 30.0) -> None:
         self.stop_timeout = stop_timeout
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.follow_ups: set[asyncio.Task[Any]] = set()
@@ -270,10 +267,3 @@ class Provisioner:
             task.cancel()
         if still:
             await asyncio.gather(*still, return_exceptions=True)
-
-
-def provisioner(ctx: Context) -> Provisioner:
-    found = ctx.extras.get(EXTRAS_KEY)
-    if found is None:
-        found = ctx.extras[EXTRAS_KEY] = Provisioner(ctx)
-    return found
