@@ -251,9 +251,11 @@ class TokenCache:
         The server calls this when it builds the cache, and ``stop`` takes the hooks off again.
         """
         self.unwatch()
+        # Bound methods: SQLAlchemy tells them apart by their instance, so two caches on one factory (two
+        # contexts in a test) each take off only their own.
         hooks: list[tuple[str, Callable[..., None]]] = [
-            ("after_flush", _note_authority_changes), ("after_commit", self._clear_if_changed),
-            ("after_rollback", _forget_authority_changes)]
+            ("after_flush", self._note_changes), ("after_commit", self._clear_if_changed),
+            ("after_rollback", self._forget_changes)]
         for name, hook in hooks:
             event.listen(factory, name, hook)
         self._watched = (factory, hooks)
@@ -271,9 +273,16 @@ class TokenCache:
     async def stop(self) -> None:
         self.unwatch()
 
+    def _note_changes(self, session: Session, _context: Any) -> None:
+        if any(_changes_authority(o) for o in (*session.dirty, *session.deleted)):
+            session.info["fm_auth_changed"] = True
+
     def _clear_if_changed(self, session: Session) -> None:
         if session.info.pop("fm_auth_changed", False):
             self.clear()
+
+    def _forget_changes(self, session: Session) -> None:
+        session.info.pop("fm_auth_changed", None)
 
 
 def _identity(session: Session, token: str) -> CachedIdentity | None:
@@ -293,15 +302,6 @@ def _changes_authority(obj: object) -> bool:
         return False
     state: InstanceState[Any] = inspect(obj)
     return any(attr.history.has_changes() for attr in state.attrs if attr.key not in _BOOKKEEPING)
-
-
-def _note_authority_changes(session: Session, _context: Any) -> None:
-    if any(_changes_authority(o) for o in (*session.dirty, *session.deleted)):
-        session.info["fm_auth_changed"] = True
-
-
-def _forget_authority_changes(session: Session) -> None:
-    session.info.pop("fm_auth_changed", None)
 
 
 async def authenticate(ctx: Context, token: str) -> CachedIdentity | None:
