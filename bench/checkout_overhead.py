@@ -117,7 +117,7 @@ async def fogmachine_once(ctx, actor: Actor, name: str) -> tuple[float, float]: 
     start = time.perf_counter()
     guest = await co.checkout(ctx, actor, co.CheckoutRequest(name, PROFILE, 1, "benchmark"))
     answered = time.perf_counter() - start
-    await co.provisioner(ctx).wait(guest.id)
+    await ctx.provisioner.wait(guest.id)
     elapsed = time.perf_counter() - start
     row = await ctx.db.run(lambda s: s.get(type(guest), guest.id))
     await lifecycle.delete(ctx, actor, guest.id)

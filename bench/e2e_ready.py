@@ -110,7 +110,7 @@ async def fogmachine_once(ctx, actor: Actor, name: str) -> float:  # type: ignor
     elapsed = time.perf_counter() - start
     if row.step != Step.READY:
         raise SystemExit(f"{name} ended at {row.step}: {row.step_reason}")
-    await co.provisioner(ctx).wait(guest.id)
+    await ctx.provisioner.wait(guest.id)
     await lifecycle.delete(ctx, actor, guest.id)
     return elapsed
 

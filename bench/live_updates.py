@@ -99,7 +99,8 @@ async def main(guests: int, changes: int, database: str | None) -> None:
     try:
         ctx = server.ctx
         owner_id, guest_id = ctx.db.run_sync(seed, guests)
-        feed = ctx.extras["live"]
+        assert server.parts is not None
+        feed = server.parts.live
         await feed.poll_once(full=True)
         await asyncio.sleep(feed.overlap_s + 0.5)  # the seeded rows leave the window: steady state
 

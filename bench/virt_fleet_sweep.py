@@ -50,6 +50,7 @@ import virt_fleet_baseline as baseline  # noqa: E402
 
 from fogmachine import config as configmod  # noqa: E402
 from fogmachine.app import open_database, prepare_database  # noqa: E402
+from fogmachine.composition import build_context, release_context  # noqa: E402
 from fogmachine.context import Context  # noqa: E402
 from fogmachine.db.models import Guest, Host  # noqa: E402
 from fogmachine.services.hostwatch import HostManager  # noqa: E402
@@ -108,10 +109,10 @@ async def start_fleet(data: Path, uris: dict[str, str], good: list[str]) -> tupl
     virthosts = testhosts.write_virthosts(data / "virthosts.conf", uris)
     config = configmod.load(None, environ={}, data_dir=str(data / "data"), virthosts=str(virthosts),
                             resync_interval="3600", libvirt_connect_timeout=str(CONNECT_TIMEOUT), log_level="error")
-    ctx = Context(config=config, db=open_database(config))
-    await asyncio.get_running_loop().run_in_executor(None, prepare_database, ctx)
-    manager = HostManager(ctx)
-    ctx.hosts = manager
+    db = open_database(config)
+    await asyncio.get_running_loop().run_in_executor(None, prepare_database, config, db)
+    manager = HostManager(config, db)
+    ctx = build_context(config, db, hosts=manager)
     wanted = set(good)
     started = time.perf_counter()
     task = asyncio.create_task(manager.start())
@@ -140,6 +141,7 @@ async def sweep(hosts: list, rounds: int, forced: bool = False) -> float:
 
 async def stop(ctx: Context, manager: HostManager) -> None:
     await manager.stop()
+    release_context(ctx)
     ctx.db.dispose()
 
 

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench.verdict import check, exit_status  # noqa: E402
 from fogmachine import config as configmod  # noqa: E402
 from fogmachine.app import open_database, prepare_database  # noqa: E402
+from fogmachine.composition import build_context, release_context  # noqa: E402
 from fogmachine.context import Context  # noqa: E402
 from fogmachine.db.models import Guest, Host  # noqa: E402
 from fogmachine.services.hostwatch import HostManager  # noqa: E402
@@ -71,10 +72,10 @@ async def start_manager(tmp: Path, uris: dict[str, str]) -> tuple[Context, HostM
     virthosts = testhosts.write_virthosts(tmp / "virthosts.conf", uris)
     config = configmod.load(None, environ={}, data_dir=str(tmp / "data"), virthosts=str(virthosts),
                             resync_interval="3600", log_level="warning")
-    ctx = Context(config=config, db=open_database(config))
-    await asyncio.get_running_loop().run_in_executor(None, prepare_database, ctx)
-    manager = HostManager(ctx)
-    ctx.hosts = manager
+    db = open_database(config)
+    await asyncio.get_running_loop().run_in_executor(None, prepare_database, config, db)
+    manager = HostManager(config, db)
+    ctx = build_context(config, db, hosts=manager)
     await manager.start()
     return ctx, manager
 
@@ -119,6 +120,7 @@ async def test_driver_hosts(tmp: Path, changes: int) -> list[float]:
         return latencies
     finally:
         await manager.stop()
+        release_context(ctx)
         ctx.db.dispose()
 
 
@@ -190,6 +192,7 @@ async def real_hosts(tmp: Path, changes: int, host_down: bool) -> tuple[list[flo
                 pass
             raw[h].close()
         await manager.stop()
+        release_context(ctx)
         ctx.db.dispose()
 
 

@@ -49,6 +49,7 @@ from virt_fleet_sweep import sweep, write_fleet  # noqa: E402
 from bench.verdict import check, exit_status  # noqa: E402
 from fogmachine import config as configmod  # noqa: E402
 from fogmachine.app import open_database, prepare_database  # noqa: E402
+from fogmachine.composition import build_context, release_context  # noqa: E402
 from fogmachine.context import Context  # noqa: E402
 from fogmachine.db.models import Guest, GuestState, Host, Step, User  # noqa: E402
 from fogmachine.services import lifecycle  # noqa: E402
@@ -120,12 +121,12 @@ async def start_manager(data: Path, uris: dict[str, str], resync_interval: float
     virthosts = testhosts.write_virthosts(data / "virthosts.conf", uris)
     config = configmod.load(None, environ={}, data_dir=str(data / "data"), virthosts=str(virthosts),
                             resync_interval=str(resync_interval), log_level="error")
-    ctx = Context(config=config, db=open_database(config))
-    await asyncio.get_running_loop().run_in_executor(None, prepare_database, ctx)
+    db = open_database(config)
+    await asyncio.get_running_loop().run_in_executor(None, prepare_database, config, db)
     if fresh:
-        await ctx.db.run(add_action_guest, lock=True)
-    manager = HostManager(ctx)
-    ctx.hosts = manager
+        await db.run(add_action_guest, lock=True)
+    manager = HostManager(config, db)
+    ctx = build_context(config, db, hosts=manager)
     started = time.perf_counter()
     await manager.start()
     while not all(h.resyncs >= 1 and h.applied is not None for h in manager.all()):
@@ -165,6 +166,7 @@ async def actions(ctx: Context, link: DelayLink, count: int) -> tuple[list[float
 
 async def stop_manager(ctx: Context, manager: HostManager) -> None:
     await manager.stop()
+    release_context(ctx)
     ctx.db.dispose()
 
 

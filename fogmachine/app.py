@@ -1,8 +1,9 @@
 """The Tornado application and the server's start-up and shutdown.
 
-``make_app`` builds the routes and settings from a ``Context``; ``Server``
-owns the order of things: schema check, host sync, adapters, periodic tasks,
-then the listening socket, and the reverse on the way down.
+``make_app`` builds the routes and settings from a ``Context`` and the web's
+own parts; ``Server`` owns the order of things: schema check, host sync, every
+part built by ``composition.build`` and started in its order, then the
+listening socket, and the reverse on the way down.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
 from fogmachine import virthosts
+from fogmachine.composition import Component, Components, build
 from fogmachine.config import Config
 from fogmachine.context import Context
 from fogmachine.db import migrate
@@ -25,8 +27,10 @@ from fogmachine.db.session import Database
 from fogmachine.errors import FogmachineError
 from fogmachine.logs import log_request
 from fogmachine.web import api, callbacks, pages
+from fogmachine.web.api.guestlist import GuestListCache
 from fogmachine.web.base import InFlight, NotFoundHandler, StaticHandler
 from fogmachine.web.bodylimit import BodyLimit
+from fogmachine.web.live import LiveFeed
 from fogmachine.web.proxies import ForwardedHeaders, TrustedProxies
 
 log = logging.getLogger(__name__)
@@ -38,17 +42,14 @@ MAX_BODY = 1024 * 1024
 DRAIN_SECONDS = 10.0
 
 
-class Component(Protocol):
-    """Something the server starts after the database and stops before it."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-def make_app(ctx: Context, **overrides: Any) -> tornado.web.Application:
+def make_app(ctx: Context, *, live: LiveFeed | None = None, guest_lists: GuestListCache | None = None,
+             **overrides: Any) -> tornado.web.Application:
+    """The routes and settings; the web's own parts (``composition.Components``) go into the settings, where
+    the handlers' base class reads them (``BaseHandler.live``, ``BaseHandler.guest_lists``)."""
     settings: dict[str, Any] = {
         "fm_context": ctx,
+        "fm_live": live,
+        "fm_guest_lists": guest_lists,
         "fm_inflight": InFlight(),
         "template_path": str(TEMPLATES),
         "static_path": str(STATIC),
@@ -66,84 +67,55 @@ def make_app(ctx: Context, **overrides: Any) -> tornado.web.Application:
     return tornado.web.Application(handlers, **settings)
 
 
-def build_components(ctx: Context) -> list[Component]:
-    """The adapters and tasks the running server needs, in start order."""
-    from fogmachine.web.live import LiveFeed
-
-    components: list[Component] = []
-    # First: provisioning and the pages use the hosts, so they start before and stop after them.
-    from fogmachine.services.hostwatch import HostManager
-
-    ctx.hosts = HostManager(ctx)
-    components.append(ctx.hosts)
-    components.extend(provisioning_components(ctx))
-    from fogmachine.tasks import build_registry
-
-    components.append(build_registry(ctx))
-    # Last: it only reads the database, and pages subscribe once the server listens.
-    components.append(LiveFeed(ctx))
-    return components
-
-
-def provisioning_components(ctx: Context) -> list[Component]:
-    """The catalog source (with its Cobbler client, for Cobbler) and the provisioning tasks, attached to the
-    context."""
-    from fogmachine.catalog import CobblerCatalog, build_source
-    from fogmachine.services.checkout import provisioner
-
-    source = build_source(ctx.config)
-    ctx.catalog = source
-    ctx.cobbler = source.cobbler if isinstance(source, CobblerCatalog) else None
-    # Stopped before the hosts and Cobbler: running provisioning finishes (or is undone) first.
-    return [source, provisioner(ctx)]
-
-
 def open_database(config: Config) -> Database:
     return Database(config.database_url, threads=config.db_threads, connect_timeout=config.db_timeout)
 
 
-def prepare_database(ctx: Context) -> None:
-    """Blocking start-up work on the database: schema check or creation, host sync."""
-    ctx.schema_revision = migrate.ensure_schema(ctx.db.engine)
-    sync_hosts(ctx)
+def prepare_database(config: Config, db: Database) -> str:
+    """Blocking start-up work on the database: schema check or creation, host sync; the schema's revision."""
+    revision = migrate.ensure_schema(db.engine)
+    sync_hosts(config, db)
+    return revision
 
 
-def sync_hosts(ctx: Context) -> None:
+def sync_hosts(config: Config, db: Database) -> None:
     """Blocking: virthosts.conf into the hosts table (at start, and on SIGHUP)."""
-    entries = virthosts.parse(ctx.config.virthosts)
-    with ctx.db.session() as session:
+    entries = virthosts.parse(config.virthosts)
+    with db.session() as session:
         result = virthosts.sync(session, entries)
     for label, names in (("added", result.added), ("updated", result.updated),
                          ("disabled", result.disabled), ("deleted", result.deleted)):
         if names:
-            log.info("hosts %s from %s: %s", label, ctx.config.virthosts, ", ".join(names))
+            log.info("hosts %s from %s: %s", label, config.virthosts, ", ".join(names))
 
 
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.db: Database | None = None
+        self.parts: Components | None = None  # every part, built at start (composition.build)
         self.ctx: Context | None = None
         self.http: tornado.httpserver.HTTPServer | None = None
-        self.components: list[Component] = []
+        self.components: list[Component] = []  # the parts started, stopped in reverse
         self.port: int = config.listen_port
         self.inflight: InFlight | None = None
 
     async def start(self) -> None:
         config = self.config
-        ctx = Context(config=config, db=open_database(config))
-        self.ctx = ctx
+        db = self.db = open_database(config)
         try:
-            await asyncio.get_running_loop().run_in_executor(ctx.db.executor, prepare_database, ctx)
+            revision = await asyncio.get_running_loop().run_in_executor(db.executor, prepare_database, config, db)
+            # Building them may refuse the configuration (catalog_source): the database is closed then too.
+            parts = self.parts = build(config, db, schema_revision=revision)
         except BaseException:
-            ctx.db.dispose()
+            db.dispose()
             raise
-        app = make_app(ctx)
+        self.ctx = parts.ctx
+        app = make_app(parts.ctx, live=parts.live, guest_lists=parts.guest_lists)
         self.inflight = app.settings["fm_inflight"]
         started: list[Component] = []
         try:
-            # Building them may refuse the configuration (catalog_source): the database is closed then too.
-            self.components = build_components(ctx)
-            for component in self.components:
+            for component in parts.in_start_order():
                 await component.start()
                 started.append(component)
             sockets = tornado.netutil.bind_sockets(config.listen_port, config.listen_address)
@@ -152,13 +124,14 @@ class Server:
             self.components = started
             await self.stop()
             raise
+        self.components = started
         # xheaders stays off: X-Forwarded-* count only from trusted_proxies (fogmachine.web.proxies).
         edge = ForwardedHeaders(BodyLimit(app, MAX_BODY), TrustedProxies(config.trusted_proxies))
         self.http = tornado.httpserver.HTTPServer(edge, max_body_size=MAX_BODY, xheaders=False)
         self.port = sockets[0].getsockname()[1]
         self.http.add_sockets(sockets)
         log.info("Fogmachine listening on http://%s:%d/ (database revision %s, config: %s)",
-                 config.listen_address, self.port, ctx.schema_revision, config.source)
+                 config.listen_address, self.port, revision, config.source)
 
     async def reload_hosts(self) -> None:
         """Read virthosts.conf into the hosts table again and watch what it now lists (SIGHUP).
@@ -170,7 +143,7 @@ class Server:
             return
         log.info("reading %s again", ctx.config.virthosts)
         try:
-            await asyncio.get_running_loop().run_in_executor(ctx.db.executor, sync_hosts, ctx)
+            await asyncio.get_running_loop().run_in_executor(ctx.db.executor, sync_hosts, ctx.config, ctx.db)
             if ctx.hosts is not None:
                 await ctx.hosts.reload()
         except FogmachineError as exc:
@@ -188,8 +161,8 @@ class Server:
                 await component.stop()
             except Exception:
                 log.exception("stopping %s failed", type(component).__name__)
-        if self.ctx is not None:
-            self.ctx.db.dispose()
+        if self.db is not None:
+            self.db.dispose()
         log.info("Fogmachine stopped")
 
 

@@ -53,7 +53,7 @@ class TaskRegistry:
 
     def __init__(self, ctx: Context, process_id: str | None = None) -> None:
         self.ctx = ctx
-        self.process_id = process_id or ctx.extras.setdefault("process_id", leases.new_process_id())
+        self.process_id = process_id or ctx.process_id
         self.tasks: dict[str, PeriodicTask] = {}
         self._callbacks: list[tornado.ioloop.PeriodicCallback] = []
         self.on_stop: list[Callable[[], None]] = []
@@ -176,9 +176,8 @@ def build_registry(ctx: Context) -> TaskRegistry:
     # done, also at start (a restart must not forget them) and as soon as their host answers again.
     registry.add(PeriodicTask("diskboot", config.diskboot_retry_interval, lambda: diskboot.retry_all(ctx)))
     registry.at_start.append("diskboot")
-    if ctx.hosts is not None:
-        ctx.hosts.on_up.append(lambda host_name: diskboot.schedule_host(ctx, host_name))
-    if ctx.hosts is not None:
-        registry.settle = lambda: ctx.hosts.wait_settled(config.libvirt_connect_timeout * 2)
-    ctx.extras["tasks"] = registry
+    hosts = ctx.hosts
+    if hosts is not None:
+        hosts.on_up.append(lambda host_name: diskboot.schedule_host(ctx, host_name))
+        registry.settle = lambda: hosts.wait_settled(config.libvirt_connect_timeout * 2)
     return registry

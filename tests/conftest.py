@@ -17,8 +17,10 @@ import tornado.httpclient
 
 from fogmachine import config as configmod
 from fogmachine.app import Server
+from fogmachine.composition import Components
 from fogmachine.config import Config
 from fogmachine.context import Context
+from fogmachine.tasks import TaskRegistry
 from tests.support import cobbler, databases, realhosts, realparts, testhosts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,6 +167,16 @@ class RunningServer:
     def ctx(self) -> Context:
         assert self.server.ctx is not None
         return self.server.ctx
+
+    @property
+    def parts(self) -> Components:
+        """Every part of the server (``composition.build``), started."""
+        assert self.server.parts is not None
+        return self.server.parts
+
+    @property
+    def tasks(self) -> TaskRegistry:
+        return self.parts.tasks
 
     async def fetch(self, path: str, *, method: str = "GET", body: Any = None,
                     headers: dict[str, str] | None = None, **kwargs: Any) -> tornado.httpclient.HTTPResponse:

@@ -4,12 +4,15 @@ nothing running; the catalog source the configuration picks."""
 import asyncio
 import json
 import socket
+import threading
 
 import pytest
+from sqlalchemy import event
 
 from fogmachine.app import Server
 from fogmachine.catalog import CobblerCatalog, LocalCatalog
 from fogmachine.errors import ConfigError
+from fogmachine.services import accounts
 
 
 async def test_shutdown_waits_for_running_requests(make_config):
@@ -49,13 +52,15 @@ async def test_failed_start_leaves_nothing_running(make_config):
     assert server.ctx is not None
     assert server.ctx.hosts is not None and all(not h.connected for h in server.ctx.hosts.all())
     assert server.ctx.db.executor._shutdown
+    assert server.ctx.accounts.executor._shutdown  # the parts started before the refusal are stopped
 
 
 async def test_a_catalog_source_it_cannot_build_stops_the_start_and_leaves_nothing_running(make_config):
     server = Server(make_config(catalog_source="ldap"))
     with pytest.raises(ConfigError, match="bad value 'ldap' for catalog_source"):
         await server.start()
-    assert server.ctx is not None and server.ctx.db.executor._shutdown
+    assert server.ctx is None  # nothing was built: the refusal came first
+    assert server.db is not None and server.db.executor._shutdown
 
 
 @pytest.mark.parametrize(("source", "expected"), [("auto", CobblerCatalog), ("local", LocalCatalog)])
@@ -72,3 +77,23 @@ async def test_the_server_attaches_the_source_and_its_cobbler_client(make_config
             assert ctx.cobbler is None
     finally:
         await server.stop()
+
+
+def _hashing_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("fm-hash")}
+
+
+async def test_stopping_the_server_stops_the_parts_it_built(make_config):
+    """The hashing pool's threads end and the token cache's session hooks come off: nothing outlives a stop."""
+    others = _hashing_threads()  # another test's, if any: not this server's business
+    server = Server(make_config())
+    await server.start()
+    ctx = server.ctx
+    await accounts.hash_password(ctx, "correct horse battery staple")  # the pool's threads start on first use
+    assert _hashing_threads() - others
+    assert event.contains(ctx.db.sessionmaker, "after_commit", ctx.tokens._clear_if_changed)
+    assert [type(c).__name__ for c in server.components] == [
+        "HashingPool", "TokenCache", "HostManager", "LocalCatalog", "Provisioner", "TaskRegistry", "LiveFeed"]
+    await server.stop()
+    assert ctx.accounts.executor._shutdown and not _hashing_threads() - others
+    assert not event.contains(ctx.db.sessionmaker, "after_commit", ctx.tokens._clear_if_changed)

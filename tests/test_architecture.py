@@ -39,23 +39,24 @@ LAYERS: dict[str, str] = {
     "fogmachine.cobbler": "cobbler",
     "fogmachine.notify": "notify",
     "fogmachine.catalog": "catalog",
-    "fogmachine.context": "context",
+    "fogmachine.context": "services",
     "fogmachine.services": "services",
     "fogmachine.placement": "services",
     "fogmachine.virthosts": "services",
     "fogmachine.tasks": "services",
     "fogmachine.web": "web",
     "fogmachine.app": "composition",
+    "fogmachine.composition": "composition",
     "fogmachine.cli": "composition",
     "fogmachine.daemon": "composition",
 }
 
 _ADAPTER = frozenset({"base", "config"})
-_BELOW_SERVICES = frozenset({"base", "config", "db", "virt", "cobbler", "notify", "catalog", "context"})
+_BELOW_SERVICES = frozenset({"base", "config", "db", "virt", "cobbler", "notify", "catalog"})
 # What each layer may import (its own layer always). Lower layers know nothing of the ones above them:
-# the adapters (virt, cobbler, notify, catalog) know no database, no services, no web and no context;
-# services know no web; web reaches hosts and Cobbler only through services and the context; only the
-# composition (app, cli, daemon) imports web, and nothing imports the composition.
+# the adapters (virt, cobbler, notify, catalog) know no database, no services (the context among them) and
+# no web; services know no web; web reaches hosts and Cobbler only through services and the context; only
+# the composition (app, composition, cli, daemon) imports web, and nothing imports the composition.
 ALLOWED: dict[str, frozenset[str]] = {
     "base": frozenset(),
     "config": frozenset({"base"}),
@@ -64,9 +65,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cobbler": _ADAPTER,
     "notify": _ADAPTER,
     "catalog": _ADAPTER | {"cobbler"},  # a Cobbler catalog source speaks through the Cobbler adapter
-    "context": _BELOW_SERVICES,  # the composition's record of the adapters it built
     "services": _BELOW_SERVICES,
-    "web": frozenset({"base", "config", "db", "context", "services"}),
+    "web": frozenset({"base", "config", "db", "services"}),
     "composition": frozenset(LAYERS.values()),
 }
 

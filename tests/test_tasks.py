@@ -3,7 +3,7 @@
 import asyncio
 import threading
 
-from fogmachine.context import Context
+from fogmachine.composition import build_context
 from fogmachine.db import migrate
 from fogmachine.db.session import Database
 from fogmachine.services import leases
@@ -17,7 +17,7 @@ async def test_exclusive_task_runs_in_one_registry_at_a_time(database_url, make_
     ran: list[str] = []
     registries = []
     for i, db in enumerate(dbs):
-        ctx = Context(config=config, db=db)
+        ctx = build_context(config, db)
         reg = TaskRegistry(ctx, process_id=f"proc{i}")
 
         async def job(i=i) -> None:
@@ -54,7 +54,7 @@ async def test_failing_task_is_logged_and_counted(make_config, caplog):
     config = make_config()
     db = Database(config.database_url, threads=2)
     migrate.ensure_schema(db.engine)
-    reg = TaskRegistry(Context(config=config, db=db), process_id="p")
+    reg = TaskRegistry(build_context(config, db), process_id="p")
 
     async def boom() -> None:
         raise RuntimeError("kaput")
@@ -72,7 +72,7 @@ async def test_the_heartbeat_does_not_wait_behind_a_busy_pool(database_url, make
     config = make_config(database_connection=database_url)
     db = Database(database_url, threads=2)
     migrate.ensure_schema(db.engine)
-    reg = TaskRegistry(Context(config=config, db=db), process_id="busy")
+    reg = TaskRegistry(build_context(config, db), process_id="busy")
     heartbeat = f"{leases.PROCESS_PREFIX}busy"
     release = threading.Event()
 
@@ -96,8 +96,8 @@ async def test_a_stop_keeps_the_lease_until_the_task_under_way_ends(database_url
     config = make_config(database_connection=database_url)
     dbs = [Database(database_url, threads=2) for _ in range(2)]
     migrate.ensure_schema(dbs[0].engine)
-    first = TaskRegistry(Context(config=config, db=dbs[0]), process_id="first")
-    second = TaskRegistry(Context(config=config, db=dbs[1]), process_id="second")
+    first = TaskRegistry(build_context(config, dbs[0]), process_id="first")
+    second = TaskRegistry(build_context(config, dbs[1]), process_id="second")
     running, finish = asyncio.Event(), asyncio.Event()
 
     async def slow() -> None:

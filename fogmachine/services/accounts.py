@@ -18,7 +18,7 @@ import functools
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy import func, select
@@ -58,26 +58,32 @@ MAX_SSH_KEYS_CHARS = 16 * 1024
 MAX_DESCRIPTION_CHARS = 2000
 
 
-@dataclass
-class AccountsState:
-    """Per-process state of the accounts service: the hashing pool."""
+class HashingPool:
+    """The accounts service's threads for password hashing and checking: built and stopped by the server.
 
-    executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="fm-hash"))
-    # A hash to verify against when the username does not exist, so that the answer
-    # takes as long as for a real user and does not reveal which names exist.
-    dummy_hash: str = ""
+    Its threads start on the first hash; ``stop`` shuts them down (the server has drained its requests
+    by then, so no login is waiting on them).
+    """
 
+    def __init__(self, threads: int = HASH_THREADS) -> None:
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="fm-hash")
+        # A hash to verify against when the username does not exist, so that the answer
+        # takes as long as for a real user and does not reveal which names exist.
+        self.dummy_hash = ""
 
-def state(ctx: Context) -> AccountsState:
-    found = ctx.extras.get("accounts")
-    if found is None:
-        found = ctx.extras["accounts"] = AccountsState()
-    return found
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    def close(self) -> None:
+        """Shut the threads down, waiting for a hash under way (for callers that never started the pool)."""
+        self.executor.shutdown(wait=True)
 
 
 async def _off_loop(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(state(ctx).executor, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(ctx.accounts.executor, fn, *args)
 
 
 async def hash_password(ctx: Context, password: str) -> str:
@@ -207,7 +213,7 @@ async def authenticate(ctx: Context, username: str, password: str, address: str)
     The answer to a wrong password, an unknown user and a disabled account is
     the same message, and takes the same time: it must not tell which names exist.
     """
-    st = state(ctx)
+    st = ctx.accounts
     username = normalize_username((username or "").strip())[:64]
     verdict, record = await ctx.db.run(_login_record, username, address)
     if verdict.retry_after > 0:

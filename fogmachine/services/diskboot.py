@@ -47,14 +47,12 @@ from fogmachine.db.models import Guest, Host, Step, utcnow
 from fogmachine.errors import FogmachineError
 from fogmachine.services import audit
 from fogmachine.services.actor import Actor
-from fogmachine.services.checkout import provisioner
 from fogmachine.virt.domainxml import boot_from_disk
 
 log = logging.getLogger(__name__)
 
 ACTOR = Actor.system("provisioning")
 NOT_SWITCHED = "installed, but its domain could not be switched to boot from its disk"
-BUSY_KEY = "diskboot_busy"
 
 
 @dataclass(frozen=True)
@@ -89,12 +87,12 @@ def mark_installed(guest: Guest, now: dt.datetime, grace_seconds: float) -> None
 
 def schedule(ctx: Context, guest_id: int) -> None:
     """Finish ``guest_id`` in the background (the server lets it finish when stopping)."""
-    provisioner(ctx).follow_up(finish(ctx, guest_id))
+    ctx.provisioner.follow_up(finish(ctx, guest_id))
 
 
 def schedule_host(ctx: Context, host_name: str) -> None:
     """The host came (back) up: finish what waited for it, in the background."""
-    provisioner(ctx).follow_up(retry_all(ctx, host_name))
+    ctx.provisioner.follow_up(retry_all(ctx, host_name))
 
 
 async def retry_all(ctx: Context, host_name: str | None = None) -> int:
@@ -117,7 +115,7 @@ def _pending_ids(session: Session, host_name: str | None) -> list[int]:
 async def finish(ctx: Context, guest_id: int) -> bool:
     """Do what is left for ``guest_id``; True when nothing is left. One attempt per guest at a time in this
     process (a phone-home, the periodic retry and a host coming up may all ask at once)."""
-    busy: set[int] = ctx.extras.setdefault(BUSY_KEY, set())
+    busy = ctx.diskboot_busy
     if guest_id in busy:
         return False
     busy.add(guest_id)

@@ -41,8 +41,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fogmachine.context import Context
+from fogmachine.config import Config
 from fogmachine.db.models import Host
+from fogmachine.db.session import Database
 from fogmachine.errors import FogmachineError
 from fogmachine.services import hoststate
 from fogmachine.virt.connection import HostConnection
@@ -66,9 +67,9 @@ def _watched_hosts(session: Session) -> list[tuple[int, str, str]]:
 class HostManager:
     """The hosts of the hosts table, watched by a HostFleet; also the fleet's Listener, which writes what they see."""
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.config = ctx.config
+    def __init__(self, config: Config, db: Database) -> None:
+        self.config = config
+        self.db = db
         self.fleet = HostFleet(self, connect_timeout=self.config.libvirt_connect_timeout,
                                call_timeout=self.config.libvirt_call_timeout,
                                resync_interval=self.config.resync_interval)
@@ -80,7 +81,7 @@ class HostManager:
     # ------------------------------------------------------------------ component
 
     async def start(self) -> None:
-        rows = await self.ctx.db.run(_watched_hosts)
+        rows = await self.db.run(_watched_hosts)
         for host_id, name, uri in rows:
             self.fleet.add(host_id, name, uri)
         for host in self.fleet.all():
@@ -96,7 +97,7 @@ class HostManager:
     async def reload(self) -> None:
         """Follow the hosts table: start new hosts, stop removed or changed ones."""
         async with self._reload_lock:
-            rows = {name: (host_id, uri) for host_id, name, uri in await self.ctx.db.run(_watched_hosts)}
+            rows = {name: (host_id, uri) for host_id, name, uri in await self.db.run(_watched_hosts)}
             for host in self.fleet.all():
                 if host.name not in rows or rows[host.name] != (host.host_id, host.uri):
                     log.info("host %s is no longer watched", host.name)
@@ -163,7 +164,7 @@ class HostManager:
         for attempt in (1, 2):
             try:
                 # lock: reads then writes; on SQLite that must hold the write lock from BEGIN.
-                applied = await self.ctx.db.run(hoststate.apply_snapshot, host.host_id, snapshot,
+                applied = await self.db.run(hoststate.apply_snapshot, host.host_id, snapshot,
                                                 seen_at=host.last_seen_at, free_slack_mb=slack, lock=True)
                 break
             except IntegrityError as exc:  # another process inserted the same row first
@@ -184,6 +185,6 @@ class HostManager:
 
     async def host_down(self, host: HostConnection, reason: str) -> None:
         assert host.host_id is not None
-        await self.ctx.db.run(hoststate.apply_down, host.host_id, reason, last_seen_at=host.last_seen_at,
+        await self.db.run(hoststate.apply_down, host.host_id, reason, last_seen_at=host.last_seen_at,
                               lock=True)
         log.warning("host %s is down: %s", host.name, reason)

@@ -41,7 +41,6 @@ from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step, Tar
 from fogmachine.errors import FogmachineError
 from fogmachine.services import audit, expiry, hoststate, leases, teardown
 from fogmachine.services.actor import Actor
-from fogmachine.services.checkout import provisioner
 from fogmachine.virt.connection import HostConnection
 from fogmachine.virt.inventory import DomainInfo
 
@@ -147,8 +146,8 @@ def _note_missing(session: Session) -> list[str]:
 
 
 async def _fix_provisioning(ctx: Context, report: Report, interrupted_only: bool = False) -> None:
-    busy = set(provisioner(ctx).tasks)  # this process's own checkouts in progress
-    this_process = str(ctx.extras.get("process_id", ""))
+    busy = set(ctx.provisioner.tasks)  # this process's own checkouts in progress
+    this_process = ctx.process_id
     for stuck in await ctx.db.run(_stuck, ctx.config.provision_timeout, busy, utcnow(), interrupted_only,
                                   this_process):
         try:

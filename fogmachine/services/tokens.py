@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, func, inspect, select
-from sqlalchemy.orm import InstanceState, Session
+from sqlalchemy.orm import InstanceState, Session, sessionmaker
 
 from fogmachine.db.models import ApiToken, User, utcnow
 from fogmachine.errors import Conflict, NotFound, PermissionDenied, ValidationError
@@ -219,6 +219,7 @@ class TokenCache:
         self.clock = clock
         self._entries: dict[str, tuple[float, CachedIdentity]] = {}
         self._lock = threading.Lock()
+        self._watched: tuple[sessionmaker[Session], list[tuple[str, Callable[..., None]]]] | None = None
 
     def get(self, token: str) -> CachedIdentity | None:
         key = hash_token(token)
@@ -242,6 +243,47 @@ class TokenCache:
         with self._lock:
             self._entries.clear()
 
+    def watch(self, factory: sessionmaker[Session]) -> None:
+        """Clear the cache after any commit of ``factory``'s sessions that changes a user or a token.
+
+        The hooks sit on the database's session factory, so they see every service's changes in this
+        process (revocations, disabled accounts, revoked admin rights), whichever door they came through.
+        The server calls this when it builds the cache, and ``stop`` takes the hooks off again.
+        """
+        self.unwatch()
+        # Bound methods: SQLAlchemy tells them apart by their instance, so two caches on one factory (two
+        # contexts in a test) each take off only their own.
+        hooks: list[tuple[str, Callable[..., None]]] = [
+            ("after_flush", self._note_changes), ("after_commit", self._clear_if_changed),
+            ("after_rollback", self._forget_changes)]
+        for name, hook in hooks:
+            event.listen(factory, name, hook)
+        self._watched = (factory, hooks)
+
+    def unwatch(self) -> None:
+        if self._watched is not None:
+            factory, hooks = self._watched
+            for name, hook in hooks:
+                event.remove(factory, name, hook)
+            self._watched = None
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self.unwatch()
+
+    def _note_changes(self, session: Session, _context: Any) -> None:
+        if any(_changes_authority(o) for o in (*session.dirty, *session.deleted)):
+            session.info["fm_auth_changed"] = True
+
+    def _clear_if_changed(self, session: Session) -> None:
+        if session.info.pop("fm_auth_changed", False):
+            self.clear()
+
+    def _forget_changes(self, session: Session) -> None:
+        session.info.pop("fm_auth_changed", None)
+
 
 def _identity(session: Session, token: str) -> CachedIdentity | None:
     found = resolve_token(session, token)
@@ -262,39 +304,9 @@ def _changes_authority(obj: object) -> bool:
     return any(attr.history.has_changes() for attr in state.attrs if attr.key not in _BOOKKEEPING)
 
 
-def token_cache(ctx: Context) -> TokenCache:
-    """The process's token cache, cleared after any commit that changes a user or a token.
-
-    The hook sits on the database's session factory, so it sees every service's
-    changes in this process (revocations, disabled accounts, revoked admin
-    rights), whichever door they came through.
-    """
-    cache: TokenCache | None = ctx.extras.get("token_cache")
-    if cache is not None:
-        return cache
-    cache = ctx.extras["token_cache"] = TokenCache()
-    factory = ctx.db.sessionmaker
-
-    @event.listens_for(factory, "after_flush")
-    def _note(session: Session, _context: Any) -> None:
-        if any(_changes_authority(o) for o in (*session.dirty, *session.deleted)):
-            session.info["fm_auth_changed"] = True
-
-    @event.listens_for(factory, "after_commit")
-    def _clear(session: Session) -> None:
-        if session.info.pop("fm_auth_changed", False):
-            cache.clear()
-
-    @event.listens_for(factory, "after_rollback")
-    def _forget(session: Session) -> None:
-        session.info.pop("fm_auth_changed", None)
-
-    return cache
-
-
 async def authenticate(ctx: Context, token: str) -> CachedIdentity | None:
     """Who a bearer token speaks for: from the cache, else from the database (then cached)."""
-    cache = token_cache(ctx)
+    cache = ctx.tokens
     identity = cache.get(token)
     if identity is None:
         identity = await ctx.db.run(_identity, token)

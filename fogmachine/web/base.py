@@ -25,6 +25,8 @@ from fogmachine.services.actor import Actor
 
 if TYPE_CHECKING:
     from fogmachine.context import Context
+    from fogmachine.web.api.guestlist import GuestListCache
+    from fogmachine.web.live.feed import LiveFeed
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "fm_session"
@@ -100,6 +102,20 @@ class BaseHandler(tornado.web.RequestHandler):
     def ctx(self) -> Context:
         ctx: Context = self.application.settings["fm_context"]
         return ctx
+
+    @property
+    def live(self) -> LiveFeed | None:
+        """The process's live feed (``make_app(live=...)``); None in an application built without one."""
+        feed: LiveFeed | None = self.application.settings.get("fm_live")
+        return feed
+
+    @property
+    def guest_lists(self) -> GuestListCache:
+        """The process's cache of ``GET /api/v1/guests`` answers (``make_app(guest_lists=...)``)."""
+        cache: GuestListCache | None = self.application.settings.get("fm_guest_lists")
+        if cache is None:
+            raise RuntimeError("this application was built without a guest-list cache")
+        return cache
 
     def set_default_headers(self) -> None:
         set_baseline_headers(self)

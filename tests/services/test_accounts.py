@@ -5,7 +5,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from fogmachine.context import Context
+from fogmachine.composition import build_context, release_context
 from fogmachine.db import migrate
 from fogmachine.db.models import AuditEvent, User
 from fogmachine.db.session import Database
@@ -32,12 +32,13 @@ def make_ctx(make_config, database_url):
         config = make_config(database_connection=database_url, **settings)
         db = Database(config.database_url, threads=2)
         migrate.ensure_schema(db.engine)
-        ctx = Context(config=config, db=db)
+        ctx = build_context(config, db)
         made.append(ctx)
         return ctx
 
     yield make
     for ctx in made:
+        release_context(ctx)
         ctx.db.dispose()
 
 

@@ -40,7 +40,7 @@ async def server(make_config: Callable[..., Config], start_server: Callable[...,
     # (diskboot.finish: one attempt per guest at a time), and the test's run then finds it busy.
     srv = await start_server(make_config(hosts={"h1": host}, local_catalog=str(catalog),
                                          database_connection=database_url, diskboot_retry_interval="3600"))
-    await srv.ctx.extras["tasks"].wait_started()  # the run at start is over
+    await srv.tasks.wait_started()  # the run at start is over
     srv.alice = pv.add_user(srv.ctx, "alice")
     return srv
 
@@ -130,7 +130,7 @@ async def test_the_periodic_retry_finishes_the_switch_once_the_domain_is_back(se
     assert pv.audit_actions(server.ctx, "inst3").count(("guest.diskboot", "failed")) == 1
 
     await conn.define(definition)  # the domain is back (still booting the installer's kernel)
-    assert await server.ctx.extras["tasks"].run_once("diskboot")  # the periodic task's run
+    assert await server.tasks.run_once("diskboot")  # the periodic task's run
     row = pv.guest(server.ctx, guest.id)
     assert not row.diskboot_pending and row.step_reason == ""
     assert (await xml(server, "inst3", libvirt.VIR_DOMAIN_XML_INACTIVE)).find("./os/kernel") is None

@@ -55,7 +55,7 @@ async def test_expired_guest_is_retired_and_kept_as_history(make_config, start_s
     assert await expiry.retire_expired(ctx) == 0
     await ctx.db.run(lambda s: s.execute(update(Guest).where(Guest.id == gid)
                                          .values(expires_at=utcnow() - dt.timedelta(seconds=1))))
-    assert await ctx.extras["tasks"].run_once("expiry")
+    assert await srv.tasks.run_once("expiry")
     retired = await ctx.db.run(lambda s: s.get(Guest, gid))
     assert retired.step == Step.RETIRED and retired.state == GuestState.UNDEFINED
     assert retired.live_name is None and retired.retired_at is not None

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import select
 
 from fogmachine.db.models import AuditEvent, Guest, GuestState, Host, Step, User, utcnow
-from fogmachine.services.checkout import provisioner
 from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
 from tests.support import cobbler as cobbler_support
 from tests.support import provisioning as pv
@@ -37,8 +36,8 @@ def _stuck_guest(session, name: str, worker: str) -> int:
 async def test_an_administrator_deletes_a_guest_stuck_in_provisioning(database_url, make_api):  # noqa: F811
     api = await make_api(hosts={"h1": {"cpus": 4, "memory_mb": 4096}}, database_connection=database_url)
     ctx = api.srv.ctx
-    await ctx.extras["tasks"].wait_started()
-    gid = api.run(_stuck_guest, "stuck1", ctx.extras["process_id"])
+    await api.srv.tasks.wait_started()
+    gid = api.run(_stuck_guest, "stuck1", ctx.process_id)
     conn = ctx.hosts.get("h1")
     await conn.define(build_domain_xml(DomainSpec(name="stuck1", memory_mb=128, vcpus=1, domain_type="test",
                                                   guest_id=gid)))
@@ -83,7 +82,7 @@ async def test_a_forced_delete_stops_a_provisioner_still_at_work_and_nothing_is_
             assert r.code == 204, r.body
             assert name not in cobbler_support.system_names()
             proxy.release()  # Cobbler answers: the provisioner carries on into its next step
-            await provisioner(ctx).wait(gid)
+            await ctx.provisioner.wait(gid)
             assert name not in {d.name for d in await ctx.hosts.get("h1").list_domains()}
             assert name not in cobbler_support.system_names()
             row = pv.guest(ctx, gid)
@@ -91,5 +90,5 @@ async def test_a_forced_delete_stops_a_provisioner_still_at_work_and_nothing_is_
             assert (await api.call("GET", "/api/v1/hosts/h1")).json["placed_memory_mb"] == 0
         finally:
             proxy.release()
-            await provisioner(ctx).wait()
+            await ctx.provisioner.wait()
             cobbler_support.remove_systems(name)

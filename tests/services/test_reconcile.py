@@ -40,7 +40,7 @@ def add_guest(session, name, *, step, worker="", created_at=None, state=GuestSta
 
 async def test_orphan_domain_with_our_mark_is_removed_foreign_one_kept(database_url, make_config, start_server):
     srv = await start_server(make_config(database_connection=database_url))
-    await srv.ctx.extras["tasks"].wait_started()
+    await srv.tasks.wait_started()
     await define(srv, "ghost", guest_id=4242)           # ours, but its guest is gone
     await define(srv, "someone-else", guest_id=None)    # not ours: never touched
     report = await reconcile.reconcile(srv.ctx)
@@ -61,7 +61,7 @@ async def test_an_orphan_domain_goes_with_the_volume_checkout_made_for_it(databa
 
     uri = write_pool_host(tmp_path / "hosts", "h1", tmp_path / "pool", memory_mb=8192)
     srv = await start_server(make_config(hosts={"h1": uri}, database_connection=database_url))
-    await srv.ctx.extras["tasks"].wait_started()
+    await srv.tasks.wait_started()
     conn = srv.ctx.hosts.get("h1")
     own = await conn.create_volume("ghost2", 1)
     shared = await conn.create_volume("shared", 1)
@@ -77,10 +77,10 @@ async def test_an_orphan_domain_goes_with_the_volume_checkout_made_for_it(databa
 async def test_interrupted_and_timed_out_provisioning_undone(database_url, make_config, start_server):
     srv = await start_server(make_config(provision_timeout="600", database_connection=database_url))
     ctx = srv.ctx
-    await ctx.extras["tasks"].wait_started()
+    await srv.tasks.wait_started()
     dead = await ctx.db.run(add_guest, "halfway", step=Step.BOOTING, worker="gone-host:1:abc")
     await define(srv, "halfway", guest_id=dead)
-    alive_worker = ctx.extras["process_id"]
+    alive_worker = ctx.process_id
     busy = await ctx.db.run(add_guest, "inflight", step=Step.DEFINING, worker=alive_worker)
     late = await ctx.db.run(add_guest, "silent", step=Step.INSTALLING, state=GuestState.RUNNING,
                             created_at=utcnow() - dt.timedelta(seconds=601))
@@ -107,8 +107,8 @@ async def test_a_process_never_takes_itself_for_dead(database_url, make_config, 
     guests (claimed, not yet handed to a provisioning task). The lease here lapses as it did there."""
     srv = await start_server(make_config(database_connection=database_url))
     ctx = srv.ctx
-    await ctx.extras["tasks"].wait_started()
-    me = ctx.extras["process_id"]
+    await srv.tasks.wait_started()
+    me = ctx.process_id
     mine = await ctx.db.run(add_guest, "claimed", step=Step.DEFINING, worker=me)
     theirs = await ctx.db.run(add_guest, "orphaned", step=Step.DEFINING, worker="gone-host:1:abc")
     await ctx.db.run(lambda s: s.execute(update(TaskLease).where(TaskLease.owner == me)
@@ -124,7 +124,7 @@ async def test_domain_left_behind_by_a_failed_guest_is_removed(database_url, mak
     """A checkout that failed and could not remove its domain: the next reconciliation does."""
     srv = await start_server(make_config(database_connection=database_url))
     ctx = srv.ctx
-    await ctx.extras["tasks"].wait_started()
+    await srv.tasks.wait_started()
     gid = await ctx.db.run(add_guest, "leftover", step=Step.FAILED, step_reason="host said no")
     await define(srv, "leftover", guest_id=gid)
     report = await reconcile.reconcile(ctx)
@@ -138,7 +138,7 @@ async def test_domain_left_behind_by_a_failed_guest_is_removed(database_url, mak
 async def test_missing_guest_is_noted_once(database_url, make_config, start_server):
     srv = await start_server(make_config(database_connection=database_url))
     ctx = srv.ctx
-    await ctx.extras["tasks"].wait_started()
+    await srv.tasks.wait_started()
     gid = await ctx.db.run(add_guest, "vanished", step=Step.READY, state=GuestState.RUNNING)
     await define(srv, "vanished", guest_id=gid)
     conn = ctx.hosts.get("h1")
@@ -164,7 +164,7 @@ async def test_a_resync_read_before_reconciliation_cannot_overwrite_its_reason(d
 
     srv = await start_server(make_config(database_connection=database_url))
     ctx = srv.ctx
-    await ctx.extras["tasks"].wait_started()
+    await srv.tasks.wait_started()
     conn = ctx.hosts.get("h1")
     gid = await ctx.db.run(add_guest, "halfway", step=Step.BOOTING, state=GuestState.RUNNING,
                            worker="killed-host:1:abc")
@@ -201,7 +201,7 @@ async def test_forced_delete_on_a_down_host_retires_and_reconcile_cleans_up_when
     srv = await start_server(make_config(hosts={"h1": {}, "late": f"test://{late}"},
                                          database_connection=database_url))
     ctx = srv.ctx
-    await ctx.extras["tasks"].wait_started()
+    await srv.tasks.wait_started()
 
     def add(session):
         gid = add_guest(session, "stuck", step=Step.READY, state=GuestState.RUNNING, volume_path="/pool/stuck.qcow2")
@@ -245,7 +245,7 @@ async def test_orphan_cobbler_system_removed_owned_one_kept(database_url, make_c
     srv = await start_server(make_config(cobbler_url=cobbler_support.XMLRPC_URL, cobbler_user="cobbler",
                                          cobbler_password="cobbler", database_connection=database_url))
     ctx = srv.ctx
-    await ctx.extras["tasks"].wait_started()  # the pass at start must not take the orphan before this one
+    await srv.tasks.wait_started()  # the pass at start must not take the orphan before this one
     from fogmachine.cobbler.client import SystemSpec
 
     mine = {"fogmachine_token": "x", "fogmachine_server": ctx.config.server_url}

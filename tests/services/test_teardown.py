@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from fogmachine.app import open_database
 from fogmachine.catalog import LocalCatalog
 from fogmachine.cobbler import SystemSpec
+from fogmachine.composition import build_context, release_context
 from fogmachine.config import Config
-from fogmachine.context import Context
 from fogmachine.errors import HostUnreachable
 from fogmachine.services import teardown
 from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
@@ -80,8 +81,12 @@ async def test_a_source_that_keeps_no_records_leaves_the_rows_cobbler_system_nam
     """After a switch from Cobbler to the local file, nobody can remove a row's Cobbler system now: the row
     goes on naming it, and that is no failure (the local source is asked, and says it keeps no records)."""
     config = make_config(local_catalog=str(tmp_path / "catalog.conf"))
-    ctx = Context(config=config, db=None)  # type: ignore[arg-type]  # a teardown uses no database
-    ctx.catalog = LocalCatalog(config)
-    left, failures = await teardown.release_each(ctx, teardown.Holdings("old", None, None, "", "old"))
-    assert failures == [] and left == teardown.Holdings("old", None, None, "", "old")
-    await teardown.release(ctx, teardown.Holdings("old", None, None, "", "old"))  # not an error either
+    # A teardown uses no database: the one given is never connected to.
+    ctx = build_context(config, open_database(config), catalog=LocalCatalog(config))
+    try:
+        left, failures = await teardown.release_each(ctx, teardown.Holdings("old", None, None, "", "old"))
+        assert failures == [] and left == teardown.Holdings("old", None, None, "", "old")
+        await teardown.release(ctx, teardown.Holdings("old", None, None, "", "old"))  # not an error either
+    finally:
+        release_context(ctx)
+        ctx.db.dispose()

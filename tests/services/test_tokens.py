@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from fogmachine.context import Context
+from fogmachine.composition import build_context, release_context
 from fogmachine.db import migrate
 from fogmachine.db.models import ApiToken, User, utcnow
 from fogmachine.db.session import Database
@@ -23,7 +23,9 @@ def ctx(make_config, database_url):
     migrate.ensure_schema(db.engine)
     with db.session() as s:
         s.add_all([User(username="ann"), User(username="ben"), User(username="root", is_admin=True)])
-    yield Context(config=config, db=db)
+    ctx = build_context(config, db)
+    yield ctx
+    release_context(ctx)
     db.dispose()
 
 
@@ -83,7 +85,7 @@ async def test_cache_is_cleared_by_any_commit_that_changes_a_user_or_token(ctx):
         _, secret = tokens.create_token(s, ann, NewToken("ci", "write", 10))
     identity = await tokens.authenticate(ctx, secret)
     assert identity.username == "ann" and identity.scope == "write"
-    cache = tokens.token_cache(ctx)
+    cache = ctx.tokens
     assert cache.get(secret) == identity
 
     def touch_last_used(session):  # bookkeeping only: the cache stays

@@ -42,7 +42,7 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
             return await co.checkout(ctx, actor, co.CheckoutRequest(name, spec["target"], 1, "count test"))
 
         results = await asyncio.gather(*(one(n) for n in spec["names"]), return_exceptions=True)
-        await co.provisioner(ctx).wait()
+        await ctx.provisioner.wait()
         placed = {r.name: r.host.name for r in results if not isinstance(r, BaseException)}
         refused = sum(isinstance(r, NoCapacity) for r in results)
         errors = [f"{type(r).__name__}: {r}" for r in results

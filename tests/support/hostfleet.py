@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fogmachine.app import open_database, prepare_database
+from fogmachine.composition import build_context, release_context
 from fogmachine.config import Config
 from fogmachine.context import Context
 from fogmachine.db.models import Guest, Host, User
@@ -78,10 +79,10 @@ async def fleet() -> AsyncIterator[Callable[[Config], Any]]:
     started: list[Fleet] = []
 
     async def start(config: Config) -> Fleet:
-        ctx = Context(config=config, db=open_database(config))
-        await asyncio.get_running_loop().run_in_executor(None, prepare_database, ctx)
-        manager = HostManager(ctx)
-        ctx.hosts = manager
+        db = open_database(config)
+        await asyncio.get_running_loop().run_in_executor(None, prepare_database, config, db)
+        manager = HostManager(config, db)
+        ctx = build_context(config, db, hosts=manager)
         await manager.start()
         running = Fleet(ctx, manager)
         started.append(running)
@@ -90,6 +91,7 @@ async def fleet() -> AsyncIterator[Callable[[Config], Any]]:
     yield start
     for running in reversed(started):
         await running.hosts.stop()
+        release_context(running.ctx)
         running.ctx.db.dispose()
 
 

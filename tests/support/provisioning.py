@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from fogmachine.context import Context
 from fogmachine.db.models import AuditEvent, Guest, Host, Step, User
 from fogmachine.services.actor import Actor
-from fogmachine.services.checkout import provisioner
 
 FINAL_STEPS = (Step.READY, Step.FAILED, Step.INSTALLING)
 
@@ -65,7 +64,7 @@ def audit_actions(ctx: Context, name: str) -> list[tuple[str, str]]:
 
 async def settle(ctx: Context) -> None:
     """Wait until this process's background provisioning steps are done."""
-    await provisioner(ctx).wait()
+    await ctx.provisioner.wait()
 
 
 async def wait_for(read: Callable[[], Any], predicate: Callable[[Any], bool], deadline: float = 60.0) -> Any:

@@ -49,13 +49,11 @@ from fogmachine.services.guests import GuestFilter, guest_to_dict, list_guests
 from fogmachine.web.base import to_json
 
 if TYPE_CHECKING:
-    from fogmachine.context import Context
     from fogmachine.db.session import Database
 
 RECENT_S = 3.0
 FINGERPRINT_TTL = 0.1
 MAX_BYTES = 64 * 1024 * 1024
-EXTRAS_KEY = "guest_list_cache"
 
 Fingerprint = tuple[int, int, dt.datetime | None]
 
@@ -199,11 +197,3 @@ class GuestListCache:
         while self._bytes > self.max_bytes:
             _, evicted = self._answers.popitem(last=False)
             self._bytes -= len(evicted.body)
-
-
-def cache(ctx: Context) -> GuestListCache:
-    """The process's guest-list cache, made (and hooked to the database) on first use."""
-    found = ctx.extras.get(EXTRAS_KEY)
-    if found is None:
-        found = ctx.extras[EXTRAS_KEY] = GuestListCache(ctx.db)
-    return found

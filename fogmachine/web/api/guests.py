@@ -17,7 +17,6 @@ from fogmachine.db.models import GuestState, Step
 from fogmachine.services import checkout, lifecycle, reservations
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import GuestFilter, get_guest, guest_to_dict
-from fogmachine.web.api import guestlist
 from fogmachine.web.api.base import ApiHandler, Op
 from fogmachine.web.api.schema import Field, Obj, Query, page_of, page_params
 
@@ -91,7 +90,7 @@ class GuestsHandler(ApiHandler):
     }
 
     async def get(self) -> None:
-        answer = await guestlist.cache(self.ctx).get(self.actor, GuestFilter(**self.params))
+        answer = await self.guest_lists.get(self.actor, GuestFilter(**self.params))
         self.etag = answer.etag
         self.finish(answer.body)
 

@@ -146,9 +146,10 @@ class LiveFeed:
         self._polls_started = 0
         self._failing = False
         self.polls = 0
+        self.started = False  # once started, /live takes sockets (before, it answers 503)
 
     async def start(self) -> None:
-        self.ctx.extras["live"] = self
+        self.started = True
         await self.poll_once(full=True)
         self._task = asyncio.create_task(self._run(), name="fogmachine-live-feed")
 

@@ -14,7 +14,7 @@ from typing import Any
 import tornado.websocket
 
 from fogmachine.web.base import BaseHandler
-from fogmachine.web.live.feed import LiveFeed, Subscriber
+from fogmachine.web.live.feed import Subscriber
 
 # Keeps idle sockets open through proxies that drop quiet connections, and notices dead peers.
 PING_INTERVAL_S = 30.0
@@ -54,14 +54,16 @@ class LiveSocket(tornado.websocket.WebSocketHandler, BaseHandler):
             self.set_status(401)
             self.finish("log in first")
             return
-        if self.ctx.extras.get("live") is None:
+        feed = self.live
+        if feed is None or not feed.started:
             self.set_status(503)
             self.finish("live updates are not running")
             return
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        feed: LiveFeed = self.ctx.extras["live"]
+        feed = self.live
+        assert feed is not None  # get() refused the socket otherwise
         user = self.current_user
         assert user is not None
         self.subscriber = _SocketSubscriber(self, user.id, user.is_admin, self.session_id)
@@ -71,7 +73,7 @@ class LiveSocket(tornado.websocket.WebSocketHandler, BaseHandler):
         """The page sends nothing that matters; the feed talks, the page listens."""
 
     def on_close(self) -> None:
-        feed: LiveFeed | None = self.ctx.extras.get("live")
+        feed = self.live
         if feed is not None and self.subscriber is not None:
             feed.unsubscribe(self.subscriber)
 

@@ -70,7 +70,7 @@ async def test_disabled_user_is_dropped_and_promoted_user_sees_all(live_site):
     alice = await connect(site, "alice")
     assert (await next_message(bob))["guests"] == []
     await next_message(alice)
-    feed: LiveFeed = site.ctx.extras["live"]
+    feed: LiveFeed = site.srv.parts.live
 
     def change(s):
         s.get(User, site.users["bob"]).is_admin = True

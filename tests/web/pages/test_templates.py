@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import pytest
 import tornado.httputil
 
-from fogmachine.app import TEMPLATES, make_app
+from fogmachine.app import TEMPLATES, make_app, open_database
 from fogmachine.catalog import CatalogEntry
-from fogmachine.context import Context
+from fogmachine.composition import build_context
 from fogmachine.db.models import Guest, Host, User, utcnow
 from fogmachine.placement import Usage
 from fogmachine.services.accounts import NewUser, UserSummary
@@ -35,7 +35,8 @@ class _Connection:
 
 
 def handler_for(config, path: str = "/", user: object = None) -> DashboardHandler:
-    app = make_app(Context(config=config, db=None))  # type: ignore[arg-type]
+    # Rendering touches neither the database (never connected to) nor the context's pools (never started).
+    app = make_app(build_context(config, open_database(config)))
     request = tornado.httputil.HTTPServerRequest(
         start_line=tornado.httputil.RequestStartLine("GET", path, "HTTP/1.1"), connection=_Connection(),
         headers=tornado.httputil.HTTPHeaders({"Host": "fog.example.org"}))
