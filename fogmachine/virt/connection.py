@@ -25,9 +25,11 @@ queues in front of a call, so a slow or hung host only ever slows itself. What r
 callbacks run on the event thread (``virt.events``) and only hand work to the
 IOLoop with ``call_soon_threadsafe``.
 
-At about 480 lines this is one thing, the connection's state and the one lock
+At about 600 lines this is one thing, the connection's state and the one lock
 and task that change it: its life cycle, its watcher, and the calls the
-services make through it, which all share ``_call`` and the resync waiters.
+services make through it (a user's action included, whose outcome is folded
+into the next snapshot), which all share ``_call``, the resync waiters and
+the record of actions under way.
 """
 
 from __future__ import annotations

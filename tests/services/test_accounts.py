@@ -5,10 +5,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from fogmachine.composition import build_context, release_context
-from fogmachine.db import migrate
 from fogmachine.db.models import AuditEvent, User
-from fogmachine.db.session import Database
 from fogmachine.errors import (
     AuthenticationRequired,
     Conflict,
@@ -17,29 +14,11 @@ from fogmachine.errors import (
     TooManyRequests,
     ValidationError,
 )
-from fogmachine.services import accounts, loginthrottle, passwords
+from fogmachine.services import accounts, loginthrottle, passwords, useradmin
 from fogmachine.services.accounts import NewUser, ProfileUpdate
 from fogmachine.services.actor import Actor
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJx7 ann@laptop"
-
-
-@pytest.fixture
-def make_ctx(make_config, database_url):
-    made = []
-
-    def make(**settings):
-        config = make_config(database_connection=database_url, **settings)
-        db = Database(config.database_url, threads=2)
-        migrate.ensure_schema(db.engine)
-        ctx = build_context(config, db)
-        made.append(ctx)
-        return ctx
-
-    yield make
-    for ctx in made:
-        release_context(ctx)
-        ctx.db.dispose()
 
 
 def actor_of(user):
@@ -74,7 +53,7 @@ async def test_bad_logins_look_alike_and_never_store_the_password(make_ctx, capl
     await accounts.register(ctx, Actor(admin.id, "root", True), NewUser("carl", "carls amber ledger"))
     with ctx.db.session() as s:
         carl_id = s.scalar(select(User.id).where(User.username == "carl"))
-        accounts.set_active(s, Actor(admin.id, "root", True), carl_id, False)
+        useradmin.set_active(s, Actor(admin.id, "root", True), carl_id, False)
     messages = set()
     for username, password in (("bob", "wrong-password"), ("nobody", "whatever!"), ("carl", "carls amber ledger")):
         with pytest.raises(AuthenticationRequired) as info:
@@ -189,30 +168,3 @@ async def test_profile_and_password_change(make_ctx):
     with pytest.raises(AuthenticationRequired):
         await accounts.authenticate(ctx, "kim", "kims amber ledger", "10.0.0.6")
     assert (await accounts.authenticate(ctx, "kim", "kims new password", "10.0.0.6")).id == kim.user_id
-
-
-async def test_admin_functions(make_ctx):
-    ctx = make_ctx()
-    root = await accounts.register(ctx, None, NewUser("root", "root amber ledger"))
-    with ctx.db.session() as s:
-        s.get(User, root.id).is_admin = True
-    admin = Actor(root.id, "root", True)
-    mo = await accounts.register(ctx, None, NewUser("mo", "mos amber ledger"))
-    with ctx.db.session() as s, pytest.raises(PermissionDenied):
-        accounts.set_admin(s, actor_of(mo), mo.id, True)
-    with ctx.db.session() as s, pytest.raises(PermissionDenied):
-        accounts.list_users(s, actor_of(mo))
-    with ctx.db.session() as s:
-        assert accounts.set_admin(s, admin, mo.id, True).is_admin
-        assert not accounts.set_active(s, admin, mo.id, False).is_active
-        listed = {u.username: u for u in accounts.list_users(s, admin)}
-    assert listed["mo"].is_admin and not listed["mo"].is_active and listed["root"].live_guests == 0
-    with ctx.db.session() as s, pytest.raises(PermissionDenied, match="own"):
-        accounts.set_admin(s, admin, root.id, False)
-    with ctx.db.session() as s, pytest.raises(PermissionDenied, match="own"):
-        accounts.set_active(s, admin, root.id, False)
-    with ctx.db.session() as s, pytest.raises(NotFound):
-        accounts.set_active(s, admin, 9999, True)
-    reader = Actor(root.id, "root", True, scope="read")
-    with ctx.db.session() as s, pytest.raises(PermissionDenied, match="read scope"):
-        accounts.set_active(s, reader, mo.id, True)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fogmachine.db.models import User
-from fogmachine.services import accounts
+from fogmachine.services import accounts, useradmin
 from fogmachine.services.actor import Actor
 from fogmachine.services.users import MAX_EMAIL
 from fogmachine.timestamps import iso_utc
@@ -80,7 +80,7 @@ def user_to_dict(user: User) -> dict[str, Any]:
     }
 
 
-def summary_to_dict(user: accounts.UserSummary) -> dict[str, Any]:
+def summary_to_dict(user: useradmin.UserSummary) -> dict[str, Any]:
     return {
         "id": user.id, "username": user.username, "email": user.email, "is_admin": user.is_admin,
         "is_active": user.is_active, "created_at": iso_utc(user.created_at),
@@ -90,7 +90,7 @@ def summary_to_dict(user: accounts.UserSummary) -> dict[str, Any]:
 
 
 def _list(session: Session, actor: Actor) -> list[dict[str, Any]]:
-    return [summary_to_dict(u) for u in accounts.list_users(session, actor)]
+    return [summary_to_dict(u) for u in useradmin.list_users(session, actor)]
 
 
 def _get(session: Session, actor: Actor, user_id: int) -> dict[str, Any]:
@@ -100,9 +100,9 @@ def _get(session: Session, actor: Actor, user_id: int) -> dict[str, Any]:
 def _admin_update(session: Session, actor: Actor, user_id: int, change: dict[str, Any]) -> dict[str, Any]:
     user = accounts.get_user(session, actor, user_id)
     if change["is_admin"] is not None:
-        user = accounts.set_admin(session, actor, user_id, change["is_admin"])
+        user = useradmin.set_admin(session, actor, user_id, change["is_admin"])
     if change["is_active"] is not None:
-        user = accounts.set_active(session, actor, user_id, change["is_active"])
+        user = useradmin.set_active(session, actor, user_id, change["is_active"])
     return user_to_dict(user)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from fogmachine.config import Config
 from fogmachine.db.models import Host, Step, User
 from fogmachine.errors import FogmachineError
-from fogmachine.services import accounts
+from fogmachine.services import accounts, useradmin
 from fogmachine.services import hosts as host_service
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import GuestFilter, guest_to_dict, list_guests
@@ -22,10 +22,10 @@ from fogmachine.web.pages.common import DashboardHandler, login_required
 PAGE_SIZE = 200
 MAX_PAGE = 100_000
 USER_OPS = {
-    "make-admin": (accounts.set_admin, True, "{} is now an administrator."),
-    "revoke-admin": (accounts.set_admin, False, "{} is no longer an administrator."),
-    "disable": (accounts.set_active, False, "{} is disabled: they can no longer log in."),
-    "enable": (accounts.set_active, True, "{} is enabled again."),
+    "make-admin": (useradmin.set_admin, True, "{} is now an administrator."),
+    "revoke-admin": (useradmin.set_admin, False, "{} is no longer an administrator."),
+    "disable": (useradmin.set_active, False, "{} is disabled: they can no longer log in."),
+    "enable": (useradmin.set_active, True, "{} is enabled again."),
 }
 HOST_OPS = {
     "enable": (True, "Host {} takes new guests again."),
@@ -35,7 +35,7 @@ HOST_OPS = {
 
 def _admin_page(session: Session, config: Config, actor: Actor, page: int, retired: bool = False) -> dict[str, Any]:
     """Everything the page shows; ``retired`` lists the retired guests (history) instead of the live ones."""
-    users = accounts.list_users(session, actor)  # refuses non-administrators
+    users = useradmin.list_users(session, actor)  # refuses non-administrators
     hosts = host_service.list_hosts(session)
     flt = GuestFilter(step=Step.RETIRED if retired else None, include_unmanaged=not retired,
                       offset=page * PAGE_SIZE, limit=PAGE_SIZE)

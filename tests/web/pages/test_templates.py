@@ -20,10 +20,11 @@ from fogmachine.catalog import CatalogEntry
 from fogmachine.composition import build_context
 from fogmachine.db.models import Guest, Host, User, utcnow
 from fogmachine.placement import Usage
-from fogmachine.services.accounts import NewUser, UserSummary
+from fogmachine.services.accounts import NewUser
 from fogmachine.services.guests import guest_to_dict
 from fogmachine.services.hosts import Capacity, host_to_dict
 from fogmachine.services.sessions import SessionView
+from fogmachine.services.useradmin import UserSummary
 from fogmachine.web.pages.common import DashboardHandler
 
 
