@@ -186,12 +186,12 @@ class _Macs:
         return 1
 
 
-def _update_guest(guest: _Row, dom: DomainInfo, macs: _Macs) -> int:
-    changes = _set(guest, "state", dom.state) + _set(guest, "uuid", dom.uuid) + _set(guest, "vnc_port", dom.vnc_port)
-    changes += macs.assign(guest, dom.mac)
+def _update_guest(guest: _Row, dom: DomainInfo, macs: _Macs) -> None:
+    """What the domain says, set on its row: plain assignments, ``_Row.changes`` finds what differs."""
+    guest.state, guest.uuid, guest.vnc_port = dom.state, dom.uuid, dom.vnc_port
+    macs.assign(guest, dom.mac)
     if not guest.managed:
-        changes += _set(guest, "ram_mb", dom.current_memory_mb) + _set(guest, "vcpus", dom.vcpus)
-    return changes
+        guest.ram_mb, guest.vcpus = dom.current_memory_mb, dom.vcpus
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ def plan_snapshot(session: Session, host_id: int, snapshot: HostSnapshot, *, see
     if host is None:
         return None
     plan = Plan(host_id, snapshot, seen_at or utcnow(), free_slack_mb)
-    rows = [_Row(*row) for row in session.execute(_ROWS_OF_HOST, {"host_id": host_id})]
+    rows = [_Row(*row) for row in session.execute(_ROWS_OF_HOST, {"host_id": host_id}).all()]
     loaded = list(rows)
     by_id = {g.id: g for g in rows}
     by_name = {g.domain_name: g for g in rows}
