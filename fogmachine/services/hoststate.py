@@ -13,6 +13,14 @@ failed with its reason) is skipped and named in the log, and the rest of the
 snapshot is written. The row's own writer had the last word; the next resync
 looks again.
 
+Because the writes are conditional, the read needs no lock and no transaction
+shared with the write: the server plans in a unit of its own and writes (under
+SQLite's write lock) only when the plan has something to write, which an
+unchanged host's has not (``HostManager._apply``). The read selects only the
+columns compared, as plain values (``_Row``), not ORM objects: a forced resync
+compares every host's rows, 5,000 on 100 hosts, and loading, comparing and
+detaching them as ORM objects was most of its time (bench/virt_fleet_sweep.py).
+
 How domains map to guest rows:
 
 * a domain whose XML carries Fogmachine's mark (``<fogmachine:guest id=N>``)
@@ -28,20 +36,22 @@ How domains map to guest rows:
   ``missing`` (never deleted: someone has to look at it); while the host is
   down its guests are ``unknown``; a guest still being provisioned (state
   ``undefined``) is left alone until its domain appears.
+
+At about 410 lines this is one thing, the mapping of one host's snapshot onto
+its rows: the plan and the conditional write share the row model and the
+rules above, and neither is used without the other.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import delete, inspect, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import get_history
 
 from fogmachine.db.models import Guest, GuestState, Host, HostState, Step, utcnow
 from fogmachine.virt.inventory import DomainInfo, HostSnapshot
@@ -54,8 +64,73 @@ LAST_SEEN_SLACK = dt.timedelta(seconds=60)
 # States that mean "we have no libvirt state for this guest": left as they are when the host goes down.
 _NOT_LIVE = (GuestState.UNDEFINED, GuestState.UNKNOWN)
 
+# The id of a row not inserted yet: every table's ids start at 1.
+NEW = 0
+_GUESTS = cast(Table, Guest.__table__)
+_HOSTS = cast(Table, Host.__table__)
+# The host columns a snapshot sets (besides state, state_reason and free memory), as HostFacts names them.
+_FACTS = ("total_memory_mb", "cpus", "committed_memory_mb", "committed_vcpus", "guest_count",
+          "hypervisor_type", "hypervisor_version")
+# The guest columns a plan may change, in the order of _Row's fields that follow ``step``.
+_PLANNED = ("domain_name", "host_id", "state", "uuid", "mac", "vnc_port", "ram_mb", "vcpus")
+_READ = tuple(_GUESTS.c[name] for name in ("id", "version", "name", "managed", "step", *_PLANNED))
+_HOST_READ = select(*(_HOSTS.c[name] for name in ("last_seen_at", "state", "state_reason", "free_memory_mb",
+                                                    *_FACTS))).where(_HOSTS.c.id == bindparam("host_id"))
+_ROWS_OF_HOST = select(*_READ).where(_GUESTS.c.host_id == bindparam("host_id"))
+_ROWS_BY_ID = select(*_READ).where(_GUESTS.c.id.in_(bindparam("ids", expanding=True)))
+_MAC_HOLDERS = select(_GUESTS.c.id, _GUESTS.c.mac).where(_GUESTS.c.mac.in_(bindparam("macs", expanding=True)))
 
-def released(guest: Guest) -> bool:
+
+@dataclass(slots=True, eq=False)
+class _Row:
+    """A guest row as a resync reads it (the columns it compares, plain values), or a new unmanaged one.
+
+    The plan assigns to it as it decides; ``changes`` is what differs from the read. A new row has id
+    ``NEW`` until it is inserted; identity, not equality, tells two rows apart (``_Macs`` holds new rows by
+    object).
+    """
+
+    id: int
+    version: int
+    name: str
+    managed: bool
+    step: str
+    domain_name: str | None
+    host_id: int | None
+    state: str
+    uuid: str | None
+    mac: str | None
+    vnc_port: int | None
+    ram_mb: int | None
+    vcpus: int | None
+    read: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.read = self._planned()
+
+    @property
+    def new(self) -> bool:
+        return self.id == NEW
+
+    def _planned(self) -> tuple[Any, ...]:
+        return (self.domain_name, self.host_id, self.state, self.uuid, self.mac, self.vnc_port, self.ram_mb,
+                self.vcpus)
+
+    def changes(self) -> dict[str, Any]:
+        now = self._planned()
+        if now == self.read:
+            return {}
+        return {key: value for key, value, was in zip(_PLANNED, now, self.read, strict=True) if value != was}
+
+    def inserted(self) -> dict[str, Any]:
+        """A new row's columns for the insert: what was set, the model's defaults for the rest."""
+        values = {"name": self.name, "domain_name": self.domain_name, "managed": self.managed,
+                  "host_id": self.host_id, "step": self.step, "state": self.state, "uuid": self.uuid,
+                  "mac": self.mac, "vnc_port": self.vnc_port, "ram_mb": self.ram_mb, "vcpus": self.vcpus}
+        return {key: value for key, value in values.items() if value is not None}
+
+
+def released(guest: Guest | _Row) -> bool:
     """Torn down on purpose: retired, or failed with its parts removed (failure sets state ``undefined``).
 
     Whatever domain still carries such a guest's mark is a read from before the teardown or an orphan;
@@ -72,30 +147,35 @@ def _set(obj: Any, attr: str, value: Any) -> int:
     return 0
 
 
-def _apply_facts(host: Host, snapshot: HostSnapshot, free_slack_mb: int) -> int:
+def _fact_changes(host: Any, snapshot: HostSnapshot, free_slack_mb: int) -> dict[str, Any]:
+    """The host columns ``snapshot`` changes in ``host`` (a row as read, or the ORM object)."""
     facts = snapshot.facts
-    changes = _set(host, "state", HostState.UP) + _set(host, "state_reason", "")
-    for attr in ("total_memory_mb", "cpus", "committed_memory_mb", "committed_vcpus", "guest_count",
-                 "hypervisor_type", "hypervisor_version"):
-        changes += _set(host, attr, getattr(facts, attr))
+    wanted = {"state": HostState.UP, "state_reason": "", **{attr: getattr(facts, attr) for attr in _FACTS}}
+    changes = {attr: value for attr, value in wanted.items() if getattr(host, attr) != value}
     # Free memory on a real host moves by a few MiB all the time; only a real move is a change.
-    if changes or abs(host.free_memory_mb - facts.free_memory_mb) > free_slack_mb:
-        changes += _set(host, "free_memory_mb", facts.free_memory_mb)
+    moved = host.free_memory_mb - facts.free_memory_mb
+    if moved and (changes or abs(moved) > free_slack_mb):
+        changes["free_memory_mb"] = facts.free_memory_mb
     return changes
+
+
+def _last_seen_due(last_seen_at: dt.datetime | None, seen_at: dt.datetime) -> bool:
+    return last_seen_at is None or seen_at - last_seen_at > LAST_SEEN_SLACK
 
 
 class _Macs:
     """Which guest holds which MAC (the column is unique): decided before assigning one."""
 
-    def __init__(self, session: Session, domains: tuple[DomainInfo, ...]) -> None:
-        wanted = {d.mac for d in domains if d.mac}
-        self.owner: dict[str, object] = {}
+    def __init__(self, session: Session, domains: tuple[DomainInfo, ...], rows: list[_Row]) -> None:
+        # The rows read hold their MACs (unique); only the others' holders are asked for.
+        self.owner: dict[str, object] = {row.mac: row.id for row in rows if row.mac}
+        wanted = {d.mac for d in domains if d.mac and d.mac not in self.owner}
         if wanted:
-            for guest_id, mac in session.execute(select(Guest.id, Guest.mac).where(Guest.mac.in_(wanted))):
+            for guest_id, mac in session.execute(_MAC_HOLDERS, {"macs": sorted(wanted)}):
                 if mac:
                     self.owner[mac] = guest_id
 
-    def assign(self, guest: Guest, mac: str | None) -> int:
+    def assign(self, guest: _Row, mac: str | None) -> int:
         if mac is None or guest.mac == mac:
             return 0
         holder = self.owner.get(mac)
@@ -106,16 +186,16 @@ class _Macs:
         if guest.mac is not None:
             self.owner.pop(guest.mac, None)
         guest.mac = mac
-        self.owner[mac] = guest if guest.id is None else guest.id
+        self.owner[mac] = guest if guest.new else guest.id
         return 1
 
 
-def _update_guest(guest: Guest, dom: DomainInfo, macs: _Macs) -> int:
-    changes = _set(guest, "state", dom.state) + _set(guest, "uuid", dom.uuid) + _set(guest, "vnc_port", dom.vnc_port)
-    changes += macs.assign(guest, dom.mac)
+def _update_guest(guest: _Row, dom: DomainInfo, macs: _Macs) -> None:
+    """What the domain says, set on its row: plain assignments, ``_Row.changes`` finds what differs."""
+    guest.state, guest.uuid, guest.vnc_port = dom.state, dom.uuid, dom.vnc_port
+    macs.assign(guest, dom.mac)
     if not guest.managed:
-        changes += _set(guest, "ram_mb", dom.current_memory_mb) + _set(guest, "vcpus", dom.vcpus)
-    return changes
+        guest.ram_mb, guest.vcpus = dom.current_memory_mb, dom.vcpus
 
 
 @dataclass(frozen=True)
@@ -133,7 +213,8 @@ class Plan:
     """What a snapshot changes in the rows, decided from one read of them.
 
     Writing it (``write_plan``) touches each row only where it is still as read: a row
-    deleted (or changed) since is skipped, never the whole host's resync failed.
+    deleted (or changed) since is skipped, never the whole host's resync failed. The host
+    row's own changes (``facts``, ``last_seen_due``) are decided again on the write's read.
     """
 
     host_id: int
@@ -143,6 +224,13 @@ class Plan:
     writes: list[RowWrite] = field(default_factory=list)
     inserts: list[dict[str, Any]] = field(default_factory=list)
     changes: int = 0
+    facts: dict[str, Any] = field(default_factory=dict)
+    last_seen_due: bool = False
+
+    @property
+    def writes_anything(self) -> bool:
+        """False for an unchanged host seen lately: then no write unit (nor SQLite's write lock) is needed."""
+        return bool(self.writes or self.inserts or self.facts or self.last_seen_due)
 
 
 @dataclass(frozen=True)
@@ -153,87 +241,64 @@ class Applied:
     skipped: tuple[str, ...] = ()
 
 
-def _columns(guest: Guest) -> dict[str, Any]:
-    return {attr.key: getattr(guest, attr.key) for attr in inspect(Guest).column_attrs
-            if attr.key not in ("id", "updated_at", "version") and getattr(guest, attr.key) is not None}
-
-
-def _changed(guest: Guest) -> dict[str, Any]:
-    """The columns changed on ``guest`` since it was read.
-
-    Only the attributes that were assigned (the state's ``committed_state``) are looked at: asking every
-    column's history of every row took half of a forced resync's time (bench/virt_network.py).
-    """
-    state = inspect(guest)
-    if not state.modified:
-        return {}
-    columns = _column_keys()
-    return {key: getattr(guest, key) for key in list(state.committed_state)
-            if key in columns and get_history(guest, key).has_changes()}
-
-
-@functools.cache
-def _column_keys() -> frozenset[str]:
-    return frozenset(attr.key for attr in inspect(Guest).column_attrs)
-
-
 def plan_snapshot(session: Session, host_id: int, snapshot: HostSnapshot, *, seen_at: dt.datetime | None = None,
                   free_slack_mb: int = 0) -> Plan | None:
     """Read the host's rows and decide what ``snapshot`` changes in them; writes nothing.
 
     None when the host row is gone (removed from virthosts.conf meanwhile).
     """
-    if session.get(Host, host_id) is None:
+    host = session.execute(_HOST_READ, {"host_id": host_id}).first()
+    if host is None:
         return None
     plan = Plan(host_id, snapshot, seen_at or utcnow(), free_slack_mb)
-    with session.no_autoflush:
-        rows = list(session.scalars(select(Guest).where(Guest.host_id == host_id)))
-        loaded = list(rows)
-        by_id = {g.id: g for g in rows}
-        by_name = {g.domain_name: g for g in rows}
-        marked_elsewhere = {d.guest_id for d in snapshot.domains if d.guest_id and d.guest_id not in by_id}
-        if marked_elsewhere:
-            for guest in session.scalars(select(Guest).where(Guest.id.in_(marked_elsewhere))):
-                by_id[guest.id] = guest
-                loaded.append(guest)
-        macs = _Macs(session, snapshot.domains)
-        gone: dict[int, Guest] = {}
-        new: list[Guest] = []
+    rows = [_Row(*row) for row in session.execute(_ROWS_OF_HOST, {"host_id": host_id}).all()]
+    loaded = list(rows)
+    by_id = {g.id: g for g in rows}
+    by_name = {g.domain_name: g for g in rows}
+    marked_elsewhere = {d.guest_id for d in snapshot.domains if d.guest_id and d.guest_id not in by_id}
+    if marked_elsewhere:
+        for row in session.execute(_ROWS_BY_ID, {"ids": sorted(marked_elsewhere)}):
+            guest = _Row(*row)
+            by_id[guest.id] = guest
+            loaded.append(guest)
+    macs = _Macs(session, snapshot.domains, loaded)
+    gone: dict[int, _Row] = {}
+    new: list[_Row] = []
 
-        seen: set[int] = set()
-        for dom in snapshot.domains:
-            row = _match(host_id, dom, by_id, by_name, gone)
-            if row is None:
-                continue
-            if row.id is None:  # a new unmanaged row
-                _update_guest(row, dom, macs)
-                new.append(row)
-                continue
-            seen.add(row.id)
-            if released(row):
-                continue
-            _update_guest(row, dom, macs)
+    seen: set[int] = set()
+    for dom in snapshot.domains:
+        match = _match(host_id, dom, by_id, by_name, gone)
+        if match is None:
+            continue
+        if match.new:  # a new unmanaged row
+            _update_guest(match, dom, macs)
+            new.append(match)
+            continue
+        seen.add(match.id)
+        if released(match):
+            continue
+        _update_guest(match, dom, macs)
 
-        for guest in rows:
-            if guest.id in seen or released(guest) or guest.id in gone:
-                continue
-            if not guest.managed:
-                gone[guest.id] = guest  # someone else's domain went away: so does its mirror
-            elif guest.state != GuestState.UNDEFINED:
-                _set(guest, "state", GuestState.MISSING)
+    for guest in rows:
+        if guest.id in seen or released(guest) or guest.id in gone:
+            continue
+        if not guest.managed:
+            gone[guest.id] = guest  # someone else's domain went away: so does its mirror
+        elif guest.state != GuestState.UNDEFINED:
+            _set(guest, "state", GuestState.MISSING)
 
     for guest in gone.values():
         plan.writes.append(RowWrite(guest.id, guest.version, guest.name, None))
     for guest in loaded:
         if guest.id in gone:
             continue
-        values = _changed(guest)
+        values = guest.changes()
         if values:
             plan.writes.append(RowWrite(guest.id, guest.version, guest.name, values))
-    plan.inserts = [_columns(guest) for guest in new]
+    plan.inserts = [guest.inserted() for guest in new]
     plan.changes = len(plan.writes) + len(plan.inserts)
-    for guest in loaded:  # the plan holds plain values: these objects must never be flushed
-        session.expunge(guest)
+    plan.facts = _fact_changes(host, snapshot, free_slack_mb)
+    plan.last_seen_due = _last_seen_due(host.last_seen_at, plan.seen_at)
     return plan
 
 
@@ -242,17 +307,22 @@ def write_plan(session: Session, plan: Plan) -> Applied:
     host = session.get(Host, plan.host_id)
     if host is None:
         return Applied(0)
-    changes = _apply_facts(host, plan.snapshot, plan.free_slack_mb)
+    facts = _fact_changes(host, plan.snapshot, plan.free_slack_mb)
+    for attr, value in facts.items():
+        setattr(host, attr, value)
+    changes = len(facts)
+    if facts:
+        session.flush()  # the host row first, then its guests': the order every resync locks them in
     skipped: list[str] = []
     # Deletions first: a row moved here may take the name of a mirror row that goes.
     for write in sorted(plan.writes, key=lambda w: (w.values is not None, w.guest_id)):
-        as_read = (Guest.id == write.guest_id) & (Guest.version == write.version)
+        as_read = (_GUESTS.c.id == write.guest_id) & (_GUESTS.c.version == write.version)
         if write.values is None:
-            statement: Any = delete(Guest).where(as_read)
+            statement: Any = delete(_GUESTS).where(as_read)
         else:
-            statement = update(Guest).where(as_read).values(**write.values, version=write.version + 1,
-                                                             updated_at=utcnow())
-        result = cast(CursorResult[Any], session.execute(statement.execution_options(synchronize_session=False)))
+            statement = update(_GUESTS).where(as_read).values(**write.values, version=write.version + 1,
+                                                               updated_at=utcnow())
+        result = cast(CursorResult[Any], session.execute(statement))
         if result.rowcount == 1:
             changes += 1
         else:  # deleted or changed since the read: its own writer's word stands; the next resync looks again
@@ -263,24 +333,24 @@ def write_plan(session: Session, plan: Plan) -> Applied:
     if skipped:
         log.info("host %s: %d row(s) changed or went while being resynced; left as they are: %s",
                  plan.host_id, len(skipped), ", ".join(skipped[:10]))
-    if changes or host.last_seen_at is None or plan.seen_at - host.last_seen_at > LAST_SEEN_SLACK:
+    if changes or _last_seen_due(host.last_seen_at, plan.seen_at):
         host.last_seen_at = plan.seen_at
     return Applied(changes, tuple(skipped))
 
 
 def apply_snapshot(session: Session, host_id: int, snapshot: HostSnapshot, *, seen_at: dt.datetime | None = None,
                    free_slack_mb: int = 0) -> Applied:
-    """Make the host row and its guest rows match ``snapshot``: ``plan_snapshot`` then ``write_plan``."""
+    """Make the host row and its guest rows match ``snapshot`` in one unit: ``plan_snapshot`` then ``write_plan``."""
     plan = plan_snapshot(session, host_id, snapshot, seen_at=seen_at, free_slack_mb=free_slack_mb)
-    if plan is None:
+    if plan is None or not plan.writes_anything:
         return Applied(0)
     return write_plan(session, plan)
 
 
-def _match(host_id: int, dom: DomainInfo, by_id: dict[int, Guest], by_name: dict[str | None, Guest],
-           gone: dict[int, Guest]) -> Guest | None:
+def _match(host_id: int, dom: DomainInfo, by_id: dict[int, _Row], by_name: dict[str | None, _Row],
+           gone: dict[int, _Row]) -> _Row | None:
     """The row for ``dom``: by Fogmachine's mark, else by name on this host, else a new unmanaged row
-    (not added to the session: the plan inserts it). A mirror row in the way of a moved guest goes to ``gone``."""
+    (the plan inserts it). A mirror row in the way of a moved guest goes to ``gone``."""
     if dom.guest_id is not None:
         guest = by_id.get(dom.guest_id)
         if guest is not None and guest.managed and guest.uuid and dom.uuid and guest.uuid != dom.uuid:
@@ -321,8 +391,8 @@ def _match(host_id: int, dom: DomainInfo, by_id: dict[int, Guest], by_name: dict
     existing = by_name.get(dom.name)
     if existing is not None:
         return existing
-    guest = Guest(name=dom.name[:63], live_name=None, domain_name=dom.name, managed=False, owner_id=None,
-                  host_id=host_id, step=Step.READY, state=dom.state)
+    guest = _Row(id=NEW, version=0, name=dom.name[:63], managed=False, step=Step.READY, domain_name=dom.name,
+                 host_id=host_id, state=dom.state, uuid=None, mac=None, vnc_port=None, ram_mb=None, vcpus=None)
     by_name[dom.name] = guest
     return guest
 

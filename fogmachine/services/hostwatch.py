@@ -32,6 +32,7 @@ database and refreshes the host's ``last_seen_at``.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -163,9 +164,7 @@ class HostManager:
         assert host.host_id is not None
         for attempt in (1, 2):
             try:
-                # lock: reads then writes; on SQLite that must hold the write lock from BEGIN.
-                applied = await self.db.run(hoststate.apply_snapshot, host.host_id, snapshot,
-                                                seen_at=host.last_seen_at, free_slack_mb=slack, lock=True)
+                applied = await self._write(host.host_id, snapshot, host.last_seen_at, slack)
                 break
             except IntegrityError as exc:  # another process inserted the same row first
                 if attempt == 2:
@@ -182,6 +181,24 @@ class HostManager:
             host.request_resync()
         if applied.changes:
             log.debug("host %s: %d change(s) written", host.name, applied.changes)
+
+    async def _write(self, host_id: int, snapshot: HostSnapshot, seen_at: dt.datetime | None,
+                     slack: int) -> hoststate.Applied:
+        """Plan on a read without the write lock; take it, in a unit of its own, only when there is something to write.
+
+        Most forced resyncs (every DB_RECHECK, a host coming up, a row skipped) find nothing to write, and
+        on SQLite each one holding the write lock from BEGIN queued them all, and every other writer,
+        behind one another. The plan's row writes are made only where a row is still the version read, so
+        a plan read before another unit's commit is safe to write after it (the row is skipped, and the
+        host read again), as on MariaDB and PostgreSQL, where the read never held a lock. The host row's
+        own changes are decided again on the write's read; a row inserted meanwhile by another process is
+        an IntegrityError, and the caller plans again.
+        """
+        plan = await self.db.run(hoststate.plan_snapshot, host_id, snapshot, seen_at=seen_at,
+                                 free_slack_mb=slack)
+        if plan is None or not plan.writes_anything:
+            return hoststate.Applied(0)
+        return await self.db.run(hoststate.write_plan, plan, lock=True)
 
     async def host_down(self, host: HostConnection, reason: str) -> None:
         assert host.host_id is not None

@@ -108,6 +108,40 @@ async def test_managed_guest_is_matched_by_its_mark_and_goes_missing(make_config
     assert missing.state == GuestState.MISSING and missing.id == gid  # kept, never deleted
 
 
+async def test_a_forced_resync_locks_only_to_write(make_config, fleet, database_url, monkeypatch):  # noqa: F811
+    """Issue 12: a forced resync (every DB_RECHECK, or after a skipped row) compares the host with its rows.
+    An unchanged host's plan has nothing to write, so no locked unit runs: on SQLite each took the write
+    lock in turn, and the fleet's forced resyncs queued behind one another. A row changed behind the
+    resync's back is still written back, under the lock."""
+    from fogmachine.services.hostwatch import RECHECK_NOW
+
+    running = await fleet(make_config(hosts={"a": three_domains("a", 1)}, database_connection=database_url,
+                                      resync_interval="3600"))
+    host = running.hosts.get("a")
+    db = running.hosts.db
+    real_run = db.run
+    locked: list[str] = []
+
+    async def run(fn, *args, lock=False, **kwargs):
+        if lock:
+            locked.append(fn.__name__)
+        return await real_run(fn, *args, lock=lock, **kwargs)
+
+    monkeypatch.setattr(db, "run", run)
+    host.applied_at = RECHECK_NOW
+    await host.resync()
+    assert locked == []
+
+    def pause_behind_its_back(s):
+        s.scalar(select(Guest).where(Guest.domain_name == "a-run")).state = GuestState.PAUSED
+
+    await real_run(pause_behind_its_back)
+    host.applied_at = RECHECK_NOW
+    await host.resync()
+    assert locked == ["write_plan"]
+    assert (await running.guest_row("a-run")).state == "running"
+
+
 async def test_provisioning_guest_without_domain_is_left_alone(make_config, fleet):  # noqa: F811
     running = await fleet(make_config(hosts={"a": {}}, resync_interval="3600"))
     host_id = (await running.host_row("a")).id
