@@ -3,9 +3,12 @@
     .venv/bin/python bench/virt_memory.py [--hosts 100] [--domains 50]
 
 Runs the real server (``fogmachine --config FILE serve``, every component)
-twice in a child process, as ``python -m fogmachine.cli`` of this checkout
-(not the installed console script, which may belong to another tree): once with no hosts, once with HOSTS test-driver
-hosts of DOMAINS domains each. Waits until every host is up and every domain
+twice in a child process: once with no hosts, once with HOSTS test-driver
+hosts of DOMAINS domains each. The server is ``python -m fogmachine.cli`` of
+this checkout (not the installed console script, which may belong to another
+tree), on a database made beforehand with ``fogmachine db upgrade``, as every
+start but a new installation's first finds it (that first start migrates,
+which imports Alembic: some 10 MB more until the process restarts). Waits until every host is up and every domain
 has its row, lets a few full resyncs pass, fetches the dashboard and the
 health check, then reads VmRSS and VmHWM (peak) from /proc/PID/status.
 """
@@ -68,8 +71,9 @@ def run_server(workdir: Path, hosts: int, domains: int) -> dict[str, float]:
     log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed below
     started = time.perf_counter()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen([sys.executable, "-m", "fogmachine.cli", "--config", str(conf), "serve"], stdout=log,
-                            stderr=log, cwd=workdir, env=env)
+    command = [sys.executable, "-m", "fogmachine.cli", "--config", str(conf)]
+    subprocess.run([*command, "db", "upgrade"], stdout=log, stderr=log, cwd=workdir, env=env, check=True)
+    proc = subprocess.Popen([*command, "serve"], stdout=log, stderr=log, cwd=workdir, env=env)
     try:
         engine = create_engine(f"sqlite:///{workdir / 'data' / 'fogmachine.db'}")
         deadline = time.monotonic() + 300
