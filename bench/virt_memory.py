@@ -1,10 +1,16 @@
-"""The server's resident memory with 100 hosts and 5,000 guests (target: under 200 MB).
+"""The server's resident memory with 100 hosts and 5,000 guests (target: under 120 MB).
 
     .venv/bin/python bench/virt_memory.py [--hosts 100] [--domains 50]
 
 Runs the real server (``fogmachine --config FILE serve``, every component)
 twice in a child process: once with no hosts, once with HOSTS test-driver
-hosts of DOMAINS domains each. Waits until every host is up and every domain
+hosts of DOMAINS domains each. libvirt's test driver keeps its simulated
+domains in the process that opens it, so a third process opens the same
+hosts with libvirt alone and the share the driver takes is printed too. The server is ``python -m fogmachine.cli`` of
+this checkout (not the installed console script, which may belong to another
+tree), on a database made beforehand with ``fogmachine db upgrade``, as every
+start but a new installation's first finds it (that first start migrates,
+which imports Alembic: some 10 MB more until the process restarts). Waits until every host is up and every domain
 has its row, lets a few full resyncs pass, fetches the dashboard and the
 health check, then reads VmRSS and VmHWM (peak) from /proc/PID/status.
 """
@@ -31,8 +37,8 @@ from bench.verdict import check, exit_status  # noqa: E402
 from fogmachine.db.models import Guest, Host  # noqa: E402
 from tests.support import testhosts  # noqa: E402
 
-FOGMACHINE = Path(sys.executable).parent / "fogmachine"
 RESYNC = 2.0
+TARGET_MB = 120  # issue 12
 
 
 def free_port() -> int:
@@ -48,6 +54,28 @@ def status_kb(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM", "Threads"):
             values[key] = int(rest.split()[0])
     return values
+
+
+# Opens the hosts as the server does and reads every domain once, in a bare Python with libvirt only.
+DRIVER_PROBE = """
+import sys, libvirt
+def rss():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])
+before = rss()
+conns = [libvirt.open(uri) for uri in sys.argv[1:]]
+for conn in conns:
+    for dom, _ in conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE):
+        dom.XMLDesc(0)
+print(rss() - before)
+"""
+
+
+def driver_mb(workdir: Path) -> float:
+    """What libvirt's test driver holds for the fleet's host files: in the server's process only because
+    ``test:///`` hosts are simulated in-process; a real host keeps its domains in its own libvirtd."""
+    uris = [f"test://{path.resolve()}" for path in sorted((workdir / "hosts").glob("*.xml"))]
+    out = subprocess.run([sys.executable, "-c", DRIVER_PROBE, *uris], capture_output=True, text=True, check=True)
+    return int(out.stdout) / 1024
 
 
 def run_server(workdir: Path, hosts: int, domains: int) -> dict[str, float]:
@@ -66,8 +94,10 @@ def run_server(workdir: Path, hosts: int, domains: int) -> dict[str, float]:
                     f"local_catalog = {ROOT / 'catalog.conf'}\nresync_interval = {RESYNC}\nlog_level = warning\n")
     log = open(workdir / "server.log", "w")  # noqa: SIM115 - closed below
     started = time.perf_counter()
-    proc = subprocess.Popen([str(FOGMACHINE), "--config", str(conf), "serve"], stdout=log, stderr=log,
-                            cwd=workdir)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "fogmachine.cli", "--config", str(conf)]
+    subprocess.run([*command, "db", "upgrade"], stdout=log, stderr=log, cwd=workdir, env=env, check=True)
+    proc = subprocess.Popen([*command, "serve"], stdout=log, stderr=log, cwd=workdir, env=env)
     try:
         engine = create_engine(f"sqlite:///{workdir / 'data' / 'fogmachine.db'}")
         deadline = time.monotonic() + 300
@@ -120,14 +150,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fm-bench-mem-") as tmp_dir:
         empty = run_server(Path(tmp_dir) / "empty", 0, 0)
         full = run_server(Path(tmp_dir) / "fleet", args.hosts, args.domains)
+        driver = driver_mb(Path(tmp_dir) / "fleet")
     print(f"server with no hosts: RSS {empty['rss_mb']:.1f} MB (peak {empty['peak_mb']:.1f} MB), "
           f"{empty['threads']} threads")
     print(f"server with {args.hosts} hosts and {args.hosts * args.domains} guests: RSS {full['rss_mb']:.1f} MB "
           f"(peak {full['peak_mb']:.1f} MB), {full['threads']} threads; fleet synced {full['ready_s']:.1f} s after "
           f"launch")
-    print(f"the fleet costs {full['rss_mb'] - empty['rss_mb']:.1f} MB; RSS vs the 200 MB target: "
-          f"ratio {full['rss_mb'] / 200:.2f} (peak {full['peak_mb'] / 200:.2f})")
-    check(f"RSS {full['rss_mb']:.0f} MB with {args.hosts * args.domains} guests", "< 200 MB", full["rss_mb"] < 200)
+    print(f"the fleet costs {full['rss_mb'] - empty['rss_mb']:.1f} MB; RSS vs the {TARGET_MB} MB target: "
+          f"ratio {full['rss_mb'] / TARGET_MB:.2f} (peak {full['peak_mb'] / TARGET_MB:.2f})")
+    print(f"of which libvirt's test driver (in the server's process only because test:/// hosts are simulated "
+          f"there) {driver:.1f} MB: without it {full['rss_mb'] - driver:.1f} MB (for information: the target is on "
+          f"the whole RSS)")
+    check(f"RSS {full['rss_mb']:.0f} MB with {args.hosts * args.domains} guests", f"< {TARGET_MB} MB",
+          full["rss_mb"] < TARGET_MB)
 
 
 if __name__ == "__main__":

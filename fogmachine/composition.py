@@ -7,9 +7,10 @@ elsewhere, and ``Components.in_start_order`` is the order the server starts them
 in and stops them in reverse: first the hashing pool and the token cache
 (requests use them), then the hosts (provisioning and the pages use them), the
 catalog source, the provisioner (stopped before the hosts and Cobbler, so
-running provisioning finishes or is undone first), the periodic tasks, and
-last the live feed (it only reads the database; pages subscribe once the
-server listens).
+running provisioning finishes or is undone first), the periodic tasks, the
+live feed (it only reads the database; pages subscribe once the server
+listens), and last the trimming of freed memory (``memtrim``), which serves
+the process, not a request.
 
 ``build_context`` is the services' part alone: what ``build`` hands every
 service, and what unit tests and tools use when they need the rules over a
@@ -19,13 +20,14 @@ starting it releases it with ``release_context``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from fogmachine.catalog import CatalogSource, CobblerCatalog, build_source
 from fogmachine.config import Config
 from fogmachine.context import Context
 from fogmachine.db.session import Database
+from fogmachine.memtrim import MallocTrim
 from fogmachine.services import leases
 from fogmachine.services.accounts import HashingPool
 from fogmachine.services.checkout import Provisioner
@@ -55,10 +57,13 @@ class Components:
     # The web's own parts, handed to the Tornado application's settings (``app.make_app``), not to services.
     live: LiveFeed
     guest_lists: GuestListCache
+    # The process's own: freed memory back to the system (``memtrim``).
+    trim: MallocTrim = field(default_factory=MallocTrim)
 
     def in_start_order(self) -> list[Component]:
         ctx = self.ctx
-        return [ctx.accounts, ctx.tokens, self.hosts, self.catalog, ctx.provisioner, self.tasks, self.live]
+        return [ctx.accounts, ctx.tokens, self.hosts, self.catalog, ctx.provisioner, self.tasks, self.live,
+                self.trim]
 
 
 def build_context(config: Config, db: Database, *, hosts: HostManager | None = None,

@@ -47,6 +47,7 @@ LAYERS: dict[str, str] = {
     "fogmachine.web": "web",
     "fogmachine.app": "composition",
     "fogmachine.composition": "composition",
+    "fogmachine.memtrim": "composition",
     "fogmachine.cli": "composition",
     "fogmachine.daemon": "composition",
 }

@@ -14,13 +14,16 @@ their obvious variants: any case, with digits and punctuation around them,
 leet-speak, reversed. Every place that sets a password calls ``check``:
 registration, the administrators' user creation, the password change (page and
 API) and ``fogmachine user add``.
+
+zxcvbn is imported on the first check, not with this module: its word lists
+and their rank tables are about 12 MB of a server's resident memory (measured
+with bench/virt_memory.py), and a server that never sees a password set
+(most of them, most of the time) has no use for them.
 """
 
 from __future__ import annotations
 
 import re
-
-from zxcvbn import zxcvbn  # type: ignore[import-untyped]
 
 from fogmachine.errors import ValidationError
 
@@ -69,6 +72,8 @@ def check(password: str, *, username: str = "", email: str = "", min_score: int 
             raise ValidationError(f"{field.replace('_', ' ')} must not be your {what} or a variant of it",
                                   field=field)
     if min_score > 0:
+        from zxcvbn import zxcvbn  # type: ignore[import-untyped]  # lazily: see the module docstring
+
         result = zxcvbn(password[:ESTIMATE_CHARS], user_inputs=[w for w in (username, email) if w])
         if result["score"] < min_score:
             feedback = result["feedback"]

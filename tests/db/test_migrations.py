@@ -1,13 +1,21 @@
 """The migrations are the one source of schema: they must produce exactly the models."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from fogmachine.db import migrate
 from fogmachine.db.models import Base
 from fogmachine.errors import SchemaOutOfDate
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_migrations_match_models(database_url):
@@ -26,6 +34,41 @@ def test_empty_database_is_created_at_head(database_url):
     assert {"users", "hosts", "guests", "api_tokens", "audit_events"} <= set(inspect(engine).get_table_names())
     assert migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()
+
+
+def test_head_is_alembics_head():
+    """``migrate.HEAD`` stands in for Alembic's own reading of the migrations at every start: a new
+    migration that leaves it behind would make every server refuse its freshly upgraded database."""
+    assert migrate.head_revision() == ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+
+
+def test_current_revision_reads_as_alembic_does(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path}/rev.db")
+    for step in (None, "0001", "head"):
+        if step is not None:
+            migrate.upgrade(engine, step)
+        with engine.connect() as conn:
+            alembic_says = MigrationContext.configure(conn).get_current_revision()
+        assert migrate.current_revision(engine) == alembic_says
+    assert alembic_says == migrate.HEAD
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO alembic_version VALUES ('0001')"))
+    with pytest.raises(SchemaOutOfDate, match="names 2 revisions"):
+        migrate.current_revision(engine)
+    engine.dispose()
+
+
+def test_a_server_start_imports_no_alembic(tmp_path):
+    """The schema check at every start is a SELECT; Alembic (~10 MB resident) comes in only to migrate."""
+    engine = create_engine(f"sqlite:///{tmp_path}/lazy.db")
+    migrate.upgrade(engine)
+    engine.dispose()
+    code = ("import sys; from sqlalchemy import create_engine; from fogmachine.db import migrate; "
+            f"print(migrate.ensure_schema(create_engine('sqlite:///{tmp_path}/lazy.db')), "
+            "sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.split(None, 1)
+    assert out == [migrate.HEAD, "[]\n"]
 
 
 def test_older_schema_refuses_and_names_the_command(tmp_path, monkeypatch):
