@@ -177,7 +177,9 @@ async def provision(ctx: Context, job: Job) -> None:
         else:
             await define  # the row was made at "defining"
             defined()
-        await _overlapped(ctx, job, Step.BOOTING, conn.start(job.name))
+        # Started as a user's start is (``act``): a host read that began before the start ended (the define's
+        # resync, still on its way) cannot then write "shutoff" over the "running" written just below.
+        await _overlapped(ctx, job, Step.BOOTING, conn.act(job.name, "start", label=job.name))
         final = Step.INSTALLING if entry.phonehome else Step.READY
         await ctx.db.run(_advance, job, final, state=GuestState.RUNNING, worker="", lock=True)
         log.info("guest %s started on %s; %s", job.name, job.host,
