@@ -4,23 +4,9 @@
 validate the request, ask the catalog's source (fresh) for the profile or
 image, place the guest and claim its capacity in the SAME transaction that
 inserts its row. Then it returns the row at once (the API answers 202) and the
-rest runs in the background, each step written to ``guest.step``:
-
-    registering  the guest's record with the catalog source, when it keeps one (Cobbler:
-                 the system, with the phone-home server and token in autoinstall_meta)
-    defining     a volume where the host has a storage pool (an overlay of the profile's
-                 disk image, see ``diskimages``), then the domain
-    booting      starting it
-    installing   waiting for the guest's phone-home (``/guest/<mac>/set``)
-    ready        (or ``failed`` with the reason in ``step_reason``)
-
-Nothing is left half-made: when a step fails, what the earlier steps made is
-torn down by ``teardown.release_each``, as for a deleted guest (domain
-destroyed and undefined, volume deleted, Cobbler system removed); the guest is
-marked failed, with whatever could not be removed still on its row, and its
-capacity is released (placement does not count failed guests). If the guest
-row disappears while the steps run (the owner deleted it), the steps tear
-down what they made and stop.
+rest runs in the background, each step written to ``guest.step`` (registering,
+defining, booting, installing, ready or failed), and a failed step's earlier
+work torn down: ``engine`` says how.
 
 No Cobbler ``sync``: Cobbler 3.3's ``save_system`` already writes the one
 system's boot files (and DHCP entry, when Cobbler manages DHCP). Direct kernel
