@@ -14,14 +14,20 @@ from tests.services.checkout.conftest import pool_host, req
 from tests.support import provisioning as pv
 
 
-async def test_a_failed_step_undoes_the_earlier_ones_and_releases_capacity(server: Any, tmp_path: Path) -> None:
-    # The xen host takes the placement and the volume, then the domain builder refuses a xen domain.
+async def failed_xen_checkout(server: Any, tmp_path: Path) -> tuple[Any, Any]:
+    """A server whose one host is xen, and a guest whose checkout failed there: the host takes the
+    placement and the volume, then the domain builder refuses a xen domain."""
     srv = await server(hosts={"x1": pool_host(tmp_path / "pools", "x1", memory_mb=6144)})
     srv.ctx.db.run_sync(lambda s: s.execute(update(Host).where(Host.name == "x1").values(virt_type="xen")))
     guest = await co.checkout(srv.ctx, srv.alice, req("xen1", "vm-xen"))
     await pv.settle(srv.ctx)
     row = pv.guest(srv.ctx, guest.id)
     assert row.step == Step.FAILED and "domain type" in row.step_reason
+    return srv, row
+
+
+async def test_a_failed_step_undoes_the_earlier_ones_and_releases_capacity(server: Any, tmp_path: Path) -> None:
+    srv, row = await failed_xen_checkout(server, tmp_path)
     assert (row.state, row.volume_path, row.phonehome_token_hash, row.worker) == (GuestState.UNDEFINED, "", "", "")
     assert await pv.Domains(srv.ctx).names("x1") == set()
     pool = await srv.ctx.hosts.get("x1")._call(
@@ -43,12 +49,7 @@ async def test_a_teardown_that_breaks_still_marks_the_guest_failed(server: Any, 
         raise RuntimeError("bug")
 
     monkeypatch.setattr(teardown, "release_each", broken)
-    srv = await server(hosts={"x1": pool_host(tmp_path / "pools", "x1", memory_mb=6144)})
-    srv.ctx.db.run_sync(lambda s: s.execute(update(Host).where(Host.name == "x1").values(virt_type="xen")))
-    guest = await co.checkout(srv.ctx, srv.alice, req("xen1", "vm-xen"))
-    await pv.settle(srv.ctx)
-    row = pv.guest(srv.ctx, guest.id)
-    assert row.step == Step.FAILED and "domain type" in row.step_reason
+    _, row = await failed_xen_checkout(server, tmp_path)
     assert "cleanup incomplete: could not tear down: internal error RuntimeError" in row.step_reason
     assert row.volume_path  # what may be left stays named on the row, so a delete tries again
 
