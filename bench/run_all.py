@@ -9,7 +9,8 @@ Needs what the benchmarks need: the loopback Cobbler, the two real libvirtd host
 (``./bootstrap.sh test`` sets them all up; see each benchmark's docstring) and wrk.
 bench/virt_fleet_baseline.py is not in the list: it is the baseline half of virt_fleet_sweep (and
 bench/delaylink.py is virt_network's network link, bench/api_schema_pydantic.py the pydantic half of
-api_schema, which needs pydantic from the test extras). virt_network needs root (a network namespace).
+api_schema, which needs pydantic from the test extras). virt_network and virt_memory need root (a network
+namespace with a libvirtd serving the hosts).
 """
 
 from __future__ import annotations
