@@ -9,8 +9,8 @@ in and stops them in reverse: first the hashing pool and the token cache
 catalog source, the provisioner (stopped before the hosts and Cobbler, so
 running provisioning finishes or is undone first), the periodic tasks, the
 live feed (it only reads the database; pages subscribe once the server
-listens), and last the trimming of freed memory (``memtrim``), which serves
-the process, not a request.
+listens). The trimming of freed memory (``memtrim``) is one of the periodic
+tasks; it serves the process, not a request.
 
 ``build_context`` is the services' part alone: what ``build`` hands every
 service, and what unit tests and tools use when they need the rules over a
@@ -20,14 +20,14 @@ starting it releases it with ``release_context``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from fogmachine.catalog import CatalogSource, CobblerCatalog, build_source
 from fogmachine.config import Config
 from fogmachine.context import Context
 from fogmachine.db.session import Database
-from fogmachine.memtrim import MallocTrim
+from fogmachine.memtrim import trim_task
 from fogmachine.services import leases
 from fogmachine.services.accounts import HashingPool
 from fogmachine.services.checkout import Provisioner
@@ -57,13 +57,10 @@ class Components:
     # The web's own parts, handed to the Tornado application's settings (``app.make_app``), not to services.
     live: LiveFeed
     guest_lists: GuestListCache
-    # The process's own: freed memory back to the system (``memtrim``).
-    trim: MallocTrim = field(default_factory=MallocTrim)
 
     def in_start_order(self) -> list[Component]:
         ctx = self.ctx
-        return [ctx.accounts, ctx.tokens, self.hosts, self.catalog, ctx.provisioner, self.tasks, self.live,
-                self.trim]
+        return [ctx.accounts, ctx.tokens, self.hosts, self.catalog, ctx.provisioner, self.tasks, self.live]
 
 
 def build_context(config: Config, db: Database, *, hosts: HostManager | None = None,
@@ -91,5 +88,8 @@ def build(config: Config, db: Database, *, schema_revision: str = "") -> Compone
     catalog = build_source(config)
     hosts = HostManager(config, db)
     ctx = build_context(config, db, hosts=hosts, catalog=catalog, schema_revision=schema_revision)
-    return Components(ctx=ctx, hosts=hosts, catalog=catalog, tasks=build_registry(ctx), live=LiveFeed(ctx),
+    tasks = build_registry(ctx)
+    if (trim := trim_task()) is not None:  # the process's own: freed memory back to the system
+        tasks.add(trim)
+    return Components(ctx=ctx, hosts=hosts, catalog=catalog, tasks=tasks, live=LiveFeed(ctx),
                       guest_lists=GuestListCache(db))

@@ -9,16 +9,20 @@ memory was free blocks nobody would use again soon. ``malloc_trim(0)`` returns
 the whole free pages among them (``madvise``), without moving anything, and
 took 0.4 to 5 ms on that server; every ``INTERVAL`` seconds it costs well under
 0.1 % of a core. Elsewhere than glibc (musl, macOS) there is no
-``malloc_trim`` and this does nothing.
+``malloc_trim`` and there is no task.
+
+It runs as one of the server's periodic tasks (``tasks.TaskRegistry``, not
+exclusive: every process trims its own memory), added by ``composition.build``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 import logging
 from collections.abc import Callable
+
+from fogmachine.tasks import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -39,33 +43,16 @@ def find_trim() -> Callable[[int], int] | None:
     return result
 
 
-class MallocTrim:
-    """Calls ``malloc_trim(0)`` every ``interval_s`` seconds on the IOLoop while started; see the module docstring."""
+def trim_task(interval_s: float = INTERVAL, trim: Callable[[int], int] | None = None) -> PeriodicTask | None:
+    """The periodic task that calls ``malloc_trim(0)`` every ``interval_s`` seconds (``trim`` for tests), or
+    None where the C library has no ``malloc_trim``."""
+    trim = trim if trim is not None else find_trim()
+    if trim is None:
+        log.debug("no malloc_trim in this C library: freed memory stays with the process")
+        return None
+    call = trim
 
-    def __init__(self, interval_s: float = INTERVAL, trim: Callable[[int], int] | None = None) -> None:
-        self.interval_s = interval_s
-        self.trim = trim if trim is not None else find_trim()
-        self.trims = 0
-        self._task: asyncio.Task[None] | None = None
+    async def run() -> None:
+        call(0)
 
-    async def start(self) -> None:
-        if self.trim is None:
-            log.debug("no malloc_trim in this C library: freed memory stays with the process")
-            return
-        self._task = asyncio.create_task(self._run(), name="fogmachine-malloc-trim")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        assert self.trim is not None
-        while True:
-            await asyncio.sleep(self.interval_s)
-            self.trim(0)
-            self.trims += 1
+    return PeriodicTask("memtrim", interval_s, run, exclusive=False, jitter=0.0)

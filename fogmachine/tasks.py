@@ -150,9 +150,11 @@ class TaskRegistry:
             log.warning("could not release task leases at shutdown; they expire by themselves")
 
     def _release_all(self, session) -> None:  # type: ignore[no-untyped-def]
+        """Release the heartbeat and the exclusive tasks' leases (the other tasks hold none)."""
+        leases.release(session, f"{leases.PROCESS_PREFIX}{self.process_id}", self.process_id)
         for name, task in self.tasks.items():
-            lease_name = name if not task.exclusive else f"task:{name}"
-            leases.release(session, lease_name, self.process_id)
+            if task.exclusive:
+                leases.release(session, f"task:{name}", self.process_id)
 
 
 def build_registry(ctx: Context) -> TaskRegistry:

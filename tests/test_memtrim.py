@@ -1,4 +1,4 @@
-"""The trimming of freed memory: called on its interval while started, never after it stopped."""
+"""The trimming of freed memory: a periodic task of every process, called on its interval, never after a stop."""
 
 from __future__ import annotations
 
@@ -8,28 +8,41 @@ import platform
 
 import pytest
 
-from fogmachine.memtrim import MallocTrim, find_trim
+from fogmachine import memtrim
+from fogmachine.composition import build_context, release_context
+from fogmachine.db import migrate
+from fogmachine.db.session import Database
+from fogmachine.memtrim import find_trim, trim_task
+from fogmachine.tasks import TaskRegistry
 
 
-async def test_trims_on_its_interval_until_stopped() -> None:
+async def test_trims_on_its_interval_until_the_registry_stops(make_config) -> None:
+    config = make_config()
+    db = Database(config.database_url, threads=2)
+    migrate.ensure_schema(db.engine)
+    ctx = build_context(config, db)
     calls: list[int] = []
-    trim = MallocTrim(interval_s=0.01, trim=lambda pad: calls.append(pad) or 1)
-    await trim.start()
-    while len(calls) < 3:
-        await asyncio.sleep(0.01)
-    await trim.stop()
-    seen = len(calls)
-    await asyncio.sleep(0.05)
-    assert len(calls) == seen == trim.trims and set(calls) == {0}
+    task = trim_task(interval_s=0.01, trim=lambda pad: calls.append(pad) or 1)
+    assert task is not None and not task.exclusive  # every process trims its own memory
+    registry = TaskRegistry(ctx, process_id="trimmer")
+    registry.add(task)
+    try:
+        await registry.start()
+        deadline = asyncio.get_running_loop().time() + 30  # only stops a broken build from hanging
+        while len(calls) < 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        await registry.stop()
+        seen = len(calls)
+        await asyncio.sleep(0.05)
+        assert len(calls) == seen == task.runs >= 3 and set(calls) == {0}
+    finally:
+        release_context(ctx)
+        db.dispose()
 
 
-async def test_without_malloc_trim_it_does_nothing() -> None:
-    trim = MallocTrim(interval_s=0.01)
-    trim.trim = None  # a C library without malloc_trim (musl, macOS)
-    await trim.start()
-    await asyncio.sleep(0.03)
-    await trim.stop()
-    assert trim.trims == 0
+def test_without_malloc_trim_there_is_no_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memtrim, "find_trim", lambda: None)  # a C library without it (musl, macOS)
+    assert trim_task() is None
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
