@@ -210,6 +210,8 @@ class Config:
         "to disk boot, blanking its token in Cobbler)")
     console_log_dir: str = setting(
         _str, "", "directory on the hosts where guests' serial consoles are logged (NAME.log); empty: none")
+    console_idle_timeout: float = setting(
+        _positive_float, "900", "seconds a guest's serial console stays open in a browser without a keystroke")
     shutdown_timeout: float = setting(_positive_float, "60", "seconds a guest gets to obey a graceful shutdown")
     libvirt_connect_timeout: float = setting(_positive_float, "5", "seconds a libvirt connection attempt may take")
     libvirt_call_timeout: float = setting(_positive_float, "30", "seconds one libvirt call may take")
