@@ -1,8 +1,9 @@
 """What the console sockets share: who may open one, and how a socket says why it closed.
 
 Who may open one is answered before the upgrade, as an HTTP status a client can read: 401 without a
-login session, 403 from another site's page (Tornado's same-origin check: the ``Origin`` header's
-host must be the request's ``Host``, which a reverse proxy passes on unchanged), 404 for a guest the
+login session, 403 from another site's page (Tornado's cross-origin check: the browser's
+``Sec-Fetch-Site``, or the ``Origin`` header's host against the request's ``Host``, which a reverse
+proxy must pass on unchanged, as ``docs/nginx-fogmachine.conf`` does), 404 for a guest the
 user may not see (another user's guest looks like no guest at all). Everything after that (the console
 is busy, the host is down, the guest is not running) is a close code after the upgrade, because a
 browser's WebSocket cannot read the status of a refused handshake: ``4000 + the HTTP status`` with the
@@ -55,8 +56,10 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler, BaseHandler):
             self.set_status(401)
             self.finish("log in first")
             return
-        origin = self.request.headers.get("Origin")
-        if origin is not None and not self.check_origin(origin):
+        # Tornado's own cross-origin check (Sec-Fetch-Site, else Origin against Host), run before the guest is
+        # looked up so another site's page learns nothing about which guests exist; WebSocketHandler.get
+        # runs it again.
+        if self._check_cross_origin(self.check_origin) is not None:
             self.set_status(403)
             self.finish("consoles open only from Fogmachine's own pages")
             return
