@@ -85,3 +85,29 @@ async def test_the_console_page_frames_the_panel_with_vendored_scripts_only(cons
     assert "script-src 'self';" in csp and "connect-src 'self'" in csp
     admin_page = await (await site.as_user("root")).get(f"/guests/{gid}/console")
     assert admin_page.code == 200
+
+
+async def test_the_sockets_pass_through_nginx_over_tls(make_config, start_server, tmp_path):
+    """The sample site (docs/nginx-fogmachine.conf) passes the consoles' upgrades on; wss:// works."""
+    from fogmachine.services.users import create_user
+    from tests.support import nginx
+    from tests.web.pages.conftest import PageClient, Site, password_hash, write_catalog
+
+    config = make_config(hosts={"h1": {}}, local_catalog=write_catalog(tmp_path), trusted_proxies="127.0.0.1")
+    srv = await start_server(config)
+    users = {}
+    for name in ("alice", "bob"):
+        users[name] = (await srv.ctx.db.run(create_user, name, "x", password_hash=password_hash())).id
+    site = Site(srv, users)
+    gid = await site.guest("alice", "web1")
+    with nginx.reverse_proxy(tmp_path / "nginx", srv.server.port) as proxy:
+        alice, bob = PageClient(srv), PageClient(srv)
+        await alice.login("alice")
+        await bob.login("bob")
+        path = f"/guests/{gid}/console/serial"
+        assert await refused_status(proxy.https_url, path) == 401
+        assert await refused_status(proxy.https_url, path, bob) == 404
+        ws = await open_socket(proxy.https_url, path, alice, origin=proxy.https_url)
+        code, reason = await close_of(ws)  # upgraded through nginx, then refused by the test driver's host
+        assert code == 4502 and "does not support" in reason
+        assert await refused_status(proxy.https_url, path, alice, origin="https://evil.example.org") == 403
