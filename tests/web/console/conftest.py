@@ -23,6 +23,11 @@ from tests.web.pages.conftest import PageClient, Site, password_hash, write_cata
 
 @pytest.fixture
 async def console_site(make_config, start_server, tmp_path) -> Site:
+    return await make_console_site(make_config, start_server, tmp_path)
+
+
+async def make_console_site(make_config, start_server, tmp_path) -> Site:
+    """A server on one test-driver host with users alice, bob and root (admin)."""
     from fogmachine.services.users import create_user
 
     config = make_config(hosts={"h1": {"cpus": 8, "memory_mb": 16384}}, local_catalog=write_catalog(tmp_path))
