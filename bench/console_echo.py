@@ -104,7 +104,7 @@ async def measure(ws: tornado.websocket.WebSocketClientConnection, keys: int) ->
     for _ in range(60):
         mark = len(received)
         await ws.write_message("\r")
-        if await until(lambda: len(received) > mark, 0.5):
+        if await until(lambda mark=mark: len(received) > mark, 0.5):
             break
     else:
         raise SystemExit("the guest never answered on its console")
@@ -118,7 +118,7 @@ async def measure(ws: tornado.websocket.WebSocketClientConnection, keys: int) ->
         mark = len(received)
         started = time.perf_counter()
         await ws.write_message(letter)
-        if not await until(lambda: letter.encode() in received[mark:], 5):
+        if not await until(lambda letter=letter, mark=mark: letter.encode() in received[mark:], 5):
             raise SystemExit(f"no echo of {letter!r}: {bytes(received[-200:])!r}")
         times.append(time.perf_counter() - started)
     await ws.write_message("\x15")
@@ -179,7 +179,7 @@ def cli() -> int:
     times = asyncio.run(main(args.keys, args.uri))
     ms = sorted(t * 1000 for t in times)
     p50 = statistics.median(ms)
-    p95 = ms[max(0, int(round(0.95 * len(ms))) - 1)]
+    p95 = ms[max(0, round(0.95 * len(ms)) - 1)]
     print(f"keystroke to echo over the WebSocket, {len(ms)} keys: p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
           f"min {ms[0]:.1f} ms, max {ms[-1]:.1f} ms")
     print(json.dumps({"p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "keys": len(ms)}))
