@@ -165,7 +165,7 @@ async def provision(ctx: Context, job: Job) -> None:
             kernel=entry.kernel or None, initrd=entry.initrd or None,
             cmdline=kernel_cmdline(config, entry, job.name, job.mac, job.token) if entry.boot == "kernel" else "",
             serial_log=f"{config.console_log_dir.rstrip('/')}/{job.name}.log" if config.console_log_dir else None,
-            vnc_password=new_vnc_password(), guest_id=job.guest_id,
+            vnc_listen=config.vnc_listen, vnc_password=new_vnc_password(), guest_id=job.guest_id,
         )
         define = conn.define(build_domain_xml(spec))
 
