@@ -100,7 +100,7 @@ async def test_a_guest_gets_a_pty_serial_port_with_its_log_and_a_vnc_password_of
         row = pv.guest(srv.ctx, guest.id)
         assert row.step == Step.READY, row.step_reason
         seen: list[str] = []
-        await srv.ctx.hosts.get("h1").redefine(row.domain_name, lambda xml: seen.append(xml))
+        await srv.ctx.hosts.get("h1").redefine(row.domain_name, seen.append)
         root = ET.fromstring(seen[0])  # the persistent XML with its secrets, as libvirt keeps it
         serial = root.find("./devices/serial")
         assert serial is not None and serial.get("type") == "pty"
