@@ -28,7 +28,6 @@ from fogmachine.web.console.socket import (
 class SerialSocket(ConsoleSocket):
     session: consoles.SerialSession | None = None
     _closed = False
-    _end_reason = ""
     _last_input = 0.0
     _idle: asyncio.TimerHandle | None = None
 
@@ -46,6 +45,7 @@ class SerialSocket(ConsoleSocket):
         if self._closed:  # the browser left while the console was opening
             self._finish("closed by the browser")
             return
+        self.watch_session()
         self._last_input = time.monotonic()
         self._watch_idle()
 
@@ -57,27 +57,28 @@ class SerialSocket(ConsoleSocket):
 
     def on_close(self) -> None:
         self._closed = True
+        self.unwatch_session()
         if self._idle is not None:
             self._idle.cancel()
         if self.session is not None:
-            self._finish(self._end_reason or "closed by the browser")
+            self._finish(self.end_reason or "closed by the browser")
 
     # ------------------------------------------------------------------ endings
 
     def taken_over(self, by: str) -> None:
         """``services.consoles.Holder``: another session of ``by`` took the console."""
-        self._end_reason = f"taken over by {by}"
+        self.end_reason = f"taken over by {by}"
         self.close(CLOSE_TAKEN_OVER, reason_text(f"{by} took this console over in another window"))
 
     def _host_ended(self, reason: str) -> None:
-        self._end_reason = self._end_reason or reason
+        self.end_reason = self.end_reason or reason
         self.close(CLOSE_ENDED, reason_text(reason))
 
     def _watch_idle(self) -> None:
         timeout = self.ctx.config.console_idle_timeout
         left = self._last_input + timeout - time.monotonic()
         if left <= 0:
-            self._end_reason = f"idle for {timeout:g} s"
+            self.end_reason = f"idle for {timeout:g} s"
             self.close(CLOSE_IDLE, reason_text(f"closed after {timeout:g} s without a keystroke"))
             return
         self._idle = asyncio.get_running_loop().call_later(left, self._watch_idle)

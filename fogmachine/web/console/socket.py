@@ -23,12 +23,14 @@ from fogmachine.errors import FogmachineError
 from fogmachine.services import consoles
 from fogmachine.services.actor import Actor
 from fogmachine.web.base import BaseHandler
+from fogmachine.web.live.feed import Subscriber
 
 log = logging.getLogger(__name__)
 # The close records still being written: held here so none is garbage-collected half done.
 _pending: set[asyncio.Task[None]] = set()
 # Keeps a quiet console open through proxies that drop idle connections (nginx: proxy_read_timeout 60 s).
 PING_INTERVAL_S = 30.0
+CLOSE_LOGGED_OUT = 4001  # as the live socket: the login session ended, or the user was disabled
 CLOSE_TAKEN_OVER = 4100
 CLOSE_IDLE = 4101
 CLOSE_ENDED = 4102  # the host ended the session: the guest stopped, or a session elsewhere took over
@@ -41,11 +43,32 @@ def reason_text(text: str) -> str:
     return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
 
 
+class _SessionWatch(Subscriber):
+    """A console socket's place in the process's live feed, for one thing only: the feed's re-check of
+    users and sessions (every 10 s) closes it when its login session ends or its user is disabled, as
+    it closes the dashboard's own socket. It shows no guests, and what the feed sends is dropped."""
+
+    def __init__(self, handler: ConsoleSocket, user_id: int, session_id: int | None) -> None:
+        super().__init__(user_id, False, session_id)
+        self.handler = handler
+
+    def may_see(self, guest: dict[str, Any]) -> bool:
+        return False
+
+    def send(self, text: str) -> None:
+        """Nothing the feed says matters to a console."""
+
+    def close(self) -> None:
+        self.handler.session_ended()
+
+
 class ConsoleSocket(tornado.websocket.WebSocketHandler, BaseHandler):
     """A console's WebSocket: the checks before the upgrade; subclasses open the console in ``open``."""
 
     actor_at_open: Actor | None = None
     guest_id = 0
+    end_reason = ""
+    _watch: _SessionWatch | None = None
 
     @property
     def ping_interval(self) -> float | None:
@@ -72,6 +95,23 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler, BaseHandler):
             self.finish(exc.message)
             return
         await super().get(*args, **kwargs)
+
+    def watch_session(self) -> None:
+        """Close this socket when its login session ends (the live feed's re-check); without a running feed
+        (an application built without one) the idle timeout and the session's own expiry still hold."""
+        feed, user = self.live, self.current_user
+        if feed is not None and feed.started and user is not None:
+            self._watch = _SessionWatch(self, user.id, self.session_id)
+            feed.subscribe(self._watch)
+
+    def unwatch_session(self) -> None:
+        if self._watch is not None and self.live is not None:
+            self.live.unsubscribe(self._watch)
+            self._watch = None
+
+    def session_ended(self) -> None:
+        self.end_reason = "the login session ended"
+        self.close(CLOSE_LOGGED_OUT, "logged out")
 
     def close_for(self, exc: FogmachineError) -> None:
         self.close(CLOSE_ERROR_BASE + exc.status, reason_text(exc.message))

@@ -32,7 +32,6 @@ class VncTicketHandler(JsonHandler):
 class VncSocket(ConsoleSocket):
     session: consoles.VncSession | None = None
     _closed = False
-    _end_reason = ""
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return "binary" if "binary" in subprotocols else None
@@ -49,6 +48,7 @@ class VncSocket(ConsoleSocket):
         if self._closed:
             self._finish("closed by the browser")
             return
+        self.watch_session()
         spawn(self._pump(session))
 
     async def _pump(self, session: consoles.VncSession) -> None:
@@ -60,10 +60,10 @@ class VncSocket(ConsoleSocket):
                     break
                 self.send_bytes(data)
         except OSError as exc:
-            self._end_reason = f"the VNC connection failed: {exc}"
+            self.end_reason = f"the VNC connection failed: {exc}"
         if not self._closed:
-            self._end_reason = self._end_reason or "the guest's VNC server closed the connection"
-            self.close(CLOSE_ENDED, reason_text(self._end_reason))
+            self.end_reason = self.end_reason or "the guest's VNC server closed the connection"
+            self.close(CLOSE_ENDED, reason_text(self.end_reason))
 
     def on_message(self, message: str | bytes) -> None:
         if self.session is not None and not self.session.writer.is_closing():
@@ -71,8 +71,9 @@ class VncSocket(ConsoleSocket):
 
     def on_close(self) -> None:
         self._closed = True
+        self.unwatch_session()
         if self.session is not None:
-            self._finish(self._end_reason or "closed by the browser")
+            self._finish(self.end_reason or "closed by the browser")
 
     def _finish(self, reason: str) -> None:
         session, self.session = self.session, None

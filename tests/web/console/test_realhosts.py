@@ -133,12 +133,16 @@ async def test_serial_and_vnc_through_the_sockets(make_config, start_server, tmp
         code, reason = await close_of(first.ws)
         assert code == CLOSE_TAKEN_OVER and "alice took this console over" in reason
         await second.echo()
-        second.ws.close()
+        # logging out ends the console too (the live feed's re-check of sessions, run here at once)
+        assert (await alice2.post("/logout")).code == 303
+        await site.srv.parts.live.poll_once(full=True)
+        code, reason = await close_of(second.ws)
+        assert (code, reason) == (4001, "logged out")
         events = await wait_audit(site, gid, 4)
         assert [e[0] for e in events] == ["console.open", "console.open", "console.close", "console.close"]
         assert events[1][2] == "serial console, taken over from another session"
         assert re.fullmatch(r"serial console, open \d+ s: taken over by alice", events[2][2])
-        assert re.fullmatch(r"serial console, open \d+ s: closed by the browser", events[3][2])
+        assert re.fullmatch(r"serial console, open \d+ s: the login session ended", events[3][2])
         # the root shell's line is in the tail as well
         assert "echo fm-" in rh.console(name)
 
@@ -150,7 +154,8 @@ async def test_serial_and_vnc_through_the_sockets(make_config, start_server, tmp
                              capture_output=True, text=True, timeout=30).stdout
         assert re.search(rf"passwd=['\"]{re.escape(ticket['password'])}['\"]", xml)
         assert ticket["url"] == f"/guests/{gid}/console/vnc?ticket={ticket['ticket']}"
-        refused = await close_of(await open_socket(base, ticket["url"], alice2))  # another session's socket
+        alice3 = await site.as_user("alice")
+        refused = await close_of(await open_socket(base, ticket["url"], alice3))  # another session's socket
         assert refused[0] == 4403
         ticket = json.loads((await alice.post(f"/guests/{gid}/console/vnc-ticket")).text)
         ws = await open_socket(base, ticket["url"], alice, origin=base, subprotocols=["binary"])
