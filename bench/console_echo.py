@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -42,7 +43,7 @@ from fogmachine.services import lifecycle  # noqa: E402
 from fogmachine.services.actor import Actor  # noqa: E402
 from fogmachine.services.users import create_user  # noqa: E402
 
-STATE = Path("/var/tmp/fogmachine-test")
+STATE = Path(os.environ.get("FM_TEST_STATE", "/var/tmp/fogmachine-test"))
 PASSWORD = "bench console password"
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
