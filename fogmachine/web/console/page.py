@@ -13,7 +13,8 @@ from fogmachine.web.pages.common import DashboardHandler, login_required
 class ConsolePage(DashboardHandler):
     @login_required
     async def get(self, guest_id: str) -> None:
-        guest = await self.ctx.db.run(lambda s: guest_to_dict(get_guest(s, self.actor, int(guest_id))))
+        actor = self.actor
+        guest = await self.ctx.db.run(lambda s: guest_to_dict(get_guest(s, actor, int(guest_id))))
         self.render("console.html", guest=guest)
 
 
