@@ -52,7 +52,8 @@ def status_sentence(step: str, state: str, reason: str = "", *, managed: bool = 
     """Step and state in one plain sentence: "Installing, step 4 of 5", "Ready and running",
     "Failed at defining: <reason>", "Retired: deleted by alice"."""
     if not managed:
-        return f"Not created by Fogmachine (shown, never touched); {UNREACHABLE if state == GuestState.UNKNOWN else state}"
+        now = UNREACHABLE if state == GuestState.UNKNOWN else state
+        return f"Not created by Fogmachine (shown, never touched); {now}"
     if step == Step.RETIRED:
         return f"Retired: {reason}" if reason else "Retired"
     if step == Step.FAILED:

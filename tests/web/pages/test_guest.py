@@ -48,7 +48,7 @@ async def test_the_owner_sees_every_part(site):
     actions = section(page, "actions")
     for action in ("stop", "restart", "pause", "destroy", "refresh", "delete", "extend"):
         assert f'action="/guests/{gid}/{action}"' in actions, action
-    assert 'action="/guests/{gid}/start"'.format(gid=gid) not in actions  # it is running
+    assert f'action="/guests/{gid}/start"' not in actions  # it is running
     assert "+1 day" in actions and "+7 days" in actions and 'id="extend-days"' in actions
     assert 'data-confirm="Power off web1?' in actions and 'data-confirm="Restart web1?' in actions
     steps = section(page, "steps")
@@ -94,7 +94,7 @@ async def test_an_administrator_sees_anyones_guest(site):
     root = await site.as_user("root")
     r = await root.get(f"/guests/{gid}")
     assert r.code == 200 and "<h1>web1</h1>" in r.text and "<th>From</th>" in section(r.text, "timeline")
-    assert 'action="/guests/%d/delete"' % gid in r.text
+    assert f'action="/guests/{gid}/delete"' in r.text
 
 
 async def test_anonymous_is_sent_to_log_in(site):

@@ -22,8 +22,8 @@ from fogmachine.db.models import Guest, Host, User, utcnow
 from fogmachine.placement import Usage
 from fogmachine.services.accounts import NewUser
 from fogmachine.services.consolelog import ConsoleTail
-from fogmachine.services.guestview import StepRow
 from fogmachine.services.guests import guest_to_dict
+from fogmachine.services.guestview import StepRow
 from fogmachine.services.hosts import Capacity, host_to_dict
 from fogmachine.services.sessions import SessionView
 from fogmachine.services.useradmin import UserSummary
