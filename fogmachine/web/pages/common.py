@@ -75,6 +75,7 @@ class DashboardHandler(PageHandler):
 
     _flashes_out: list[dict[str, str]] | None = None
     _failed_form: dict[str, Any] | None = None
+    _failed_form_shown = False
 
     def set_default_headers(self) -> None:
         # Pages show people's guests: never cache them, never frame them.
@@ -146,7 +147,17 @@ class DashboardHandler(PageHandler):
     def failed_form(self, form: str) -> dict[str, Any] | None:
         """The failed form ``form`` (its field, message and typed values) if this page shows it again."""
         state = self._failed_form
-        return state if state is not None and state["form"] == form else None
+        if state is None or state["form"] != form:
+            return None
+        self._failed_form_shown = True
+        return state
+
+    def unshown_failure(self) -> str:
+        """The failed form's message when this page did not show that form (the guest is on another page
+        of the list, or gone from it): said anyway, at the end of the page, rather than lost."""
+        if self._failed_form is None or self._failed_form_shown:
+            return ""
+        return str(self._failed_form.get("message", ""))
 
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()

@@ -193,3 +193,14 @@ async def test_one_primary_action_per_row_and_the_rest_under_more(site):
     assert shown == ["stop"]
     assert "<summary" in more and all(f'data-action="{a}"' in more for a in
                                       ("restart", "pause", "destroy", "refresh", "extend", "delete"))
+
+
+async def test_a_refused_extend_is_said_even_where_its_form_is_not(site):
+    """Sent back to a page that does not show the form (here the overview, whose rows have no actions):
+    the message is at the end of the page instead of lost."""
+    gid = await site.guest("alice", "web1")
+    alice = await site.as_user("alice")
+    page = await alice.follow(await alice.post(f"/guests/{gid}/extend", {"days": "0", "back": "/"}))
+    assert '<p class="flash flash-error" role="alert" id="unshown-failure">web1: days must be between 1 and 30' \
+        in page.text
+    assert "unshown-failure" not in (await alice.get("/")).text
