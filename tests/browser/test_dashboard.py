@@ -130,6 +130,7 @@ async def test_the_whole_story(server, browser, shoot):
     await expect(page.locator(".flash-ok")).to_have_text("web1: running again.")
     mine = await row(page, "web1")
     await expect(mine.locator("[data-field=state]")).to_have_text("running")
+    await mine.locator("details.more summary").click()  # extend, and all but the row's primary action, are there
     await mine.locator("form[data-action=extend] input[name=days]").fill("2")
     await mine.locator("form[data-action=extend] button").click()
     await expect(page.locator(".flash-ok")).to_contain_text("web1: extended by 2 day(s)")
@@ -194,6 +195,7 @@ async def test_the_whole_story(server, browser, shoot):
         await dialog.accept()
 
     page.on("dialog", answer)
+    await (await row(page, "web1")).locator("details.more summary").click()
     await (await row(page, "web1")).locator("form[data-action=delete] button").click()
     await expect(page.locator(".flash-ok")).to_have_text("web1: deleted.")
     assert questions and questions[0].startswith("Delete web1?")
@@ -325,6 +327,7 @@ async def delete_anyway_after_the_cut(server: Any, proxy: TcpProxy, browser: Any
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await log_in(page, server.base_url, "root")
     await page.goto(server.base_url + "/guests")
+    await (await row(page, "doomed")).locator("details.more summary").click()
     await (await row(page, "doomed")).locator("form[data-action=delete] button").click()
     await expect(page.locator("p.flash-error")).to_contain_text(f"host {host}")
     await expect(page.locator("text=Nothing was deleted")).to_be_visible()

@@ -21,7 +21,9 @@ from fogmachine.composition import build_context
 from fogmachine.db.models import Guest, Host, User, utcnow
 from fogmachine.placement import Usage
 from fogmachine.services.accounts import NewUser
+from fogmachine.services.consolelog import ConsoleTail
 from fogmachine.services.guests import guest_to_dict
+from fogmachine.services.guestview import StepRow
 from fogmachine.services.hosts import Capacity, host_to_dict
 from fogmachine.services.sessions import SessionView
 from fogmachine.services.useradmin import UserSummary
@@ -97,6 +99,15 @@ EVENTS = [{"id": 12, "at": "2026-05-04T10:30:15.123456Z", "actor": "root", "acti
 AUDIT_FORM = {"actor": "", "action": "", "object_type": "", "object_id": "", "result": "", "since": "", "until": ""}
 AUDIT_SUGGESTIONS = {"action": ("guest", "guest.start"), "result": ("ok", "failed")}
 
+GUEST_PAGE = dict(
+    guest=guest(step_reason="a <reason>"), sentence="Ready and running", reason="a <reason>", ssh="ssh alice@10.0.0.5",
+    steps=[StepRow("defining", "2026-05-04T10:30:00Z", "", 2), StepRow("booting", "2026-05-04T10:30:02Z", "", 1),
+           StepRow("ready", "2026-05-04T10:30:03Z", "", None)],
+    events=[{"at": "2026-05-04T10:30:00Z", "actor": "alice", "action": "guest.checkout", "result": "ok",
+             "message": "local tiny on h1", "remote_addr": ""}],
+    events_limited=False, retired=False, console_name="web1", back="/guests/1",
+    console=ConsoleTail(text="<tty> login:", path="/var/log/fm/web1.log"))
+
 # (template, who is logged in, values, strings the page must contain)
 CASES = [
     ("overview.html", ALICE, dict(hosts=HOSTS, capacity=CAPACITY, guests=GUESTS[:2]),
@@ -152,10 +163,24 @@ CASES = [
     ("guest_row.html", ROOT, dict(guest=guest(9, "legacy", owner=None, managed=False), row_view="admin",
                                   back="/admin"), ["not managed"]),
     ("host_card.html", ALICE, dict(host=HOSTS[2]), ["connection refused", "state-down"]),
-    ("confirm_delete.html", ALICE, dict(guest=GUESTS[0], back="/guests", unreachable=None),
-     ["Delete web1?", 'value="yes"']),
-    ("confirm_delete.html", ROOT, dict(guest=GUESTS[0], back="/guests", unreachable="host h1 is down: gone"),
+    ("confirm.html", ALICE, dict(action="delete", guest=GUESTS[0], back="/guests", unreachable=None),
+     ["Delete web1?", 'value="yes"', 'action="/guests/1/delete"', "cannot be undone", "Keep it"]),
+    ("confirm.html", ROOT, dict(action="delete", guest=GUESTS[0], back="/guests", unreachable="host h1 is down: gone"),
      ["host h1 is down: gone", 'name="force" value="yes"', "Delete web1 anyway"]),
+    ("confirm.html", ALICE, dict(action="destroy", guest=GUESTS[0], back="/guests/1", unreachable=None),
+     ["Power off web1?", 'action="/guests/1/destroy"', "pulling the power cord", "Power off web1</button>",
+      'href="/guests/1"']),
+    ("confirm.html", ALICE, dict(action="restart", guest=GUESTS[0], back="/guests", unreachable=None),
+     ["Restart web1?", 'action="/guests/1/restart"', "Restart web1</button>"]),
+    ("guest.html", ALICE, GUEST_PAGE,
+     ["<h1>web1</h1>", "Ready and running", "ssh alice@10.0.0.5", "&lt;b&gt;testing&lt;/b&gt;", "web1.lab",
+      'action="/guests/1/stop"', 'action="/guests/1/extend"', "+1 day", "+7 days", 'id="console"',
+      "booting", "guest.checkout", "&lt;tty&gt; login:", 'value="/guests/1"', "Reason:</strong> a &lt;reason&gt;",
+      'data-confirm="Power off web1?', 'data-confirm="Restart web1?', "The end of /var/log/fm/web1.log"]),
+    ("guest.html", ROOT, {**GUEST_PAGE, "guest": RETIRED[0], "sentence": "Retired: reservation expired", "reason": "",
+                          "ssh": "", "steps": [], "events": [], "retired": True,
+                          "console": ConsoleTail(note="no longer shown")},
+     ["Retired: reservation expired", "No steps recorded.", "Nothing recorded yet.", "no longer shown"]),
     ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=GUESTS, total_guests=450, page=1, pages=3,
                               new_user=None, error=None, error_field=None, retired=False),
      ["Administration", "Make admin", "Enable", "you", "previous", "next", 'action="/admin/hosts/h2/enable"',
