@@ -217,11 +217,11 @@
     var id = String(g.id);
     var before = steps[id];
     steps[id] = g.step;
-    if (before === undefined || before === g.step || g.owner !== me) { return; }
     if (g.step === "ready" || g.step === "failed") {
-      // The checkout's "is on its way" says nothing true any more.
+      // The checkout's "is on its way" says nothing true any more (even if the guest got there first).
       document.querySelectorAll('.flash[data-guest="' + id + '"]').forEach(function (f) { f.remove(); });
     }
+    if (before === undefined || before === g.step || g.owner !== me) { return; }
     if (g.step === "ready") {
       var address = g.ip || g.hostname;
       toast("ok", g.name + " is ready", address ? "ssh " + g.owner + "@" + address : "");

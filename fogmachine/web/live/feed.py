@@ -26,9 +26,9 @@ How changes are found:
 When: every ``interval_s`` (0.4 s) for what other processes wrote, and at
 once when THIS process commits a change to guests or hosts (``commits.py``:
 session hooks on the database's session factory wake the poll loop). Wakes
-coalesce: however many commits land during a poll, one more poll follows it,
-``min_gap_s`` (20 ms) after the first of them, so a burst of writes cannot
-keep a database thread busy with the feed's reads. A commit to users
+coalesce: a wake polls at once, and however many commits land during a poll,
+one more poll follows it, no sooner than ``min_gap_s`` (20 ms) after it, so
+a burst of writes cannot keep a database thread busy with the feed's reads. A commit to users
 or login sessions makes the next poll a full one, which re-checks who may
 still listen: a logout closes that page's socket at once.
 
@@ -164,6 +164,7 @@ class LiveFeed:
         self.subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._last_full = 0.0
+        self._last_end = 0.0  # when the poll loop's last poll ended (monotonic)
         self._polls_started = 0
         self._failing = False
         self.polls = 0
@@ -223,9 +224,11 @@ class LiveFeed:
             await asyncio.wait_for(wake.wait(), self.interval_s)
         except TimeoutError:
             return
-        # Woken: the commits of the next ``min_gap_s`` join this poll, and a burst of them cannot
-        # keep a database thread busy with back-to-back reads.
-        await asyncio.sleep(self.min_gap_s)
+        # Woken: at once, unless the last poll ended less than ``min_gap_s`` ago (a burst of commits
+        # must not keep a database thread busy with back-to-back reads); commits landing meanwhile join.
+        rest = self._last_end + self.min_gap_s - time.monotonic()
+        if rest > 0:
+            await asyncio.sleep(rest)
         wake.clear()  # a wake after this is owed a poll of its own: it may have missed this one's read
 
     async def _run(self) -> None:
@@ -235,6 +238,7 @@ class LiveFeed:
             self._full_owed = False
             try:
                 await self.poll_once(full=full)
+                self._last_end = time.monotonic()
                 if self._failing:
                     log.info("live updates: the database answers again")
                     self._failing = False
