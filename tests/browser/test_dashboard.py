@@ -100,9 +100,12 @@ async def test_the_whole_story(server, browser, shoot):
     await page.fill("input[name=days]", "3")
     await page.fill("input[name=purpose]", "trying Fogmachine")
     await shoot(page, "checkout")
-    await page.click("#checkout-form button[type=submit]")
+    async with page.expect_response(base + "/guests") as landed:
+        await page.click("#checkout-form button[type=submit]")
+    assert "web1 is on its way" in await (await landed.value).text()
     await page.wait_for_url(base + "/guests")
-    await expect(page.locator(".flash-ok")).to_contain_text("web1 is on its way")
+    # live.js takes the notice down once web1 is ready (test_live_updates.py)
+    await expect(page.locator(".flash-ok", has_text="web1 is on its way")).to_have_count(0)
 
     web1 = await row(watcher, "web1")
     await expect(web1).to_be_visible()

@@ -90,10 +90,14 @@ class DashboardHandler(PageHandler):
 
     # --- flash messages ---
 
-    def flash(self, kind: str, text: str) -> None:
-        """Queue a message for the next page this browser sees (kind: ok or error)."""
+    def flash(self, kind: str, text: str, *, guest: int | None = None) -> None:
+        """Queue a message for the next page this browser sees (kind: ok or error). A message about one
+        guest names it (``guest``), so the page's live updates can take it down once it is out of date."""
         pending = self._flashes_out if self._flashes_out is not None else []
-        pending = [*pending, {"kind": kind, "text": text[:500]}][-MAX_FLASHES:]
+        message = {"kind": kind, "text": text[:500]}
+        if guest is not None:
+            message["guest"] = str(guest)
+        pending = [*pending, message][-MAX_FLASHES:]
         self._flashes_out = pending
         self.set_signed_cookie(FLASH_COOKIE, json.dumps(pending), expires_days=None, httponly=True,
                                samesite="Lax", secure=self.request.protocol == "https")
@@ -168,9 +172,9 @@ class DashboardHandler(PageHandler):
 
     # --- outcomes ---
 
-    def done(self, message: str, back: str) -> None:
+    def done(self, message: str, back: str, *, guest: int | None = None) -> None:
         """An action succeeded: say so on the page it came from."""
-        self.flash("ok", message)
+        self.flash("ok", message, guest=guest)
         self.redirect(back, status=303)
 
     def failed(self, error: FogmachineError, back: str) -> None:
