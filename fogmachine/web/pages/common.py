@@ -114,6 +114,8 @@ class DashboardHandler(PageHandler):
         namespace = super().get_template_namespace()
         namespace.update(view.NAMESPACE)
         namespace["config"] = self.ctx.config
+        # host_card.html's heading level: under a page's h2 (the overview's "Capacity"); hosts.html sets 2.
+        namespace["card_level"] = 3
         return namespace
 
     # --- outcomes ---
