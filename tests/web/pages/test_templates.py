@@ -25,6 +25,7 @@ from fogmachine.services.guests import guest_to_dict
 from fogmachine.services.hosts import Capacity, host_to_dict
 from fogmachine.services.sessions import SessionView
 from fogmachine.services.useradmin import UserSummary
+from fogmachine.web.pages import userlist
 from fogmachine.web.pages.common import DashboardHandler
 
 
@@ -86,6 +87,7 @@ PROFILE = {"email": "alice@example.org", "ssh_key": "ssh-ed25519 AAAA x", "descr
                        "state": "active", "created_at": "2026-05-01T10:00:00Z", "expires_at": "2026-07-30T10:00:00Z",
                        "last_used_at": None}],
            "token_form": {"name": "", "scope": "read", "days": "90"}}
+USERLIST = {"total_users": 4, "user_pages": 1, "userview": userlist.parse({})}
 THEMES = {"chosen_theme": "dark", "theme_labels": {"system": "As the system", "light": "Light", "dark": "Dark"}}
 NEW_TOKEN = {"id": 6, "name": "laptop", "token": "fm_9f8e7d6c_SECRET",
              "curl": "curl -H 'Authorization: Bearer fm_9f8e7d6c_SECRET' http://fm.example.org/api/v1/guests"}
@@ -163,21 +165,29 @@ CASES = [
      ["Delete web1?", 'value="yes"']),
     ("confirm_delete.html", ROOT, dict(guest=GUESTS[0], back="/guests", unreachable="host h1 is down: gone"),
      ["host h1 is down: gone", 'name="force" value="yes"', "Delete web1 anyway"]),
-    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=GUESTS, total_guests=450, page=1, pages=3,
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=GUESTS, total_guests=450, page=1, pages=3,
                               new_user=None, error=None, error_field=None, retired=False),
      ["Administration", "Make admin", "Enable", "you", "previous", "next", 'action="/admin/hosts/h2/enable"',
       'data-insert="no"', 'href="/admin/audit"', 'href="/admin?guests=retired#guests"']),
-    ("admin.html", ROOT, dict(users=USERS, hosts=[], guests=[], total_guests=0, page=0, pages=1,
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=[], guests=[], total_guests=0, page=0, pages=1,
                               new_user=NewUser("dup", "x", "d@example.org"), error="user dup already exists",
                               error_field="username", retired=False),
      ["user dup already exists", "No guests.", '<details class="card" open>']),
-    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=RETIRED, total_guests=201, page=0, pages=2,
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=RETIRED, total_guests=201, page=0, pages=2,
                               new_user=None, error=None, error_field=None, retired=True),
      ["Retired guests (201)", 'data-retired-id="7"', "reservation expired", 'href="/admin#guests"',
       'href="/admin?guests=retired&amp;page=2#guests"']),
-    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=[], total_guests=0, page=0, pages=1,
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=[], total_guests=0, page=0, pages=1,
                               new_user=None, error=None, error_field=None, retired=True),
      ["No retired guests: they are kept for 30 days."]),
+    ("admin.html", ROOT, dict(users=USERS[1:2], total_users=120, user_pages=3, hosts=[], guests=[], total_guests=0,
+                              page=0, pages=1, new_user=None, error=None, error_field=None, retired=False,
+                              userview=userlist.parse({"user_q": [b"b"], "user_sort": [b"-guests"],
+                                                       "user_page": [b"2"], "guests": [b"retired"]})),
+     ["120 users match; page 2 of 3", 'aria-sort="descending"', 'href="/admin?guests=retired&amp;user_q=b#users"',
+      'href="/admin?guests=retired&amp;user_q=b&amp;user_sort=-guests#users">previous',
+      'user_sort=-guests&amp;user_page=3#users">next', 'user_sort=guests#users">Guests',
+      '<input type="hidden" name="guests" value="retired">']),
     ("login.html", None, dict(username="alice", next="/guests", error="wrong username or password",
                               error_field=None), ["wrong username or password", 'value="/guests"', "Register"]),
     ("register.html", None, dict(username="x", email="", error="username must be", error_field="username"),
