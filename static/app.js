@@ -151,4 +151,51 @@
         });
     });
   }
+
+  // The phone menu: a real button (keyboard, screen readers) that says whether the menu is open.
+  // Without script the button stays hidden and the menu open; at desktop width the CSS ignores both.
+  var top = document.querySelector("header.top");
+  var menuButton = top && top.querySelector(".nav-button");
+  if (menuButton) {
+    var setOpen = function (open) {
+      top.classList.toggle("open", open);
+      menuButton.setAttribute("aria-expanded", open ? "true" : "false");
+    };
+    top.classList.add("folding");
+    menuButton.hidden = false;
+    setOpen(false);
+    menuButton.addEventListener("click", function () {
+      setOpen(menuButton.getAttribute("aria-expanded") !== "true");
+    });
+    top.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && top.classList.contains("open")) { setOpen(false); menuButton.focus(); }
+    });
+  }
+
+  // Copy buttons (the new API token, its curl line): the text of the element named by data-copy.
+  // Without script they stay hidden; the text is there to select.
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source) { return; }
+    var label = button.textContent;
+    var said = function (text) {
+      button.textContent = text;
+      window.setTimeout(function () { button.textContent = label; }, 2000);
+    };
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var text = source.textContent;
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(function () { said("Copied"); },
+                                                 function () { said("Select it and copy"); });
+        return;
+      }
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      said(document.execCommand && document.execCommand("copy") ? "Copied" : "Press Ctrl+C");
+    });
+  });
 })();

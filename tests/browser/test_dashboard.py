@@ -228,7 +228,7 @@ async def test_phone_width(server, browser, shoot):
     page = await ctx.new_page()
     await log_in(page, server.base_url, "dave")
     await expect(page.locator("header.top nav")).to_be_hidden()
-    await page.click("label.nav-button")
+    await page.click("button.nav-button")
     await expect(page.locator("header.top nav a[href='/checkout']")).to_be_visible()
     await page.goto(server.base_url + "/checkout")
     await page.check("input[name=target][value=tiny]")

@@ -168,6 +168,8 @@ class DashboardHandler(PageHandler):
         namespace.update(view.NAMESPACE)
         namespace["config"] = self.ctx.config
         namespace["failed_form"] = self.failed_form
+        # host_card.html's heading level: under a page's h2 (the overview's "Capacity"); hosts.html sets 2.
+        namespace["card_level"] = 3
         return namespace
 
     # --- outcomes ---

@@ -27,6 +27,7 @@ from fogmachine.services.guestview import StepRow
 from fogmachine.services.hosts import Capacity, host_to_dict
 from fogmachine.services.sessions import SessionView
 from fogmachine.services.useradmin import UserSummary
+from fogmachine.web.pages import userlist
 from fogmachine.web.pages.common import DashboardHandler
 
 
@@ -83,7 +84,15 @@ USERS = [UserSummary(1, "alice", "alice@example.org", False, True, utcnow(), Non
 PROFILE = {"email": "alice@example.org", "ssh_key": "ssh-ed25519 AAAA x", "description": "team A",
            "notify_expiry": True, "notify_ready": False, "created_at": utcnow(), "last_login_at": None,
            "sessions": [SessionView(7, utcnow(), utcnow(), "192.0.2.1", "Firefox <b>", True),
-                        SessionView(8, utcnow(), utcnow(), "192.0.2.2", "", False)]}
+                        SessionView(8, utcnow(), utcnow(), "192.0.2.2", "", False)],
+           "tokens": [{"id": 5, "name": "ci <job>", "owner": "alice", "prefix": "fm_1a2b3c4d_", "scope": "write",
+                       "state": "active", "created_at": "2026-05-01T10:00:00Z", "expires_at": "2026-07-30T10:00:00Z",
+                       "last_used_at": None}],
+           "token_form": {"name": "", "scope": "read", "days": "90"}}
+USERLIST = {"total_users": 4, "user_pages": 1, "userview": userlist.parse({})}
+THEMES = {"chosen_theme": "dark", "theme_labels": {"system": "As the system", "light": "Light", "dark": "Dark"}}
+NEW_TOKEN = {"id": 6, "name": "laptop", "token": "fm_9f8e7d6c_SECRET",
+             "curl": "curl -H 'Authorization: Bearer fm_9f8e7d6c_SECRET' http://fm.example.org/api/v1/guests"}
 FORM = {"target": "tiny", "name": "web2", "days": "3", "purpose": "demo"}
 HOSTS = [host(), host("h2", enabled=False), host("h3", state="down", state_reason="connection refused")]
 GUESTS = [guest(), guest(2, "db1", state="paused", step="failed", step_reason="boot failed"),
@@ -181,29 +190,46 @@ CASES = [
                           "ssh": "", "steps": [], "events": [], "retired": True,
                           "console": ConsoleTail(note="no longer shown")},
      ["Retired: reservation expired", "No steps recorded.", "Nothing recorded yet.", "no longer shown"]),
-    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=GUESTS, total_guests=450, page=1, pages=3,
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=GUESTS, total_guests=450, page=1, pages=3,
                               new_user=None, error=None, error_field=None, retired=False),
      ["Administration", "Make admin", "Enable", "you", "previous", "next", 'action="/admin/hosts/h2/enable"',
       'data-insert="no"', 'href="/admin/audit"', 'href="/admin?guests=retired#guests"']),
-    ("admin.html", ROOT, dict(users=USERS, hosts=[], guests=[], total_guests=0, page=0, pages=1,
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=[], guests=[], total_guests=0, page=0, pages=1,
                               new_user=NewUser("dup", "x", "d@example.org"), error="user dup already exists",
                               error_field="username", retired=False),
      ["user dup already exists", "No guests.", '<details class="card" open>']),
-    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=RETIRED, total_guests=201, page=0, pages=2,
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=RETIRED, total_guests=201, page=0, pages=2,
                               new_user=None, error=None, error_field=None, retired=True),
      ["Retired guests (201)", 'data-retired-id="7"', "reservation expired", 'href="/admin#guests"',
       'href="/admin?guests=retired&amp;page=2#guests"']),
-    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=[], total_guests=0, page=0, pages=1,
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=[], total_guests=0, page=0, pages=1,
                               new_user=None, error=None, error_field=None, retired=True),
      ["No retired guests: they are kept for 30 days."]),
+    ("admin.html", ROOT, dict(users=USERS[1:2], total_users=120, user_pages=3, hosts=[], guests=[], total_guests=0,
+                              page=0, pages=1, new_user=None, error=None, error_field=None, retired=False,
+                              userview=userlist.parse({"user_q": [b"b"], "user_sort": [b"-guests"],
+                                                       "user_page": [b"2"], "guests": [b"retired"]})),
+     ["120 users match; page 2 of 3", 'aria-sort="descending"', 'href="/admin?guests=retired&amp;user_q=b#users"',
+      'href="/admin?guests=retired&amp;user_q=b&amp;user_sort=-guests#users">previous',
+      'user_sort=-guests&amp;user_page=3#users">next', 'user_sort=guests#users">Guests',
+      '<input type="hidden" name="guests" value="retired">']),
     ("login.html", None, dict(username="alice", next="/guests", error="wrong username or password",
                               error_field=None), ["wrong username or password", 'value="/guests"', "Register"]),
     ("register.html", None, dict(username="x", email="", error="username must be", error_field="username"),
      ["Create my account", "username must be"]),
     ("profile.html", ALICE, dict(profile=PROFILE, error="the current password is wrong",
-                                 error_field="current_password"),
+                                 error_field="current_password", new_token=None, **THEMES),
      ["ssh-ed25519 AAAA x", "the current password", "Firefox &lt;b&gt; <strong>(this one)</strong>", "192.0.2.2",
-      'action="/profile/sessions/8/end"', 'action="/profile/sessions/end-all"', "720 minutes unused"]),
+      'action="/profile/sessions/8/end"', 'action="/profile/sessions/end-all"', "720 minutes unused",
+      'id="error-current_password">the current password is wrong', "ci &lt;job&gt;", "fm_1a2b3c4d_",
+      'action="/profile/tokens/5/revoke"', 'value="dark" checked', 'href="/api/v1/docs"']),
+    ("profile.html", ALICE, dict(profile={**PROFILE, "tokens": [], "token_form": {"name": "ci", "scope": "write",
+                                                                                  "days": "x"}},
+                                 error="expires_in_days must be a whole number of days",
+                                 error_field="expires_in_days", new_token=NEW_TOKEN, **THEMES),
+     ["fm_9f8e7d6c_SECRET", "Bearer fm_9f8e7d6c_SECRET&#x27; http://fm.example.org/api/v1/guests", "No active tokens",
+      'value="ci"', '<option value="write" selected>', 'value="x"', 'id="error-expires_in_days"',
+      'data-copy="new-token-value"']),
     ("error.html", ALICE, dict(status_code=403, message="only administrators may do this"),
      ["Not allowed", "only administrators"]),
     ("error.html", None, dict(status_code=500, message="Something went wrong"), ["Error 500"]),
