@@ -185,7 +185,8 @@ class HostConnection:
         if self._settled is None:
             return False
         try:
-            await asyncio.wait_for(self._settled.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._settled.wait()
         except TimeoutError:
             return False
         return True
@@ -199,7 +200,8 @@ class HostConnection:
             self._wake.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.call_timeout)
+                async with asyncio.timeout(self.call_timeout):
+                    await asyncio.shield(self._task)
             except TimeoutError:
                 self._task.cancel()
             except Exception:
@@ -214,7 +216,8 @@ class HostConnection:
                 log.warning("host %s: %d libvirt call(s) still blocked; closing anyway", self.name, len(running))
         if conn is not None:
             try:
-                await asyncio.wait_for(asyncio.to_thread(close_quietly, conn), self.call_timeout)
+                async with asyncio.timeout(self.call_timeout):
+                    await asyncio.to_thread(close_quietly, conn)
             except TimeoutError:
                 log.warning("host %s: closing the connection timed out", self.name)
         if self._owns_threads:
@@ -255,7 +258,8 @@ class HostConnection:
     async def _pause(self, seconds: float) -> None:
         assert self._stop_event is not None
         try:
-            await asyncio.wait_for(self._stop_event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stop_event.wait()
         except TimeoutError:
             pass
 

@@ -203,10 +203,7 @@ class LiveFeed:
             self._watch = None
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.gather(self._task, return_exceptions=True)  # a cancel of stop() itself still raises
             self._task = None
         self._wake = None
         self.started = False
@@ -221,7 +218,11 @@ class LiveFeed:
             await asyncio.sleep(self.interval_s)
             return
         try:
-            await asyncio.wait_for(wake.wait(), self.interval_s)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as the wake
+            # completes (CPython gh-86296), and stop()'s cancel was lost that way: the loop polled on and
+            # the server's stop waited for it forever (found by a CI run, 3 of 4 workers hung).
+            async with asyncio.timeout(self.interval_s):
+                await wake.wait()
         except TimeoutError:
             return
         # Woken: at once, unless the last poll ended less than ``min_gap_s`` ago (a burst of commits

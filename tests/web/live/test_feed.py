@@ -176,6 +176,24 @@ async def test_stopping_the_feed_unhooks_it_and_says_going_away(live_site):
     assert feed.wakes == wakes
 
 
+async def test_a_stop_right_after_a_wake_ends_the_feed(live_site):
+    """Found by a CI run (3 of 4 workers hung in a server's stop): a commit's wake completed the poll loop's
+    wait in the same turn of the IOLoop as stop() cancelled it, and asyncio.wait_for (Python 3.11) returned
+    the wait's result instead of the cancellation, so the loop polled on and stop() waited for it forever.
+    Here each stop follows a commit at once; the deadline only keeps a broken build from hanging."""
+    site = live_site
+    web1 = await site.guest("alice", "web1")
+    await quiet(site)
+    for n in range(10):
+        feed = LiveFeed(site.ctx, interval_s=3600, full_scan_s=3600)
+        await feed.start()
+        await asyncio.sleep(0)  # the poll loop is waiting for its next turn
+        await site.ctx.db.run(lambda s, n=n: setattr(s.get(Guest, web1), "hostname", f"web1-{n}"))
+        async with asyncio.timeout(60):
+            await feed.stop()
+        assert feed._task is None
+
+
 async def test_a_page_that_subscribes_during_a_full_read_is_not_taken_for_a_logged_out_one(live_site):
     """The full read re-checks users and sessions of the subscribers there were when it began; a page that
     came during it (a login's commit wakes a full read just as its page opens the socket) stays."""
