@@ -119,7 +119,7 @@ class HostConnection:
 
     def __init__(self, name: str, uri: str, *, host_id: int | None = None, connect_timeout: float = 5,
                  call_timeout: float = 30, resync_interval: float = 60, listener: Listener | None = None,
-                 threads: CallThreads | None = None) -> None:
+                 threads: CallThreads | None = None, read_gate: asyncio.Semaphore | None = None) -> None:
         self.name = name
         self.uri = uri
         self.host_id = host_id
@@ -151,6 +151,7 @@ class HostConnection:
         self._owns_threads = threads is None
         self._threads = threads if threads is not None else CallThreads(name=f"fm-virt-{name}")
         self._inflight: set[futures.Future[Any]] = set()  # this host's calls still running
+        self._read_gate = read_gate  # the fleet's bound on whole-host reads at once (HostFleet)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: Wakeup | None = None
@@ -276,7 +277,11 @@ class HostConnection:
             self._reads_begun += 1
             begun = self._reads_begun
             try:
-                snapshot = await self._call(read_snapshot, self.static, self._cache, action="resync")
+                if self._read_gate is None:
+                    snapshot = await self._call(read_snapshot, self.static, self._cache, action="resync")
+                else:
+                    async with self._read_gate:
+                        snapshot = await self._call(read_snapshot, self.static, self._cache, action="resync")
                 await self._apply_up(conn, snapshot, begun)
             except FogmachineError as exc:
                 for waiter in waiters:
