@@ -1,4 +1,4 @@
-// Fogmachine pages: confirmations, time left, the checkout preview. Plain JS, no dependencies.
+// Fogmachine pages: confirmations, refused fields, menus, copy buttons, time left, the checkout preview. Plain JS, no dependencies.
 "use strict";
 
 (function () {
@@ -14,6 +14,41 @@
     // One press, one request: a second click while the first is on its way does nothing.
     var buttons = form.querySelectorAll("button[type=submit]");
     window.setTimeout(function () { buttons.forEach(function (b) { b.disabled = true; }); }, 0);
+  });
+
+  // A form refused by the server comes back with its field marked (aria-invalid) and the message under it:
+  // open the menu it is in and put the cursor there (autofocus does the same without script).
+  var invalid = document.querySelector("[aria-invalid=true]");
+  if (invalid) {
+    var menu = invalid.closest("details");
+    if (menu) { menu.open = true; }
+    invalid.focus();
+  }
+
+  // "More" menus: one open at a time; Escape closes the open one and gives the focus back to its button.
+  document.addEventListener("toggle", function (event) {
+    var opened = event.target;
+    if (!opened.matches || !opened.matches("details.more") || !opened.open) { return; }
+    document.querySelectorAll("details.more[open]").forEach(function (d) { if (d !== opened) { d.open = false; } });
+  }, true);
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") { return; }
+    var open = document.activeElement && document.activeElement.closest && document.activeElement.closest("details.more[open]");
+    if (open) { open.open = false; open.querySelector("summary").focus(); }
+  });
+
+  // Copy buttons (the ssh line): shown only where the clipboard can be written; the text stays selectable.
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    if (!navigator.clipboard || !window.isSecureContext) { return; }
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    var said = document.querySelector('[data-copied-for="' + button.getAttribute("data-copy") + '"]');
+    if (!source) { return; }
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      navigator.clipboard.writeText(source.textContent.trim()).then(
+        function () { if (said) { said.textContent = "Copied."; } },
+        function () { if (said) { said.textContent = "Could not copy: select the line instead."; } });
+    });
   });
 
   // Time left, recomputed in the browser from the expiry the server gave.
@@ -116,4 +151,51 @@
         });
     });
   }
+
+  // The phone menu: a real button (keyboard, screen readers) that says whether the menu is open.
+  // Without script the button stays hidden and the menu open; at desktop width the CSS ignores both.
+  var top = document.querySelector("header.top");
+  var menuButton = top && top.querySelector(".nav-button");
+  if (menuButton) {
+    var setOpen = function (open) {
+      top.classList.toggle("open", open);
+      menuButton.setAttribute("aria-expanded", open ? "true" : "false");
+    };
+    top.classList.add("folding");
+    menuButton.hidden = false;
+    setOpen(false);
+    menuButton.addEventListener("click", function () {
+      setOpen(menuButton.getAttribute("aria-expanded") !== "true");
+    });
+    top.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && top.classList.contains("open")) { setOpen(false); menuButton.focus(); }
+    });
+  }
+
+  // Copy buttons (the new API token, its curl line): the text of the element named by data-copy.
+  // Without script they stay hidden; the text is there to select.
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source) { return; }
+    var label = button.textContent;
+    var said = function (text) {
+      button.textContent = text;
+      window.setTimeout(function () { button.textContent = label; }, 2000);
+    };
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var text = source.textContent;
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(function () { said("Copied"); },
+                                                 function () { said("Select it and copy"); });
+        return;
+      }
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      said(document.execCommand && document.execCommand("copy") ? "Copied" : "Press Ctrl+C");
+    });
+  });
 })();

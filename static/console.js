@@ -1,7 +1,8 @@
 // The serial console (templates/console_panel.html): xterm.js on Fogmachine's own WebSocket.
 // Bytes from the guest arrive as binary messages and go to the terminal as they are; what the user
 // types goes back as text. Close codes (fogmachine/web/console/socket.py): 4000 + an HTTP status for
-// an error (4409: another session has the console), 4100 taken over, 4101 idle, 4102 ended by the host.
+// an error (4409: another session has the console), 4001 the login session ended, 4100 taken over,
+// 4101 idle, 4102 ended by the host, 1001 the server stopped.
 "use strict";
 
 (function () {
@@ -40,6 +41,8 @@
 
   function why(event) {
     if (event.code === 4409) { return "Another session has this console open."; }
+    if (event.code === 4001) { return "Your login session ended: log in again."; }
+    if (event.code === 1001) { return "The server is restarting: open the console again in a moment."; }
     if (event.code === 4100) { return "Taken over in another window: " + event.reason; }
     if (event.code === 4101) { return "Closed: " + event.reason; }
     if (event.code === 4102) { return "The console ended: " + event.reason; }

@@ -5,7 +5,9 @@
 (function () {
   var me = document.body.getAttribute("data-user");
   var status = document.getElementById("live-status");
-  var retry = 1000;
+  var FIRST_RETRY_MS = 500, MAX_RETRY_MS = 15000;
+  var SESSION_ENDED = 4001;  // the server's word that this session is over (fogmachine/web/live/feed.py)
+  var retry = FIRST_RETRY_MS;
   var loading = {};
 
   function setStatus(text, ok) {
@@ -151,13 +153,91 @@
     return value + " MiB";
   }
 
+  // Toasts for what happens to my own guests, seen live: a step that changes to ready or failed from
+  // what this page knew of it (the rows it was drawn with, then every message since). A guest the page
+  // knew nothing of only tells it where things stand: no toast for every ready guest at page load.
+  var steps = {};
+  document.querySelectorAll('[data-guest-id] [data-field="step"]').forEach(function (el) {
+    steps[el.closest("[data-guest-id]").getAttribute("data-guest-id")] = el.textContent.trim();
+  });
+
+  var toasts = document.getElementById("toasts");
+  var baseTitle = document.title;
+  var unseen = 0;
+  function looking() { return document.visibilityState === "visible" && document.hasFocus(); }
+  function showCount() { document.title = unseen ? "(" + unseen + ") " + baseTitle : baseTitle; }
+  function seen() { if (unseen && looking()) { unseen = 0; showCount(); } }
+  document.addEventListener("visibilitychange", seen);
+  window.addEventListener("focus", seen);
+
+  function copyText(text, button) {
+    var done = function () { button.textContent = "copied"; };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { fallbackCopy(text) && done(); });
+    } else if (fallbackCopy(text)) { done(); }
+  }
+  function fallbackCopy(text) {
+    var area = document.createElement("textarea");
+    area.value = text; area.setAttribute("readonly", ""); area.className = "visually-hidden";
+    document.body.appendChild(area); area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    area.remove();
+    return ok;
+  }
+
+  function toast(kind, text, command) {
+    if (!toasts) { return; }
+    var box = document.createElement("div");
+    box.className = "toast toast-" + kind;
+    var words = document.createElement("span");
+    words.className = "toast-text";
+    words.textContent = text;
+    box.appendChild(words);
+    if (command) {
+      var code = document.createElement("code");
+      code.textContent = command;
+      words.appendChild(document.createTextNode(": "));
+      words.appendChild(code);
+      var copy = document.createElement("button");
+      copy.type = "button"; copy.className = "toast-copy"; copy.textContent = "copy";
+      copy.addEventListener("click", function () { copyText(command, copy); });
+      box.appendChild(copy);
+    }
+    var close = document.createElement("button");
+    close.type = "button"; close.className = "toast-close"; close.textContent = "×";
+    close.setAttribute("aria-label", "Dismiss");
+    close.addEventListener("click", function () { box.remove(); });
+    box.appendChild(close);
+    toasts.appendChild(box);
+    if (!looking()) { unseen += 1; showCount(); }
+  }
+
+  function noteStep(g) {
+    var id = String(g.id);
+    var before = steps[id];
+    steps[id] = g.step;
+    if (g.step === "ready" || g.step === "failed") {
+      // The checkout's "is on its way" says nothing true any more (even if the guest got there first).
+      document.querySelectorAll('.flash[data-guest="' + id + '"]').forEach(function (f) { f.remove(); });
+    }
+    if (before === undefined || before === g.step || g.owner !== me) { return; }
+    if (g.step === "ready") {
+      var address = g.ip || g.hostname;
+      toast("ok", g.name + " is ready", address ? "ssh " + g.owner + "@" + address : "");
+    } else if (g.step === "failed") {
+      toast("error", g.name + " failed: " + (g.step_reason || "no reason given"), "");
+    }
+  }
+
   function apply(message) {
     if (message.type === "snapshot") { knownHosts = {}; }
     (message.hosts || []).forEach(function (h) { knownHosts[h.name] = h; applyHost(h); });
     if ((message.hosts || []).length) { applyCapacity(); }
-    var seen = {};
+    var seenIds = {};
     (message.guests || []).forEach(function (g) {
-      seen[g.id] = true;
+      seenIds[g.id] = true;
+      noteStep(g);
       if (g.step === "retired") { removeGuest(g.id); return; }
       applyGuest(g);
       insertGuest(g, message.type);
@@ -166,23 +246,46 @@
     if (message.type === "snapshot") {
       // Rows for guests that ended while this page was not listening.
       document.querySelectorAll("[data-live-list] [data-guest-id]").forEach(function (row) {
-        if (!seen[row.getAttribute("data-guest-id")]) { removeGuest(row.getAttribute("data-guest-id")); }
+        if (!seenIds[row.getAttribute("data-guest-id")]) { removeGuest(row.getAttribute("data-guest-id")); }
       });
     }
     document.dispatchEvent(new CustomEvent("fm:live", {detail: message}));
   }
 
+  function sessionEnded() {
+    if (!status) { return; }
+    setStatus("session ended: ", false);
+    var link = document.createElement("a");
+    link.href = "/login"; link.textContent = "log in";
+    status.appendChild(link);
+  }
+
+  function reconnectLater() {
+    setStatus("○ reconnecting…", false);
+    var wait = retry / 2 + Math.random() * retry / 2;  // jitter: a restarted server is not hit by every page at once
+    retry = Math.min(retry * 2, MAX_RETRY_MS);
+    window.setTimeout(connect, wait);
+  }
+
+  // A refused handshake shows no status to the script: ask /live as a plain GET whether the session holds
+  // (401: it is over; anything else, or no answer: the server is away, try again).
+  function checkSession() {
+    fetch("/live", {credentials: "same-origin", cache: "no-store"})
+      .then(function (r) { if (r.status === 401) { sessionEnded(); } else { reconnectLater(); } })
+      .catch(reconnectLater);
+  }
+
   function connect() {
+    var opened = false;
     var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/live");
-    ws.onopen = function () { retry = 1000; setStatus("● live", true); };
+    ws.onopen = function () { opened = true; retry = FIRST_RETRY_MS; setStatus("● live", true); };
     ws.onmessage = function (event) {
       try { apply(JSON.parse(event.data)); } catch (e) { if (window.console) { console.error(e); } }
     };
     ws.onclose = function (event) {
-      if (event.code === 4001) { setStatus("logged out", false); return; }
-      setStatus("○ reconnecting…", false);
-      window.setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 15000);
+      if (event.code === SESSION_ENDED) { sessionEnded(); return; }
+      // 1001: the server is going away (a restart); 1006: the connection broke. The session may well hold.
+      if (opened) { reconnectLater(); } else { checkSession(); }
     };
   }
   if (document.body.getAttribute("data-live") === "on" && "WebSocket" in window) { connect(); }

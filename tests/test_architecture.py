@@ -297,3 +297,29 @@ def test_checker_reports_adapter_libraries_elsewhere() -> None:
     assert [(imp.imported, imp.line) for imp in found] == [("libvirt", 1), ("xmlrpc", 6)]
     assert len(misplaced_libraries(found)) == 2
     assert not misplaced_libraries(libraries_in("import libvirt\n", "fogmachine.virt.sample"))
+
+
+def wait_for_calls(source: str) -> list[int]:
+    """Lines that call ``asyncio.wait_for`` (or a bare ``wait_for`` imported from asyncio)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if name == "wait_for":
+                lines.append(node.lineno)
+    return lines
+
+
+def test_no_asyncio_wait_for_in_the_package() -> None:
+    """On Python 3.11 ``asyncio.wait_for`` can swallow a cancellation that arrives as what it waits for
+    completes (CPython gh-86296): a live feed's stop() then waited forever (tests/web/live/test_feed.py).
+    ``async with asyncio.timeout(...)`` is the one way to bound a wait."""
+    found = [f"{path.relative_to(ROOT)}:{line}" for path in sorted(PACKAGE_DIR.rglob("*.py"))
+             for line in wait_for_calls(path.read_text())]
+    assert not found, f"use asyncio.timeout instead of wait_for: {found}"
+
+
+def test_wait_for_finder_finds_both_spellings() -> None:
+    assert wait_for_calls("import asyncio\nasyncio.wait_for(x, 1)\nfrom asyncio import wait_for\nwait_for(y, 2)\n") \
+        == [2, 4]

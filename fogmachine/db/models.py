@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -28,9 +29,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     false,
+    inspect,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 # Defined in the base layer so that the hypervisor adapter can use them without the ORM; re-exported here
 # ("X as X": explicitly, for mypy), where the code above the adapters has always imported them from.
@@ -285,3 +288,44 @@ class GuestNotice(Base):
     sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     # True once delivered, or at once for a warning skipped because a nearer one was due.
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class GuestStep(Base):
+    """When a guest entered a provisioning step (and the reason it had then): the guest page's timeline.
+
+    ``guests.step`` only says where a guest is now. Rows here are written by
+    ``_record_step_changes`` below, in the flush that changes the step, so the
+    history is in the same transaction as the change and no writer of the step
+    (claim, the engine, phone-home, reconciliation, delete, expiry, and any
+    written later) can forget it. They go with their guest (``ON DELETE CASCADE``,
+    and explicitly in the history purge).
+    """
+
+    __tablename__ = "guest_steps"
+    __table_args__ = (Index("ix_guest_steps_guest_id_at", "guest_id", "at"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    guest_id: Mapped[int] = mapped_column(ForeignKey("guests.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    # One way only: a guest never loads its history by accident, and a new guest (no id before the flush)
+    # can still be named.
+    guest: Mapped[Guest] = relationship()
+
+
+@event.listens_for(Session, "before_flush")
+def _record_step_changes(session: Session, _context: Any, _instances: Any) -> None:
+    """A ``GuestStep`` row for every managed guest whose ``step`` this flush changes (or that it inserts)."""
+    for obj in (*session.new, *session.dirty):
+        if not isinstance(obj, Guest) or obj.managed is False:
+            continue
+        if obj in session.new:
+            step = obj.step or Step.PLACING
+        else:
+            history = inspect(obj).attrs.step.history
+            if not history.added or (history.deleted and history.deleted[0] == history.added[0]):
+                continue
+            step = history.added[0]
+        session.add(GuestStep(guest=obj, step=step, reason=(obj.step_reason or "")[:2000], at=utcnow()))

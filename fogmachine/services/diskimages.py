@@ -44,7 +44,8 @@ async def _why_not(conn: Any) -> str:
     if not conn.connected:
         return "not connected to this server"
     try:
-        path = await asyncio.wait_for(conn.pool_path(), POOL_CHECK_TIMEOUT)
+        async with asyncio.timeout(POOL_CHECK_TIMEOUT):
+            path = await conn.pool_path()
     except TimeoutError:
         return f"did not say within {POOL_CHECK_TIMEOUT:g} s whether it has a storage pool"
     except FogmachineError as exc:

@@ -21,7 +21,7 @@ from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.context import Context
-from fogmachine.db.models import ApiToken, Guest, GuestState, Host, Step, utcnow
+from fogmachine.db.models import ApiToken, Guest, GuestState, GuestStep, Host, Step, utcnow
 from fogmachine.errors import FogmachineError
 from fogmachine.services import audit, teardown
 from fogmachine.services.actor import Actor
@@ -134,8 +134,12 @@ async def retire_expired(ctx: Context, now: dt.datetime | None = None) -> int:
 
 def _purge(session: Session, keep_days: int, now: dt.datetime) -> int:
     cutoff = now - dt.timedelta(days=keep_days)
+    purged = (Guest.step == Step.RETIRED, Guest.retired_at < cutoff)
+    # Their step history first: the foreign key's ON DELETE CASCADE would do it too, but only where the
+    # database enforces foreign keys (SQLite does only when each connection asks).
+    session.execute(delete(GuestStep).where(GuestStep.guest_id.in_(select(Guest.id).where(*purged))))
     result = cast("CursorResult[Any]", session.execute(  # a DELETE: its result has a rowcount
-        delete(Guest).where(Guest.step == Step.RETIRED, Guest.retired_at < cutoff)))
+        delete(Guest).where(*purged)))
     session.execute(delete(ApiToken).where(ApiToken.expires_at < now))
     return result.rowcount or 0
 

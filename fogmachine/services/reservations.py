@@ -33,7 +33,10 @@ def validate_days(days: object, maximum: int, field: str = "days") -> int:
 def extend(session: Session, config: Config, actor: Actor, guest_id: int, days: object) -> Guest:
     actor.require_write()
     guest = get_guest(session, actor, guest_id, for_update=True)
-    days = validate_days(days, config.max_days)
+    try:
+        days = validate_days(days, config.max_days)
+    except ValidationError as exc:  # said beside one guest of a list, or read in a log: name which
+        raise ValidationError(f"{guest.name}: {exc.message}", field="days") from None
     if guest.step == Step.RETIRED or not guest.managed:
         raise Conflict(f"guest {guest.name} is retired and cannot be extended")
     current = guest.expires_at or utcnow()

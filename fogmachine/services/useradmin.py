@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from fogmachine.db.models import Guest, Step, User
-from fogmachine.errors import NotFound, PermissionDenied
+from fogmachine.errors import NotFound, PermissionDenied, ValidationError
 from fogmachine.services import audit, sessions
 from fogmachine.services.actor import Actor
 
@@ -33,13 +33,66 @@ class UserSummary:
 
 
 def list_users(session: Session, actor: Actor) -> list[UserSummary]:
+    """Every user, by name (the API's list)."""
+    return find_users(session, actor, UserFilter(limit=None))[0]
+
+
+USER_SORTS = ("username", "role", "guests", "last_login", "created")
+ROLES = ("admin", "user")
+STATUSES = ("active", "disabled")
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    """What the admin page's user list asks for: a search, filters, an order and a page.
+
+    ``search`` matches part of the name or e-mail, case-insensitively; ``role``
+    and ``status`` are one of ``ROLES``/``STATUSES`` or empty for all; ``sort``
+    one of ``USER_SORTS``. The web layer checks the values it was sent; the
+    service refuses what it cannot order by.
+    """
+
+    search: str = ""
+    role: str = ""
+    status: str = ""
+    sort: str = "username"
+    descending: bool = False
+    offset: int = 0
+    limit: int | None = 50
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def find_users(session: Session, actor: Actor, flt: UserFilter) -> tuple[list[UserSummary], int]:
+    """The users the filter picks, in its order, one page of them, and how many it picks in all."""
     actor.require_admin()
-    counts = dict(session.execute(
-        select(Guest.owner_id, func.count()).where(Guest.step != Step.RETIRED, Guest.managed.is_(True))
-        .group_by(Guest.owner_id)).all())
-    users = session.scalars(select(User).order_by(User.username))
-    return [UserSummary(u.id, u.username, u.email, u.is_admin, u.is_active, u.created_at, u.last_login_at,
-                        counts.get(u.id, 0)) for u in users]
+    if flt.sort not in USER_SORTS:
+        raise ValidationError(f"sort must be one of {', '.join(USER_SORTS)}", field="sort")
+    live = (select(Guest.owner_id.label("owner_id"), func.count().label("n"))
+            .where(Guest.step != Step.RETIRED, Guest.managed.is_(True)).group_by(Guest.owner_id).subquery())
+    guests = func.coalesce(live.c.n, 0)
+    query = select(User, guests).outerjoin(live, live.c.owner_id == User.id)
+    search = flt.search.strip().lower()
+    if search:
+        pattern = _like(search)
+        query = query.where(or_(func.lower(User.username).like(pattern, escape="\\"),
+                                func.lower(User.email).like(pattern, escape="\\")))
+    if flt.role:
+        query = query.where(User.is_admin.is_(flt.role == "admin"))
+    if flt.status:
+        query = query.where(User.is_active.is_(flt.status == "active"))
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    key = {"username": User.username, "role": User.is_admin, "guests": guests,
+           "last_login": User.last_login_at, "created": User.created_at}[flt.sort]
+    # Never-logged-in users sort as the oldest logins on every database (NULLs differ between them).
+    if flt.sort == "last_login":
+        key = func.coalesce(User.last_login_at, User.created_at)
+    order = [key.desc() if flt.descending else key.asc(), User.username.asc()]
+    rows = session.execute(query.order_by(*order).offset(flt.offset).limit(flt.limit)).all()
+    return [UserSummary(u.id, u.username, u.email, u.is_admin, u.is_active, u.created_at, u.last_login_at, n)
+            for u, n in rows], total
 
 
 def _switch(session: Session, actor: Actor, user_id: int, flag: Literal["is_admin", "is_active"], on: bool,

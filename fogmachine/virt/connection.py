@@ -119,7 +119,7 @@ class HostConnection:
 
     def __init__(self, name: str, uri: str, *, host_id: int | None = None, connect_timeout: float = 5,
                  call_timeout: float = 30, resync_interval: float = 60, listener: Listener | None = None,
-                 threads: CallThreads | None = None) -> None:
+                 threads: CallThreads | None = None, read_gate: asyncio.Semaphore | None = None) -> None:
         self.name = name
         self.uri = uri
         self.host_id = host_id
@@ -151,6 +151,7 @@ class HostConnection:
         self._owns_threads = threads is None
         self._threads = threads if threads is not None else CallThreads(name=f"fm-virt-{name}")
         self._inflight: set[futures.Future[Any]] = set()  # this host's calls still running
+        self._read_gate = read_gate  # the fleet's bound on whole-host reads at once (HostFleet)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: Wakeup | None = None
@@ -185,7 +186,8 @@ class HostConnection:
         if self._settled is None:
             return False
         try:
-            await asyncio.wait_for(self._settled.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._settled.wait()
         except TimeoutError:
             return False
         return True
@@ -199,7 +201,8 @@ class HostConnection:
             self._wake.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.call_timeout)
+                async with asyncio.timeout(self.call_timeout):
+                    await asyncio.shield(self._task)
             except TimeoutError:
                 self._task.cancel()
             except Exception:
@@ -214,7 +217,8 @@ class HostConnection:
                 log.warning("host %s: %d libvirt call(s) still blocked; closing anyway", self.name, len(running))
         if conn is not None:
             try:
-                await asyncio.wait_for(asyncio.to_thread(close_quietly, conn), self.call_timeout)
+                async with asyncio.timeout(self.call_timeout):
+                    await asyncio.to_thread(close_quietly, conn)
             except TimeoutError:
                 log.warning("host %s: closing the connection timed out", self.name)
         if self._owns_threads:
@@ -255,7 +259,8 @@ class HostConnection:
     async def _pause(self, seconds: float) -> None:
         assert self._stop_event is not None
         try:
-            await asyncio.wait_for(self._stop_event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stop_event.wait()
         except TimeoutError:
             pass
 
@@ -272,7 +277,11 @@ class HostConnection:
             self._reads_begun += 1
             begun = self._reads_begun
             try:
-                snapshot = await self._call(read_snapshot, self.static, self._cache, action="resync")
+                if self._read_gate is None:
+                    snapshot = await self._call(read_snapshot, self.static, self._cache, action="resync")
+                else:
+                    async with self._read_gate:
+                        snapshot = await self._call(read_snapshot, self.static, self._cache, action="resync")
                 await self._apply_up(conn, snapshot, begun)
             except FogmachineError as exc:
                 for waiter in waiters:

@@ -257,7 +257,8 @@ def vnc_endpoint(xml: str, uri: str) -> VncEndpoint:
 async def connect_vnc(endpoint: VncEndpoint, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A TCP connection to the guest's VNC server, for the relay; HostUnreachable when there is none."""
     try:
-        return await asyncio.wait_for(asyncio.open_connection(endpoint.address, endpoint.port), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: see tests/test_architecture.py
+            return await asyncio.open_connection(endpoint.address, endpoint.port)
     except (OSError, TimeoutError) as exc:
         raise HostUnreachable(f"the guest's VNC server at {endpoint.address}:{endpoint.port} cannot be reached: "
                               f"{exc or type(exc).__name__}") from None

@@ -80,7 +80,8 @@ async def open_connection(name: str, uri: str, *, timeout: float, loop: asyncio.
 
     threading.Thread(target=work, daemon=True, name=f"fm-connect-{name}").start()
     try:
-        return await asyncio.wait_for(future, timeout)
+        async with asyncio.timeout(timeout):
+            return await future
     except TimeoutError:
         raise HostUnreachable(f"host {name} did not answer within {timeout:g} s at {uri}") from None
     except libvirt.libvirtError as exc:

@@ -105,7 +105,8 @@ async def _answer_and_linger(stream: iostream.IOStream, response: bytes) -> None
         stream.socket.shutdown(socket.SHUT_WR)
         deadline = loop.time() + LINGER_SECONDS
         while (left := deadline - loop.time()) > 0:
-            await asyncio.wait_for(stream.read_bytes(65536, partial=True), left)
+            async with asyncio.timeout(left):
+                await stream.read_bytes(65536, partial=True)
     except (iostream.StreamClosedError, OSError, TimeoutError):
         pass
     finally:

@@ -1,8 +1,13 @@
-"""Debian's Chromium driven by Playwright against a real server; screenshots go to tests/screenshots/."""
+"""Debian's Chromium driven by Playwright against a real server.
+
+Every browser test saves what it looked at into one folder, ``$FM_SCREENSHOTS`` or tests/screenshots/
+(named page-role-width-theme by test_accessibility), and the run's last lines say where it is.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +18,8 @@ import pytest
 from tests.support import realparts
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
+SCREENSHOTS = Path(os.environ.get("FM_SCREENSHOTS") or Path(__file__).resolve().parent.parent / "screenshots")
+_taken: list[Path] = []
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
@@ -37,12 +43,19 @@ async def browser() -> AsyncIterator[Any]:
 
 @pytest.fixture
 def shoot():
-    """Save a full-page screenshot as tests/screenshots/NAME.png."""
-    SCREENSHOTS.mkdir(exist_ok=True)
+    """Save a full-page screenshot as NAME.png in the screenshots folder."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     async def take(page: Any, name: str) -> Path:
         path = SCREENSHOTS / f"{name}.png"
         await page.screenshot(path=str(path), full_page=True)
+        _taken.append(path)
         return path
 
     return take
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the screenshots went, so a person can look at them all."""
+    if _taken:
+        terminalreporter.write_line(f"screenshots: {len(set(_taken))} in {SCREENSHOTS}")

@@ -100,9 +100,12 @@ async def test_the_whole_story(server, browser, shoot):
     await page.fill("input[name=days]", "3")
     await page.fill("input[name=purpose]", "trying Fogmachine")
     await shoot(page, "checkout")
-    await page.click("#checkout-form button[type=submit]")
+    async with page.expect_response(base + "/guests") as landed:
+        await page.click("#checkout-form button[type=submit]")
+    assert "web1 is on its way" in await (await landed.value).text()
     await page.wait_for_url(base + "/guests")
-    await expect(page.locator(".flash-ok")).to_contain_text("web1 is on its way")
+    # live.js takes the notice down once web1 is ready (test_live_updates.py)
+    await expect(page.locator(".flash-ok", has_text="web1 is on its way")).to_have_count(0)
 
     web1 = await row(watcher, "web1")
     await expect(web1).to_be_visible()
@@ -130,6 +133,7 @@ async def test_the_whole_story(server, browser, shoot):
     await expect(page.locator(".flash-ok")).to_have_text("web1: running again.")
     mine = await row(page, "web1")
     await expect(mine.locator("[data-field=state]")).to_have_text("running")
+    await mine.locator("details.more summary").click()  # extend, and all but the row's primary action, are there
     await mine.locator("form[data-action=extend] input[name=days]").fill("2")
     await mine.locator("form[data-action=extend] button").click()
     await expect(page.locator(".flash-ok")).to_contain_text("web1: extended by 2 day(s)")
@@ -194,6 +198,7 @@ async def test_the_whole_story(server, browser, shoot):
         await dialog.accept()
 
     page.on("dialog", answer)
+    await (await row(page, "web1")).locator("details.more summary").click()
     await (await row(page, "web1")).locator("form[data-action=delete] button").click()
     await expect(page.locator(".flash-ok")).to_have_text("web1: deleted.")
     assert questions and questions[0].startswith("Delete web1?")
@@ -223,7 +228,7 @@ async def test_phone_width(server, browser, shoot):
     page = await ctx.new_page()
     await log_in(page, server.base_url, "dave")
     await expect(page.locator("header.top nav")).to_be_hidden()
-    await page.click("label.nav-button")
+    await page.click("button.nav-button")
     await expect(page.locator("header.top nav a[href='/checkout']")).to_be_visible()
     await page.goto(server.base_url + "/checkout")
     await page.check("input[name=target][value=tiny]")
@@ -325,6 +330,7 @@ async def delete_anyway_after_the_cut(server: Any, proxy: TcpProxy, browser: Any
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await log_in(page, server.base_url, "root")
     await page.goto(server.base_url + "/guests")
+    await (await row(page, "doomed")).locator("details.more summary").click()
     await (await row(page, "doomed")).locator("form[data-action=delete] button").click()
     await expect(page.locator("p.flash-error")).to_contain_text(f"host {host}")
     await expect(page.locator("text=Nothing was deleted")).to_be_visible()

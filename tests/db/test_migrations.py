@@ -160,3 +160,28 @@ def test_sqlite_upgrade_keeps_rows_and_never_reuses_ids_again(tmp_path):
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     db_engine.dispose()
     assert diff == []
+
+
+def test_guest_steps_start_with_the_step_each_guest_is_at(database_url):
+    """0008 adds the step history; guests older than it get one row, for the step they are at, dated by
+    their last change (a retired one by its retirement), and an unmanaged row none."""
+    engine = create_engine(database_url)
+    migrate.upgrade(engine, "0007")
+    when, retired = "2026-11-01 10:00:00", "2026-11-02 11:00:00"
+    with engine.begin() as conn:
+        for gid, name, managed, step, reason, retired_at in (
+                (1, "web1", True, "ready", "", None), (2, "old", True, "retired", "deleted by ann", retired),
+                (3, "legacy", False, "ready", "", None)):
+            conn.execute(text(
+                "INSERT INTO guests (id, name, managed, target, target_kind, ram_mb, vcpus, disk_gb, purpose, state, "
+                "step, step_reason, ip, hostname, cobbler_system, volume_path, phonehome_token_hash, created_at, "
+                "updated_at, retired_at, worker) VALUES (:id, :name, :managed, 'small', 'local', 256, 1, 0, '', "
+                "'running', :step, :reason, '', '', '', '', '', :at, :at, :retired_at, '')"),
+                {"id": gid, "name": name, "managed": managed, "step": step, "reason": reason, "at": when,
+                 "retired_at": retired_at})
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT guest_id, step, at, reason FROM guest_steps ORDER BY guest_id")).all()
+    engine.dispose()
+    assert [(g, s, str(at), r) for g, s, at, r in rows] == [(1, "ready", when, ""),
+                                                             (2, "retired", retired, "deleted by ann")]

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 _pending: set[asyncio.Task[None]] = set()
 # Keeps a quiet console open through proxies that drop idle connections (nginx: proxy_read_timeout 60 s).
 PING_INTERVAL_S = 30.0
-CLOSE_LOGGED_OUT = 4001  # as the live socket: the login session ended, or the user was disabled
+CLOSE_SESSION_ENDED = 4001  # as the live socket: the login session ended, or the user was disabled
 CLOSE_TAKEN_OVER = 4100
 CLOSE_IDLE = 4101
 CLOSE_ENDED = 4102  # the host ended the session: the guest stopped, or a session elsewhere took over
@@ -44,9 +44,10 @@ def reason_text(text: str) -> str:
 
 
 class _SessionWatch(Subscriber):
-    """A console socket's place in the process's live feed, for one thing only: the feed's re-check of
-    users and sessions (every 10 s) closes it when its login session ends or its user is disabled, as
-    it closes the dashboard's own socket. It shows no guests, and what the feed sends is dropped."""
+    """A console socket's place in the process's live feed, for its end only: the feed's re-check of
+    users and sessions (every 10 s) closes it when its login session ends or its user is disabled, and
+    the feed's stop when the server stops, as it closes the dashboard's own socket. It shows no guests,
+    and what the feed sends is dropped."""
 
     def __init__(self, handler: ConsoleSocket, user_id: int, session_id: int | None) -> None:
         super().__init__(user_id, False, session_id)
@@ -58,8 +59,8 @@ class _SessionWatch(Subscriber):
     def send(self, text: str) -> None:
         """Nothing the feed says matters to a console."""
 
-    def close(self) -> None:
-        self.handler.session_ended()
+    def close(self, code: int, reason: str) -> None:
+        self.handler.session_ended(code, reason)
 
 
 class ConsoleSocket(tornado.websocket.WebSocketHandler, BaseHandler):
@@ -109,9 +110,11 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler, BaseHandler):
             self.live.unsubscribe(self._watch)
             self._watch = None
 
-    def session_ended(self) -> None:
-        self.end_reason = "the login session ended"
-        self.close(CLOSE_LOGGED_OUT, "logged out")
+    def session_ended(self, code: int, reason: str) -> None:
+        """The live feed ends this socket with its own code and reason: 4001 when the login session ended or
+        the user was disabled, 1001 when the server stops (the page may open the console again then)."""
+        self.end_reason = "the login session ended" if code == CLOSE_SESSION_ENDED else "the server stopped"
+        self.close(code, reason_text(reason))
 
     def close_for(self, exc: FogmachineError) -> None:
         self.close(CLOSE_ERROR_BASE + exc.status, reason_text(exc.message))

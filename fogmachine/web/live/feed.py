@@ -23,9 +23,23 @@ How changes are found:
   and their login sessions (a socket whose session was logged out, from any
   process, is closed).
 
+When: every ``interval_s`` (0.4 s) for what other processes wrote, and at
+once when THIS process commits a change to guests or hosts (``commits.py``:
+session hooks on the database's session factory wake the poll loop). Wakes
+coalesce: a wake polls at once, and however many commits land during a poll,
+one more poll follows it, no sooner than ``min_gap_s`` (20 ms) after it, so
+a burst of writes cannot keep a database thread busy with the feed's reads. A commit to users
+or login sessions makes the next poll a full one, which re-checks who may
+still listen: a logout closes that page's socket at once.
+
 Who gets what: a user's socket receives only their own managed guests; an
 administrator's receives every guest; everyone receives host states (any
 logged-in user may see the hosts page).
+
+How a socket ends: ``SESSION_ENDED`` (4001) only when its user was disabled
+or its login session ended, which the page takes as final ("log in");
+``GOING_AWAY`` (1001) when the feed stops with the server, after which the
+page reconnects to the next server and resynchronises from its snapshot.
 """
 
 from __future__ import annotations
@@ -43,12 +57,17 @@ from sqlalchemy.orm import Session, joinedload
 from fogmachine.db.models import Guest, Host, Step, User, utcnow
 from fogmachine.services import sessions
 from fogmachine.services.hosts import host_dicts
+from fogmachine.web.live.commits import PEOPLE, CommitWatch
 from fogmachine.web.live.payloads import Messages, guest_payload
 
 if TYPE_CHECKING:
     from fogmachine.context import Context
 
 log = logging.getLogger(__name__)
+
+# WebSocket close codes and reasons a page acts on (static/live.js).
+SESSION_ENDED = (4001, "session ended")  # final: the page says to log in again
+GOING_AWAY = (1001, "server going away")  # the page reconnects with backoff
 
 
 @dataclass
@@ -124,17 +143,19 @@ class Subscriber:
     def send(self, text: str) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Called when the user behind the subscription was disabled or their session ended."""
+    def close(self, code: int, reason: str) -> None:
+        """End the subscription's connection: ``SESSION_ENDED`` when the user behind it was disabled or
+        their session ended, ``GOING_AWAY`` when the server stops."""
 
 
 class LiveFeed:
     """The one database poller of this process, and its subscribers (a server Component)."""
 
     def __init__(self, ctx: Context, *, interval_s: float = 0.4, overlap_s: float = 3.0,
-                 full_scan_s: float = 10.0) -> None:
+                 full_scan_s: float = 10.0, min_gap_s: float = 0.02) -> None:
         self.ctx = ctx
         self.interval_s = interval_s
+        self.min_gap_s = min_gap_s
         self.overlap_s = overlap_s
         self.full_scan_s = full_scan_s
         self.hosts: dict[str, dict[str, Any]] = {}
@@ -143,34 +164,82 @@ class LiveFeed:
         self.subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._last_full = 0.0
+        self._last_end = 0.0  # when the poll loop's last poll ended (monotonic)
         self._polls_started = 0
         self._failing = False
         self.polls = 0
+        self.wakes = 0  # commits of this process that woke the poll loop (coalesced ones included)
         self.started = False  # once started, /live takes sockets (before, it answers 503)
+        self._wake: asyncio.Event | None = None
+        self._full_owed = False  # a commit to users or sessions: the next poll re-checks the subscribers
+        self._watch: CommitWatch | None = None
 
     async def start(self) -> None:
         self.started = True
+        loop = asyncio.get_running_loop()
+        wake = self._wake = asyncio.Event()
+
+        def woken(kinds: frozenset[str]) -> None:
+            """On the committing thread: hand the wake to the IOLoop (an Event is not thread-safe)."""
+            try:
+                loop.call_soon_threadsafe(self._woken, wake, PEOPLE in kinds)
+            except RuntimeError:
+                pass  # the loop is closed: nobody listens any more
+
+        self._watch = CommitWatch(self.ctx.db.sessionmaker, woken)
         await self.poll_once(full=True)
         self._task = asyncio.create_task(self._run(), name="fogmachine-live-feed")
 
+    def _woken(self, wake: asyncio.Event, people: bool) -> None:
+        self.wakes += 1
+        self._full_owed = self._full_owed or people
+        wake.set()
+
     async def stop(self) -> None:
+        """Take the commit hooks off, end the poll loop, and close every socket as going away: the
+        pages reconnect to whichever server answers next, their sessions being still good."""
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.gather(self._task, return_exceptions=True)  # a cancel of stop() itself still raises
             self._task = None
+        self._wake = None
+        self.started = False
         for sub in list(self.subscribers):
-            sub.close()
+            sub.close(*GOING_AWAY)
         self.subscribers.clear()
+
+    async def _next_turn(self) -> None:
+        """Wait for the poll interval to pass or a commit's wake, whichever comes first."""
+        wake = self._wake
+        if wake is None:
+            await asyncio.sleep(self.interval_s)
+            return
+        try:
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as the wake
+            # completes (CPython gh-86296), and stop()'s cancel was lost that way: the loop polled on and
+            # the server's stop waited for it forever (found by a CI run, 3 of 4 workers hung).
+            async with asyncio.timeout(self.interval_s):
+                await wake.wait()
+        except TimeoutError:
+            return
+        # Woken: at once, unless the last poll ended less than ``min_gap_s`` ago (a burst of commits
+        # must not keep a database thread busy with back-to-back reads); commits landing meanwhile join.
+        rest = self._last_end + self.min_gap_s - time.monotonic()
+        if rest > 0:
+            await asyncio.sleep(rest)
+        wake.clear()  # a wake after this is owed a poll of its own: it may have missed this one's read
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval_s)
-            full = time.monotonic() - self._last_full >= self.full_scan_s
+            await self._next_turn()
+            full = self._full_owed or time.monotonic() - self._last_full >= self.full_scan_s
+            self._full_owed = False
             try:
                 await self.poll_once(full=full)
+                self._last_end = time.monotonic()
                 if self._failing:
                     log.info("live updates: the database answers again")
                     self._failing = False
@@ -188,11 +257,13 @@ class LiveFeed:
         self._polls_started += 1
         poll = self._polls_started
         since = None if full else utcnow() - dt.timedelta(seconds=self.overlap_s)
-        user_ids = sorted({s.user_id for s in self.subscribers}) if full else []
+        # A full read re-checks the subscribers there are now; one that subscribes while it runs is not
+        # in its answer, and must not be taken for a disabled user or an ended session.
+        checked = list(self.subscribers) if full else []
+        user_ids = sorted({s.user_id for s in checked})
         known = dict(self.stamps) if full else None  # a copy: the read runs on another thread
         digest = (len(self.guests), sum(self.guests))
-        session_ids = tuple(sorted({s.session_id for s in self.subscribers if s.session_id is not None})) if full \
-            else ()
+        session_ids = tuple(sorted({s.session_id for s in checked if s.session_id is not None}))
         snap = await self.ctx.db.run(_read, since, known, user_ids, self.ctx.config.cpu_overcommit, digest,
                                      session_ids, sessions.Lifetimes.of(self.ctx.config))
         self.stamps.update(snap.stamps)
@@ -202,7 +273,7 @@ class LiveFeed:
         self.polls += 1
         if full:
             self._last_full = time.monotonic()
-            self._recheck_users(snap.users, snap.live_sessions)
+            self._recheck_users(checked, snap.users, snap.live_sessions)
         changed_hosts = []
         seen_hosts = set()
         for host in snap.hosts:
@@ -231,12 +302,15 @@ class LiveFeed:
             del self.stamps[gid]
         self._fan_out(poll, changed_hosts, changed_guests, gone)
 
-    def _recheck_users(self, users: dict[int, tuple[bool, bool]], live_sessions: set[int]) -> None:
-        for sub in list(self.subscribers):
+    def _recheck_users(self, checked: list[Subscriber], users: dict[int, tuple[bool, bool]],
+                       live_sessions: set[int]) -> None:
+        for sub in checked:
+            if sub not in self.subscribers:
+                continue  # gone while the read ran
             active, admin = users.get(sub.user_id, (False, False))
             if not active or (sub.session_id is not None and sub.session_id not in live_sessions):
                 self.unsubscribe(sub)
-                sub.close()
+                sub.close(*SESSION_ENDED)
             else:
                 sub.is_admin = admin
 
@@ -278,6 +352,8 @@ class LiveFeed:
         """
         sub.snapshot_after = self._polls_started
         self.subscribers.add(sub)
+        if self._wake is not None:
+            self._wake.set()  # its snapshot at the next poll, not an interval from now
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)

@@ -2,8 +2,14 @@
 
 The socket only listens: the page sends nothing that matters, the process's
 one ``LiveFeed`` talks. A socket is one ``Subscriber`` of that feed for as
-long as it is open, and the feed closes it when its user is disabled or its
-login session ends.
+long as it is open. The feed closes it with 4001 when its user is disabled or
+its login session ends (final: the page says to log in), and with 1001 when
+the server stops (the page reconnects with backoff).
+
+A browser cannot read the status of a refused WebSocket handshake, so a page
+whose reconnect fails asks ``GET /live`` as a plain request: 401 means the
+session is gone (log in again); anything else (400, the "not a WebSocket"
+answer of a good session; 503; no answer) means try again later.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ class _SocketSubscriber(Subscriber):
         # A page closed mid-write fails the future; nobody waits on it, so collect the error here.
         sent.add_done_callback(_collect)
 
-    def close(self) -> None:
-        self.handler.close(4001, "logged out")
+    def close(self, code: int, reason: str) -> None:
+        self.handler.close(code, reason)
 
 
 class LiveSocket(tornado.websocket.WebSocketHandler, BaseHandler):

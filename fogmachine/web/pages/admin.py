@@ -1,4 +1,5 @@
-"""The administrators' page: every host and guest with its owner, users, maintenance.
+"""The administrators' page: every host and guest with its owner, users (searched, filtered, sorted and
+paged as ``userlist`` reads the URL), maintenance.
 
 Every handler here calls a service that refuses non-administrators itself
 (``Actor.require_admin``); the page never relies on hiding a button.
@@ -17,6 +18,7 @@ from fogmachine.services import accounts, useradmin
 from fogmachine.services import hosts as host_service
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import GuestFilter, guest_to_dict, list_guests
+from fogmachine.web.pages import userlist
 from fogmachine.web.pages.common import DashboardHandler, login_required
 
 PAGE_SIZE = 200
@@ -33,15 +35,20 @@ HOST_OPS = {
 }
 
 
-def _admin_page(session: Session, config: Config, actor: Actor, page: int, retired: bool = False) -> dict[str, Any]:
+def _admin_page(session: Session, config: Config, actor: Actor, page: int, retired: bool = False,
+                userview: userlist.UserListView | None = None) -> dict[str, Any]:
     """Everything the page shows; ``retired`` lists the retired guests (history) instead of the live ones."""
-    users = useradmin.list_users(session, actor)  # refuses non-administrators
+    userview = userview or userlist.parse({})
+    users, total_users = useradmin.find_users(session, actor, userview.filter)  # refuses non-administrators
     hosts = host_service.list_hosts(session)
     flt = GuestFilter(step=Step.RETIRED if retired else None, include_unmanaged=not retired,
                       offset=page * PAGE_SIZE, limit=PAGE_SIZE)
     guests, total = list_guests(session, actor, flt)
     return {
         "users": users,
+        "total_users": total_users,
+        "userview": userview,
+        "user_pages": max(1, -(-total_users // userlist.PAGE_SIZE)),
         "hosts": host_service.host_dicts(session, hosts, config.cpu_overcommit),
         "guests": [guest_to_dict(g) for g in guests],
         "total_guests": total,
@@ -60,7 +67,8 @@ class AdminHandler(DashboardHandler):
             page = 0
         page = min(page, MAX_PAGE)  # a huge page number would overflow the database's integers (a 500)
         retired = self.get_query_argument("guests", "") == "retired"
-        data = await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, page, retired)
+        userview = userlist.parse(self.request.query_arguments)
+        data = await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, page, retired, userview)
         self.render("admin.html", new_user=None, error=None, error_field=None, **data)
 
 

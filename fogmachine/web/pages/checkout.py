@@ -64,7 +64,7 @@ class CheckoutHandler(DashboardHandler):
                 raise
             await self._show(form, error=exc)
             return
-        self.done(f"{guest.name} is on its way: watch it here as it is provisioned.", "/guests")
+        self.done(f"{guest.name} is on its way: watch it here as it is provisioned.", "/guests", guest=guest.id)
 
 
 default_handlers = [(r"/checkout", CheckoutHandler)]

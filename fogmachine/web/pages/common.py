@@ -24,6 +24,9 @@ from fogmachine.web.pages import view
 
 log = logging.getLogger(__name__)
 FLASH_COOKIE = "fm_flash"
+# A form that failed, for the page the browser is sent back to (see ``form_failed``).
+FORM_COOKIE = "fm_form"
+MAX_FORM_VALUE = 200
 MAX_FLASHES = 5
 XSRF_MESSAGE = ("This form expired or was sent from another site, so it was refused. "
                 "Reload the page and try again.")
@@ -71,6 +74,8 @@ class DashboardHandler(PageHandler):
     """A page in the dashboard's layout."""
 
     _flashes_out: list[dict[str, str]] | None = None
+    _failed_form: dict[str, Any] | None = None
+    _failed_form_shown = False
 
     def set_default_headers(self) -> None:
         # Pages show people's guests: never cache them, never frame them.
@@ -85,10 +90,14 @@ class DashboardHandler(PageHandler):
 
     # --- flash messages ---
 
-    def flash(self, kind: str, text: str) -> None:
-        """Queue a message for the next page this browser sees (kind: ok or error)."""
+    def flash(self, kind: str, text: str, *, guest: int | None = None) -> None:
+        """Queue a message for the next page this browser sees (kind: ok or error). A message about one
+        guest names it (``guest``), so the page's live updates can take it down once it is out of date."""
         pending = self._flashes_out if self._flashes_out is not None else []
-        pending = [*pending, {"kind": kind, "text": text[:500]}][-MAX_FLASHES:]
+        message = {"kind": kind, "text": text[:500]}
+        if guest is not None:
+            message["guest"] = str(guest)
+        pending = [*pending, message][-MAX_FLASHES:]
         self._flashes_out = pending
         self.set_signed_cookie(FLASH_COOKIE, json.dumps(pending), expires_days=None, httponly=True,
                                samesite="Lax", secure=self.request.protocol == "https")
@@ -110,17 +119,64 @@ class DashboardHandler(PageHandler):
             self.clear_cookie(FLASH_COOKIE)
         return found
 
+    # --- a failed form, after its redirect ---
+
+    def form_failed(self, form: str, error: FogmachineError, values: dict[str, str], back: str) -> None:
+        """A form's field was refused: redirect back (303) and show it there again, under that field.
+
+        Post, redirect, get for a failure too: the page that shows the error is an ordinary GET, so
+        Back and reload after the correction never ask to send the form again. What was typed and
+        what is wrong ride in a signed cookie for that one page, like a flash message.
+        """
+        field = error.details.get("field") if error.details else None
+        state = {"form": form, "field": field or "", "message": error.message[:500],
+                 "values": {k: v[:MAX_FORM_VALUE] for k, v in values.items()}}
+        self.set_signed_cookie(FORM_COOKIE, json.dumps(state), expires_days=None, httponly=True,
+                               samesite="Lax", secure=self.request.protocol == "https")
+        self.redirect(back, status=303)
+
+    def take_failed_form(self) -> None:
+        """Read (and end) the failed form waiting for this page; the layout calls it once per page."""
+        raw = self.get_signed_cookie(FORM_COOKIE, max_age_days=1)
+        if raw is None:
+            return
+        self.clear_cookie(FORM_COOKIE)
+        try:
+            state = json.loads(raw)
+        except ValueError:
+            return
+        if isinstance(state, dict) and isinstance(state.get("form"), str) and isinstance(state.get("values"), dict):
+            self._failed_form = state
+
+    def failed_form(self, form: str) -> dict[str, Any] | None:
+        """The failed form ``form`` (its field, message and typed values) if this page shows it again."""
+        state = self._failed_form
+        if state is None or state["form"] != form:
+            return None
+        self._failed_form_shown = True
+        return state
+
+    def unshown_failure(self) -> str:
+        """The failed form's message when this page did not show that form (the guest is on another page
+        of the list, or gone from it): said anyway, at the end of the page, rather than lost."""
+        if self._failed_form is None or self._failed_form_shown:
+            return ""
+        return str(self._failed_form.get("message", ""))
+
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
         namespace.update(view.NAMESPACE)
         namespace["config"] = self.ctx.config
+        namespace["failed_form"] = self.failed_form
+        # host_card.html's heading level: under a page's h2 (the overview's "Capacity"); hosts.html sets 2.
+        namespace["card_level"] = 3
         return namespace
 
     # --- outcomes ---
 
-    def done(self, message: str, back: str) -> None:
+    def done(self, message: str, back: str, *, guest: int | None = None) -> None:
         """An action succeeded: say so on the page it came from."""
-        self.flash("ok", message)
+        self.flash("ok", message, guest=guest)
         self.redirect(back, status=303)
 
     def failed(self, error: FogmachineError, back: str) -> None:

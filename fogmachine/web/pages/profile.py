@@ -1,4 +1,5 @@
-"""The profile page: e-mail, SSH keys, description, notifications, password, login sessions."""
+"""The profile page: e-mail, SSH keys, description, notifications, password, login sessions, API tokens
+(``profile_tokens``) and the colour theme (``fogmachine.web.theme``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from sqlalchemy.orm import Session
 from fogmachine.errors import FogmachineError
 from fogmachine.services import accounts, sessions
 from fogmachine.services.actor import Actor
+from fogmachine.web import theme
 from fogmachine.web.base import SESSION_COOKIE
+from fogmachine.web.pages import profile_tokens
 from fogmachine.web.pages.common import DashboardHandler, login_required
 
 
@@ -18,18 +21,35 @@ def _profile(session: Session, actor: Actor, lifetimes: sessions.Lifetimes) -> d
     return {"email": user.email, "ssh_key": user.ssh_key, "description": user.description,
             "notify_expiry": user.notify_expiry, "notify_ready": user.notify_ready,
             "created_at": user.created_at, "last_login_at": user.last_login_at,
-            "sessions": sessions.list_for(session, actor, lifetimes)}
+            "sessions": sessions.list_for(session, actor, lifetimes),
+            "tokens": profile_tokens.listed(session, actor), "token_form": profile_tokens.token_form()}
 
 
 def _update(session: Session, actor: Actor, change: accounts.ProfileUpdate) -> None:
     accounts.update_profile(session, actor, actor.user_id, change)  # type: ignore[arg-type]
 
 
-class ProfileHandler(DashboardHandler):
+class ProfilePage(DashboardHandler):
+    """The profile page's handlers: each renders the whole page, with what was typed, when a form fails."""
+
+    async def load(self) -> dict[str, Any]:
+        return await self.ctx.db.run(_profile, self.actor, sessions.Lifetimes.of(self.ctx.config))
+
+    def show(self, profile: dict[str, Any], error: FogmachineError | None = None,
+             new_token: dict[str, Any] | None = None) -> None:
+        values = {"profile": profile, "new_token": new_token, "chosen_theme": theme.chosen(self),
+                  "theme_labels": theme.LABELS}
+        if error is None:
+            self.render("profile.html", error=None, error_field=None, **values)
+        else:
+            self.form_error("profile.html", error, **values)
+
+
+class ProfileHandler(ProfilePage):
     @login_required
     async def get(self) -> None:
-        profile = await self.ctx.db.run(_profile, self.actor, sessions.Lifetimes.of(self.ctx.config))
-        self.render("profile.html", profile=profile, error=None, error_field=None)
+        new_token = profile_tokens.take_new(self, self.actor.user_id or 0)
+        self.show(await self.load(), new_token=new_token)
 
     @login_required
     async def post(self) -> None:
@@ -45,15 +65,15 @@ class ProfileHandler(DashboardHandler):
         except FogmachineError as exc:
             if exc.status in (401, 403, 404):
                 raise
-            saved = await self.ctx.db.run(_profile, self.actor, sessions.Lifetimes.of(self.ctx.config))
+            saved = await self.load()
             typed = {**saved, "email": change.email, "ssh_key": change.ssh_key, "description": change.description,
                      "notify_expiry": change.notify_expiry, "notify_ready": change.notify_ready}
-            self.form_error("profile.html", exc, profile=typed)
+            self.show(typed, exc)
             return
         self.done("Profile saved.", "/profile")
 
 
-class PasswordHandler(DashboardHandler):
+class PasswordHandler(ProfilePage):
     @login_required
     async def post(self) -> None:
         try:
@@ -63,10 +83,51 @@ class PasswordHandler(DashboardHandler):
         except FogmachineError as exc:
             if exc.status in (401, 403, 404):
                 raise
-            profile = await self.ctx.db.run(_profile, self.actor, sessions.Lifetimes.of(self.ctx.config))
-            self.form_error("profile.html", exc, profile=profile)
+            self.show(await self.load(), exc)
             return
         self.done("Password changed.", "/profile")
+
+
+class ThemeHandler(ProfilePage):
+    """The colour theme: kept in this browser's ``fm_theme`` cookie (see fogmachine.web.theme)."""
+
+    @login_required
+    async def post(self) -> None:
+        choice = self.get_body_argument("theme", "")
+        try:
+            theme.remember(self, choice)
+        except FogmachineError as exc:
+            self.show(await self.load(), exc)
+            return
+        self.done(f"Theme: {theme.LABELS[choice].lower()}.", "/profile#appearance")
+
+
+class TokenCreateHandler(ProfilePage):
+    @login_required
+    async def post(self) -> None:
+        form = profile_tokens.token_form(self.get_body_argument("name", ""), self.get_body_argument("scope", ""),
+                                         self.get_body_argument("expires_in_days", ""))
+        try:
+            new = profile_tokens.parse_new(form)
+            token_id, name, secret = await self.ctx.db.run(profile_tokens.create, self.actor, new)
+        except FogmachineError as exc:
+            if exc.status in (401, 403, 404):
+                raise
+            self.show({**await self.load(), "token_form": form}, exc)
+            return
+        profile_tokens.keep_new(self, self.actor.user_id or 0, token_id, name, secret)
+        self.done(f"Token {name!r} made: copy it now, it is not shown again.", "/profile#new-token")
+
+
+class TokenRevokeHandler(ProfilePage):
+    @login_required
+    async def post(self, token_id: str) -> None:
+        number = int(token_id) if len(token_id) <= 12 else 0
+
+        def said(name: str) -> str:
+            return f"Token {name!r} is revoked: it no longer works."
+
+        await self.attempt(self.ctx.db.run(profile_tokens.revoke, self.actor, number), said, "/profile#tokens")
 
 
 class SessionEndHandler(DashboardHandler):
@@ -96,6 +157,9 @@ class SessionEndAllHandler(DashboardHandler):
 default_handlers = [
     (r"/profile", ProfileHandler),
     (r"/profile/password", PasswordHandler),
+    (r"/profile/theme", ThemeHandler),
+    (r"/profile/tokens", TokenCreateHandler),
+    (r"/profile/tokens/([0-9]+)/revoke", TokenRevokeHandler),
     (r"/profile/sessions/([0-9]+)/end", SessionEndHandler),
     (r"/profile/sessions/end-all", SessionEndAllHandler),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import tornado.web
 from sqlalchemy.orm import Session
 
 from fogmachine.db.models import Guest, Step
@@ -62,26 +63,58 @@ class GuestRowHandler(DashboardHandler):
 
 
 class GuestActionHandler(DashboardHandler):
+    """A power action from a button. Power off and restart ask first, as delete does
+    (``view.CONFIRMED``): the button's script in the page, else the confirmation page."""
+
+    @login_required
+    async def get(self, guest_id: str, action: str) -> None:
+        if action not in view.CONFIRMED:
+            raise tornado.web.HTTPError(405)
+        guest = await self.ctx.db.run(_guest, self.actor, int(guest_id))
+        back = safe_next(self.get_query_argument("back", None), "/guests")
+        self.render("confirm.html", action=action, guest=guest, back=back, unreachable=None)
+
     @login_required
     async def post(self, guest_id: str, action: str) -> None:
+        back = self.back("/guests")
+        if action in view.CONFIRMED and self.get_body_argument("confirm", "") != "yes":
+            guest = await self.ctx.db.run(_guest, self.actor, int(guest_id))  # another's guest: 404, no question
+            self.render("confirm.html", action=action, guest=guest, back=back, unreachable=None)
+            return
+
         def said(guest: Guest) -> str:
             return f"{guest.name}: {view.ACTION_DONE.get(action, action)}."
 
-        await self.attempt(lifecycle.perform(self.ctx, self.actor, int(guest_id), action), said,
-                           self.back("/guests"))
+        await self.attempt(lifecycle.perform(self.ctx, self.actor, int(guest_id), action), said, back)
 
 
 class GuestExtendHandler(DashboardHandler):
+    """Extend by the days sent: +1 and +7 buttons, or the number typed.
+
+    A refused number (not a number, out of range, past the longest lease) goes
+    back, through a redirect, to the page the form was on, under its field with
+    what was typed (``form_failed``); any other refusal is a flash there.
+    """
+
     @login_required
     async def post(self, guest_id: str) -> None:
-        days = self.get_body_argument("days", "")
+        days = self.get_body_argument("days", "").strip()
+        back = self.back("/guests")
 
         def said(guest: Guest) -> str:
             return f"{guest.name}: extended by {days} day(s), now expires {view.when(guest.expires_at)}."
 
-        await self.attempt(
-            self.ctx.db.run(reservations.extend, self.ctx.config, self.actor, int(guest_id), days),
-            said, self.back("/guests"))
+        try:
+            guest = await self.ctx.db.run(reservations.extend, self.ctx.config, self.actor, int(guest_id), days)
+        except FogmachineError as exc:
+            if exc.status in (401, 403, 404):
+                raise
+            if exc.details.get("field") == "days":
+                self.form_failed(view.extend_form(int(guest_id)), exc, {"days": days}, back)
+            else:
+                self.failed(exc, back)
+            return
+        self.done(said(guest), back)
 
 
 class GuestDeleteHandler(DashboardHandler):
@@ -96,14 +129,14 @@ class GuestDeleteHandler(DashboardHandler):
     async def get(self, guest_id: str) -> None:
         guest = await self.ctx.db.run(_guest, self.actor, int(guest_id))
         back = safe_next(self.get_query_argument("back", None), "/guests")
-        self.render("confirm_delete.html", guest=guest, back=back, unreachable=None)
+        self.render("confirm.html", action="delete", guest=guest, back=back, unreachable=None)
 
     @login_required
     async def post(self, guest_id: str) -> None:
         guest = await self.ctx.db.run(_guest, self.actor, int(guest_id))
         back = self.back("/guests")
         if self.get_body_argument("confirm", "") != "yes":
-            self.render("confirm_delete.html", guest=guest, back=back, unreachable=None)
+            self.render("confirm.html", action="delete", guest=guest, back=back, unreachable=None)
             return
         force = self.get_body_argument("force", "") == "yes"
         if force:
@@ -117,7 +150,7 @@ class GuestDeleteHandler(DashboardHandler):
                 self.failed(exc, back)
                 return
             self.set_status(exc.status)
-            self.render("confirm_delete.html", guest=guest, back=back, unreachable=exc.message)
+            self.render("confirm.html", action="delete", guest=guest, back=back, unreachable=exc.message)
             return
         except FogmachineError as exc:
             if exc.status in (401, 403, 404):

@@ -21,6 +21,20 @@ ACTION_LABELS = {
     "start": "Start", "stop": "Stop", "restart": "Restart", "pause": "Pause", "unpause": "Unpause",
     "destroy": "Power off", "refresh": "Refresh", "extend": "Extend", "delete": "Delete",
 }
+# A row's one primary button: at most one of these is allowed at a time (stopped, paused, running);
+# every other action is in the row's "More" menu.
+PRIMARY_ACTIONS = ("start", "unpause", "stop")
+MORE_ACTIONS = ("restart", "pause", "destroy", "refresh")
+# Actions that ask first: the button's script with the question, and without script (or
+# without confirm=yes) a page asks instead (templates/confirm.html).
+CONFIRMED = {
+    "delete": ("Delete {name}?", "The guest is powered off and undefined on {host}; the disk Fogmachine made "
+                                 "for it and its Cobbler record are removed. This cannot be undone."),
+    "destroy": ("Power off {name}?", "Like pulling the power cord: it stops at once, without shutting down, and "
+                                     "whatever it had not written to its disk is lost. Start brings it back."),
+    "restart": ("Restart {name}?", "The guest is asked to reboot: what runs on it stops, and whoever is logged "
+                                   "in is disconnected."),
+}
 ACTION_DONE = {
     "start": "started", "stop": "asked to shut down", "restart": "restarting", "pause": "paused",
     "unpause": "running again", "destroy": "powered off", "refresh": "refreshed",
@@ -46,6 +60,24 @@ def guest_actions(guest: dict[str, Any]) -> list[str]:
         actions.append("refresh")
     actions += ["extend", "delete"]
     return actions
+
+
+def confirm_question(action: str, guest: dict[str, Any]) -> str:
+    """The question (and what it means) that ``action`` asks before it is done to ``guest``."""
+    question, meaning = CONFIRMED[action]
+    return f"{question} {meaning}".format(name=guest["name"], host=guest.get("host") or "its host")
+
+
+def confirm_parts(action: str, guest: dict[str, Any]) -> tuple[str, str]:
+    """The question and the explanation apart, for the confirmation page."""
+    question, meaning = CONFIRMED[action]
+    values = {"name": guest["name"], "host": guest.get("host") or "its host"}
+    return question.format(**values), meaning.format(**values)
+
+
+def extend_form(guest_id: int) -> str:
+    """The name a guest's extend form goes by when it failed (``common.DashboardHandler.failed_form``)."""
+    return f"extend-{guest_id}"
 
 
 def parse_iso(value: str | None) -> dt.datetime | None:
@@ -111,4 +143,10 @@ NAMESPACE = {
     "when_exact": when_exact,
     "mib": mib,
     "state_class": state_class,
+    "primary_actions": PRIMARY_ACTIONS,
+    "more_actions": MORE_ACTIONS,
+    "confirmed": CONFIRMED,
+    "confirm_question": confirm_question,
+    "confirm_parts": confirm_parts,
+    "extend_form": extend_form,
 }

@@ -137,7 +137,7 @@ async def test_serial_and_vnc_through_the_sockets(make_config, start_server, tmp
         assert (await alice2.post("/logout")).code == 303
         await site.srv.parts.live.poll_once(full=True)
         code, reason = await close_of(second.ws)
-        assert (code, reason) == (4001, "logged out")
+        assert (code, reason) == (4001, "session ended")
         events = await wait_audit(site, gid, 4)
         assert [e[0] for e in events] == ["console.open", "console.open", "console.close", "console.close"]
         assert events[1][2] == "serial console, taken over from another session"

@@ -17,7 +17,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from fogmachine.web.live import Subscriber
-from tests.web.pages.conftest import Site, password_hash, write_catalog
+from tests.web.pages.conftest import PageClient, Site, password_hash, write_catalog
 
 OTHER_PROCESS = """
 import sys
@@ -67,6 +67,13 @@ async def connect(site: Site, username: str | None, origin: str | None = None):
     if origin is not None:
         headers["Origin"] = origin
     url = site.srv.base_url.replace("http://", "ws://") + "/live"
+    return await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(url, headers=headers))
+
+
+async def connect_as(site: Site, client: PageClient):
+    """The socket of a page that ``client`` (logged in) has open."""
+    url = site.srv.base_url.replace("http://", "ws://") + "/live"
+    headers = {"Cookie": f"fm_session={client.cookies['fm_session']}"}
     return await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(url, headers=headers))
 
 

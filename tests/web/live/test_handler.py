@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import tornado.httpclient
 
 from fogmachine.db.models import Guest, User
 from fogmachine.web.live import LiveFeed
-from tests.web.live.conftest import connect, has_guest, next_message, other_process
+from fogmachine.web.live.feed import GOING_AWAY, SESSION_ENDED
+from tests.web.live.conftest import connect, connect_as, has_guest, next_message, other_process
 from tests.web.pages.conftest import PageClient
 
 
@@ -89,3 +92,62 @@ async def test_page_client_is_unaffected_by_live(live_site):
     c: PageClient = await live_site.as_user("alice")
     r = await c.get("/live")
     assert r.code == 400
+
+
+async def _close_code(ws, deadline: float = 60.0) -> int | None:
+    """Read until the server closes the socket; its close code. (The deadline only stops a broken build.)"""
+    async def drain() -> None:
+        while await ws.read_message() is not None:
+            pass
+
+    await asyncio.wait_for(drain(), deadline)
+    return ws.close_code
+
+
+async def test_logging_out_closes_that_pages_socket_as_session_ended(live_site):
+    """4001 only when the session is over: at the logout's commit (a wake), not at the next full scan; a plain
+    GET of /live, the page's question after a refused reconnect, then answers 401."""
+    site = live_site
+    alice = await site.as_user("alice")
+    ws = await connect_as(site, alice)
+    await next_message(ws, lambda m: m["type"] == "snapshot")
+    site.srv.parts.live.full_scan_s = 3600  # only the logout's wake can close it now
+    r = await alice.post("/logout")
+    assert r.code in (302, 303)
+    assert await _close_code(ws) == SESSION_ENDED[0] == 4001
+    assert ws.close_reason == SESSION_ENDED[1]
+    probe = await site.srv.fetch("/live", headers={"Cookie": f"fm_session={alice.cookies.get('fm_session', '')}"})
+    assert probe.code == 401
+
+
+async def test_a_server_that_stops_closes_sockets_as_going_away(make_config, tmp_path):
+    """1001 on shutdown: the page's session is still good and it reconnects (static/live.js); and a plain
+    GET of /live with that session, asked of the next server, is not a 401."""
+    from fogmachine.app import Server
+    from fogmachine.services.users import create_user
+    from tests.conftest import RunningServer
+    from tests.web.pages.conftest import Site, password_hash, write_catalog
+
+    config = make_config(local_catalog=write_catalog(tmp_path))
+    first = Server(config)
+    await first.start()
+    try:
+        uid = (await first.ctx.db.run(create_user, "alice", "x", password_hash=password_hash())).id
+        site = Site(RunningServer(first, f"http://127.0.0.1:{first.port}"), {"alice": uid})
+        alice = await site.as_user("alice")
+        ws = await connect_as(site, alice)
+        await next_message(ws, lambda m: m["type"] == "snapshot")
+    finally:
+        await first.stop()
+    assert await _close_code(ws) == GOING_AWAY[0] == 1001
+    second = Server(make_config(local_catalog=write_catalog(tmp_path), listen_port=str(first.port)))
+    await second.start()
+    try:
+        again = RunningServer(second, f"http://127.0.0.1:{second.port}")
+        probe = await again.fetch("/live", headers={"Cookie": f"fm_session={alice.cookies['fm_session']}"})
+        assert probe.code == 400  # "Can 'Upgrade' only to 'WebSocket'": the session holds
+        ws = await connect_as(Site(again, {"alice": uid}), alice)
+        assert (await next_message(ws, lambda m: m["type"] == "snapshot"))["type"] == "snapshot"
+        ws.close()
+    finally:
+        await second.stop()

@@ -163,12 +163,13 @@ async def site(make_config, start_server, tmp_path, database_url) -> Site:
                            database_url)
 
 
-async def open_site(make_config, start_server, tmp_path, hosts: dict[str, Any], database_url: str) -> Site:
-    """The ``site`` fixture's server on ``hosts`` (make_config's: test-driver kwargs or URIs)."""
+async def open_site(make_config, start_server, tmp_path, hosts: dict[str, Any], database_url: str,
+                    **settings: str) -> Site:
+    """The ``site`` fixture's server on ``hosts`` (make_config's: test-driver kwargs or URIs), with ``settings``."""
     # The tests' client on loopback stands in for a TLS-terminating reverse proxy when it sends
     # X-Forwarded-Proto (test_auth); from anyone else the header counts for nothing (tests/web/test_proxies.py).
     config = make_config(hosts=hosts, local_catalog=write_catalog(tmp_path), trusted_proxies="127.0.0.1",
-                         database_connection=database_url)
+                         database_connection=database_url, **settings)
     srv = await start_server(config)
     users = {}
     for name in ("alice", "bob", "root"):

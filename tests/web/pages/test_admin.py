@@ -1,10 +1,14 @@
 """The administrators' page: all guests with owners, users and host maintenance; refused to everyone else."""
 
+import re
+
 import pytest
 from sqlalchemy import select
 
 from fogmachine.db.models import Host, User
-from tests.web.pages.conftest import PASSWORD
+from fogmachine.services.users import create_user
+from fogmachine.web.pages import userlist
+from tests.web.pages.conftest import PASSWORD, password_hash
 
 
 async def user_row(site, name):
@@ -108,3 +112,53 @@ async def test_admin_forms_need_xsrf(site, path):
     assert r.code == 403
     assert (await user_row(site, "bob")).is_active and await user_row(site, "x1") is None
     assert await site.ctx.db.run(lambda s: s.scalar(select(Host.enabled).where(Host.name == "h1")))
+
+
+USER_ROW = re.compile(r'<tr data-user-id="\d+" class="[^"]*">\s*<td data-label="User"><strong>([^<]+)</strong>')
+
+
+def listed(html):
+    return USER_ROW.findall(html)
+
+
+async def test_the_user_list_searches_filters_sorts_and_pages_in_the_url(site, monkeypatch):
+    for name, email in (("carol", "carol@lab.example"), ("dan_x", "dan@example.org")):
+        await site.ctx.db.run(create_user, name, PASSWORD, email=email, password_hash=password_hash())
+    await site.guest("bob", "b1")
+    await site.guest("bob", "b2")
+    await site.guest("alice", "a1")
+    root = await site.as_user("root")
+    await root.post(f"/admin/users/{site.users['alice']}/disable", {"confirm": "yes"})
+
+    assert listed((await root.get("/admin")).text) == ["alice", "bob", "carol", "dan_x", "root"]
+    page = (await root.get("/admin?user_q=LAB")).text  # e-mail too, any case
+    assert listed(page) == ["carol"] and "1 user match." in page
+    assert listed((await root.get("/admin?user_q=_")).text) == ["dan_x"]  # "_" is a character, not a wildcard
+    assert listed((await root.get("/admin?user_q=%25")).text) == []
+    assert listed((await root.get("/admin?user_role=admin")).text) == ["root"]
+    assert listed((await root.get("/admin?user_status=disabled")).text) == ["alice"]
+    assert listed((await root.get("/admin?user_role=user&user_status=active")).text) == ["bob", "carol", "dan_x"]
+    page = (await root.get("/admin?user_sort=-guests")).text
+    assert listed(page)[:2] == ["bob", "alice"] and '<th scope="col" aria-sort="descending">' in page
+    assert 'href="/admin?user_sort=guests#users">Guests' in page  # pressing it again turns the order round
+    assert listed((await root.get("/admin?user_sort=-username")).text) == ["root", "dan_x", "carol", "bob", "alice"]
+    # what the page never offers falls back to its default, nothing fails
+    page = await root.get("/admin?user_sort=password_hash&user_role=god&user_page=x")
+    assert page.code == 200 and listed(page.text) == ["alice", "bob", "carol", "dan_x", "root"]
+
+    monkeypatch.setattr(userlist, "PAGE_SIZE", 2)
+    page = (await root.get("/admin?user_status=active&user_page=2")).text
+    assert listed(page) == ["dan_x", "root"] and "4 users match; page 2 of 2." in page
+    assert 'href="/admin?user_status=active#users">previous' in page and ">next</a>" not in page
+    # the guest list's own arguments are kept by the user list's links and form
+    page = (await root.get("/admin?guests=retired&user_status=active")).text
+    assert 'href="/admin?guests=retired&amp;user_status=active&amp;user_page=2#users">next' in page
+    assert '<input type="hidden" name="guests" value="retired">' in page
+
+
+async def test_a_disabled_users_row_keeps_its_enable_button_at_full_strength(site):
+    root = await site.as_user("root")
+    await root.post(f"/admin/users/{site.users['bob']}/disable", {"confirm": "yes"})
+    page = (await root.get("/admin?user_status=disabled")).text
+    assert f'<tr data-user-id="{site.users["bob"]}" class="disabled">' in page
+    assert 'aria-label="Enable bob">Enable</button>' in page

@@ -47,7 +47,7 @@ async def test_admin_sees_the_action_just_done_newest_first(site):
     assert "host.disable" in first and "h2" in first and "root" in first and "127.0.0.1" in first and " ok " in first
     assert [eid for eid, _ in listed] == sorted((eid for eid, _ in listed), reverse=True)
     assert "user.login" in listed[1][1]  # root's own login came before
-    assert '<a href="/admin/audit" class="here">Audit log</a>' in r.text
+    assert '<a href="/admin/audit" class="here" aria-current="page">Audit log</a>' in r.text
 
 
 @pytest.mark.parametrize("query", ["", "?action=guest", "?since=yesterday", "?page=0"])

@@ -1,8 +1,12 @@
 """The profile page: details, notification choices and the password change."""
 
-import pytest
+import json
+import re
 
-from fogmachine.db.models import User
+import pytest
+from sqlalchemy import select
+
+from fogmachine.db.models import ApiToken, User
 from fogmachine.services import passwords
 from tests.web.pages.conftest import PASSWORD
 
@@ -62,3 +66,135 @@ async def test_profile_forms_need_login_and_xsrf(site, path):
     assert (await c.post(path, fields, xsrf=None)).code == 403
     user = await alice_row(site)
     assert user.email == "" and passwords.verify_password(user.password_hash, PASSWORD)
+
+
+# --- API tokens ---
+
+NEW_TOKEN_RE = re.compile(r'id="new-token-value">(fm_[0-9a-f]{8}_[A-Za-z0-9_-]+)</code>')
+
+
+async def test_a_token_made_on_the_profile_is_shown_once_and_works(site):
+    c = await site.as_user("alice")
+    r = await c.post("/profile/tokens", {"name": "nightly-ci", "scope": "write", "expires_in_days": "30"})
+    assert r.code == 303 and r.location == "/profile#new-token"
+    assert "fm_" not in r.location and "fm_new_token" in c.cookies  # the secret rides a cookie, not the URL
+    page = await c.follow(r)
+    secret = NEW_TOKEN_RE.search(page.text).group(1)
+    assert ("ok", "Token 'nightly-ci' made: copy it now, it is not shown again.") in page.flashes
+    assert f"curl -H &#x27;Authorization: Bearer {secret}&#x27; {site.srv.base_url}/api/v1/guests" \
+        in page.text
+    assert "fm_new_token" not in c.cookies  # deleted by the page that showed it
+    again = await c.get("/profile")
+    assert secret not in again.text and "nightly-ci" in again.text and secret[:12] in again.text
+    # the token is real: the API takes it
+    answer = await site.srv.fetch("/api/v1/users/me", headers={"Authorization": f"Bearer {secret}"})
+    assert answer.code == 200 and json.loads(answer.body)["username"] == "alice"
+    rows = await site.ctx.db.run(lambda s: s.scalars(select(ApiToken)).all())
+    assert [(t.name, t.scope, t.user_id) for t in rows] == [("nightly-ci", "write", site.users["alice"])]
+    assert secret not in (rows[0].token_hash, rows[0].prefix)
+
+
+async def test_the_curl_line_uses_the_proxys_protocol_only_from_a_trusted_proxy(site):
+    c = await site.as_user("alice")
+    # the site's server trusts 127.0.0.1 as its reverse proxy, so its X-Forwarded-Proto counts
+    r = await c.post("/profile/tokens", {"name": "behind-tls", "scope": "read", "expires_in_days": "1"},
+                     headers={"X-Forwarded-Proto": "https"})
+    page = await c.get(r.location, headers={"X-Forwarded-Proto": "https"})
+    assert site.srv.base_url.replace("http:", "https:") + "/api/v1/guests" in page.text
+
+
+async def test_another_user_never_sees_the_new_token(site):
+    alice = await site.as_user("alice")
+    r = await alice.post("/profile/tokens", {"name": "mine", "scope": "read", "expires_in_days": "5"})
+    stolen = alice.cookies["fm_new_token"]
+    bob = await site.as_user("bob")
+    bob.cookies["fm_new_token"] = stolen
+    page = await bob.get("/profile")
+    assert 'id="new-token-value"' not in page.text and "mine" not in page.text
+    assert 'id="new-token-value"' in (await alice.follow(r)).text
+
+
+@pytest.mark.parametrize(("fields", "field", "message"), [
+    ({"name": "", "scope": "read", "expires_in_days": "30"}, "name", "name must not be empty"),
+    ({"name": "x", "scope": "root", "expires_in_days": "30"}, "scope", "scope must be one of read, write"),
+    ({"name": "x", "scope": "read", "expires_in_days": "400"}, "expires_in_days",
+     "expires_in_days must be between 1 and 365"),
+    ({"name": "x", "scope": "read", "expires_in_days": "soon"}, "expires_in_days",
+     "expires_in_days must be a whole number of days"),
+])
+async def test_bad_token_values_are_said_under_their_field_and_make_nothing(site, fields, field, message):
+    c = await site.as_user("alice")
+    r = await c.post("/profile/tokens", fields)
+    assert r.code == 400, r.text[:300]
+    assert f'<span class="field-error" id="error-{field}">{message}</span>' in r.text
+    assert f'value="{fields["expires_in_days"]}"' in r.text and "fm_new_token" not in c.cookies
+    assert await site.ctx.db.run(lambda s: s.scalars(select(ApiToken)).all()) == []
+
+
+async def test_a_second_token_of_the_same_name_is_refused_under_the_name(site):
+    c = await site.as_user("alice")
+    await c.post("/profile/tokens", {"name": "ci", "scope": "read", "expires_in_days": "30"})
+    await c.get("/profile")
+    r = await c.post("/profile/tokens", {"name": "ci", "scope": "write", "expires_in_days": "30"})
+    assert r.code == 409 and 'id="error-name">you already have an active token named &#x27;ci&#x27;' in r.text
+    assert len(await site.ctx.db.run(lambda s: s.scalars(select(ApiToken)).all())) == 1
+
+
+async def test_revoke_a_token_from_the_profile(site):
+    c = await site.as_user("alice")
+    r = await c.post("/profile/tokens", {"name": "old", "scope": "read", "expires_in_days": "30"})
+    secret = NEW_TOKEN_RE.search((await c.follow(r)).text).group(1)
+    token_id = await site.ctx.db.run(lambda s: s.scalar(select(ApiToken.id)))
+    # someone else's token is not there for bob: 404, and it keeps working
+    bob = await site.as_user("bob")
+    assert (await bob.post(f"/profile/tokens/{token_id}/revoke")).code == 404
+    r = await c.post(f"/profile/tokens/{token_id}/revoke")
+    page = await c.follow(r)
+    assert ("ok", "Token 'old' is revoked: it no longer works.") in page.flashes
+    assert 'action="/profile/tokens/' not in page.text and "No active tokens." in page.text
+    answer = await site.srv.fetch("/api/v1/users/me", headers={"Authorization": f"Bearer {secret}"})
+    assert answer.code == 401
+    r = await c.post(f"/profile/tokens/{token_id}/revoke")
+    assert ("error", "token 'old' is already revoked") in (await c.follow(r)).flashes
+
+
+async def test_token_forms_need_login_and_xsrf(site):
+    r = await site.client().post("/profile/tokens", {"name": "x", "scope": "read", "expires_in_days": "3"})
+    assert r.code == 303 and r.location.startswith("/login")
+    c = await site.as_user("alice")
+    assert (await c.post("/profile/tokens", {"name": "x"}, xsrf=None)).code == 403
+    assert await site.ctx.db.run(lambda s: s.scalars(select(ApiToken)).all()) == []
+
+
+# --- the colour theme ---
+
+async def test_the_theme_switch_is_kept_in_a_cookie_and_set_on_the_page(site):
+    c = await site.as_user("alice")
+    page = await c.get("/profile")
+    assert "<html lang=\"en\">" in page.text and 'content="light dark"' in page.text
+    assert 'value="system" checked' in page.text
+    r = await c.post("/profile/theme", {"theme": "dark"})
+    assert r.code == 303 and c.cookies["fm_theme"] == "dark"
+    assert "Max-Age" in r.headers["Set-Cookie"] or "expires" in r.headers["Set-Cookie"].lower()
+    page = await c.follow(r)
+    assert '<html lang="en" data-theme="dark">' in page.text
+    assert '<meta name="color-scheme" content="dark">' in page.text
+    assert 'value="dark" checked' in page.text and ("ok", "Theme: dark.") in page.flashes
+    # every page, the logged-out ones too, draws itself in it from the first byte
+    assert 'data-theme="dark"' in (await c.get("/hosts")).text
+    logged_out = site.client()
+    logged_out.cookies["fm_theme"] = "dark"
+    assert 'data-theme="dark"' in (await logged_out.get("/login")).text
+    assert 'data-theme="dark"' in (await logged_out.get("/no-such-page")).text
+    r = await c.post("/profile/theme", {"theme": "system"})
+    assert "fm_theme" not in c.cookies and 'data-theme' not in (await c.follow(r)).text
+
+
+async def test_a_bad_theme_is_refused_under_the_field_and_a_forged_cookie_ignored(site):
+    c = await site.as_user("alice")
+    r = await c.post("/profile/theme", {"theme": "neon"})
+    assert r.code == 400 and 'id="error-theme">theme must be one of system, light, dark' in r.text
+    assert "fm_theme" not in c.cookies
+    c.cookies["fm_theme"] = '"><script>x</script>'
+    page = await c.get("/profile")
+    assert "data-theme" not in page.text and "<script>x" not in page.text

@@ -82,7 +82,7 @@ async def test_pause_unpause_and_refusals_come_back_as_flashes(site):
     assert await state_of(site, gid) == "running"
     for action, said in (("refresh", "web1: refreshed."), ("restart", "web1: restarting."),
                          ("destroy", "web1: powered off."), ("start", "web1: started.")):
-        r = await c.post(f"/guests/{gid}/{action}")
+        r = await c.post(f"/guests/{gid}/{action}", {"confirm": "yes"})  # restart and power off ask first
         assert (await c.follow(r)).flashes == [("ok", said)], action
 
 
@@ -97,11 +97,38 @@ async def test_extend(site):
     for days in ("30", "30"):  # 3 + 2 + 60 days: within the longest lease of 90
         assert (await c.follow(await c.post(f"/guests/{gid}/extend", {"days": days}))).flashes[0][0] == "ok"
     after = await site.ctx.db.run(lambda s: s.get(Guest, gid).expires_at)
-    for days, message in (("0", "days must be between 1 and 30"), ("soon", "days must be a whole number"),
-                          ("30", "would pass the longest lease")):
-        page = await c.follow(await c.post(f"/guests/{gid}/extend", {"days": days}))
-        assert page.flashes[0][0] == "error" and message in page.flashes[0][1], days
+    for days, message in (("0", "web1: days must be between 1 and 30"), ("soon", "web1: days must be a whole number"),
+                          ("30", "extending web1 by 30 days would pass the longest lease")):
+        r = await c.post(f"/guests/{gid}/extend", {"days": days})
+        assert r.code == 303 and r.location == "/guests"  # post, redirect, get: for a refusal too
+        page = await c.follow(r)
+        assert page.code == 200 and page.flashes == []
+        row = row_of(page.text, gid)  # the message under the field, in the row's menu (open), what was typed kept
+        assert '<details class="more" open>' in row and f'value="{days}"' in row and 'aria-invalid="true"' in row
+        assert f'aria-describedby="days-{gid}-error"' in row and f'id="days-{gid}-error">{message}' in row, row
+        assert 'aria-invalid' not in (await c.get("/guests")).text  # shown once
     assert await site.ctx.db.run(lambda s: s.get(Guest, gid).expires_at) == after
+
+
+async def test_power_off_and_restart_ask_first_like_delete(site):
+    gid = await site.guest("alice", "web1")
+    c = await site.as_user("alice")
+    row = row_of((await c.get("/guests")).text, gid)
+    for action, question in (("destroy", "Power off web1?"), ("restart", "Restart web1?"), ("delete", "Delete web1?")):
+        assert f'data-action="{action}" data-confirm="{question}' in row, action  # the script asks in the page
+        page = await c.get(f"/guests/{gid}/{action}?back=/guests/{gid}")  # without script, a page asks
+        assert page.code == 200 and f"<h1>{question}</h1>" in page.text and f'value="/guests/{gid}"' in page.text
+        r = await c.post(f"/guests/{gid}/{action}", {"back": f"/guests/{gid}"})  # no confirm=yes: still a question
+        assert r.code == 200 and f"<h1>{question}</h1>" in r.text
+    assert await state_of(site, gid) == "running"
+    assert (await c.get(f"/guests/{gid}/pause")).code == 405  # only the actions that ask have a question page
+    r = await c.post(f"/guests/{gid}/destroy", {"confirm": "yes", "back": f"/guests/{gid}"})
+    assert r.code == 303 and r.location == f"/guests/{gid}"
+    assert ("ok", "web1: powered off.") in (await c.follow(r)).flashes
+    assert await state_of(site, gid) == "shutoff"
+    bob = await site.as_user("bob")
+    assert (await bob.get(f"/guests/{gid}/destroy")).code == 404
+    assert (await bob.post(f"/guests/{gid}/restart")).code == 404  # no question about another's guest either
 
 
 async def test_delete_asks_first(site):

@@ -21,10 +21,13 @@ from fogmachine.composition import build_context
 from fogmachine.db.models import Guest, Host, User, utcnow
 from fogmachine.placement import Usage
 from fogmachine.services.accounts import NewUser
+from fogmachine.services.consolelog import ConsoleTail
 from fogmachine.services.guests import guest_to_dict
+from fogmachine.services.guestview import StepRow
 from fogmachine.services.hosts import Capacity, host_to_dict
 from fogmachine.services.sessions import SessionView
 from fogmachine.services.useradmin import UserSummary
+from fogmachine.web.pages import userlist
 from fogmachine.web.pages.common import DashboardHandler
 
 
@@ -81,7 +84,15 @@ USERS = [UserSummary(1, "alice", "alice@example.org", False, True, utcnow(), Non
 PROFILE = {"email": "alice@example.org", "ssh_key": "ssh-ed25519 AAAA x", "description": "team A",
            "notify_expiry": True, "notify_ready": False, "created_at": utcnow(), "last_login_at": None,
            "sessions": [SessionView(7, utcnow(), utcnow(), "192.0.2.1", "Firefox <b>", True),
-                        SessionView(8, utcnow(), utcnow(), "192.0.2.2", "", False)]}
+                        SessionView(8, utcnow(), utcnow(), "192.0.2.2", "", False)],
+           "tokens": [{"id": 5, "name": "ci <job>", "owner": "alice", "prefix": "fm_1a2b3c4d_", "scope": "write",
+                       "state": "active", "created_at": "2026-05-01T10:00:00Z", "expires_at": "2026-07-30T10:00:00Z",
+                       "last_used_at": None}],
+           "token_form": {"name": "", "scope": "read", "days": "90"}}
+USERLIST = {"total_users": 4, "user_pages": 1, "userview": userlist.parse({})}
+THEMES = {"chosen_theme": "dark", "theme_labels": {"system": "As the system", "light": "Light", "dark": "Dark"}}
+NEW_TOKEN = {"id": 6, "name": "laptop", "token": "fm_9f8e7d6c_SECRET",
+             "curl": "curl -H 'Authorization: Bearer fm_9f8e7d6c_SECRET' http://fm.example.org/api/v1/guests"}
 FORM = {"target": "tiny", "name": "web2", "days": "3", "purpose": "demo"}
 HOSTS = [host(), host("h2", enabled=False), host("h3", state="down", state_reason="connection refused")]
 GUESTS = [guest(), guest(2, "db1", state="paused", step="failed", step_reason="boot failed"),
@@ -96,6 +107,15 @@ EVENTS = [{"id": 12, "at": "2026-05-04T10:30:15.123456Z", "actor": "root", "acti
            "message": "wrong password", "remote_addr": "2001:db8::1"}]
 AUDIT_FORM = {"actor": "", "action": "", "object_type": "", "object_id": "", "result": "", "since": "", "until": ""}
 AUDIT_SUGGESTIONS = {"action": ("guest", "guest.start"), "result": ("ok", "failed")}
+
+GUEST_PAGE = dict(
+    guest=guest(step_reason="a <reason>"), sentence="Ready and running", reason="a <reason>", ssh="ssh alice@10.0.0.5",
+    steps=[StepRow("defining", "2026-05-04T10:30:00Z", "", 2), StepRow("booting", "2026-05-04T10:30:02Z", "", 1),
+           StepRow("ready", "2026-05-04T10:30:03Z", "", None)],
+    events=[{"at": "2026-05-04T10:30:00Z", "actor": "alice", "action": "guest.checkout", "result": "ok",
+             "message": "local tiny on h1", "remote_addr": ""}],
+    events_limited=False, retired=False, console_name="web1", back="/guests/1",
+    console=ConsoleTail(text="<tty> login:", path="/var/log/fm/web1.log"))
 
 # (template, who is logged in, values, strings the page must contain)
 CASES = [
@@ -152,33 +172,64 @@ CASES = [
     ("guest_row.html", ROOT, dict(guest=guest(9, "legacy", owner=None, managed=False), row_view="admin",
                                   back="/admin"), ["not managed"]),
     ("host_card.html", ALICE, dict(host=HOSTS[2]), ["connection refused", "state-down"]),
-    ("confirm_delete.html", ALICE, dict(guest=GUESTS[0], back="/guests", unreachable=None),
-     ["Delete web1?", 'value="yes"']),
-    ("confirm_delete.html", ROOT, dict(guest=GUESTS[0], back="/guests", unreachable="host h1 is down: gone"),
+    ("confirm.html", ALICE, dict(action="delete", guest=GUESTS[0], back="/guests", unreachable=None),
+     ["Delete web1?", 'value="yes"', 'action="/guests/1/delete"', "cannot be undone", "Keep it"]),
+    ("confirm.html", ROOT, dict(action="delete", guest=GUESTS[0], back="/guests", unreachable="host h1 is down: gone"),
      ["host h1 is down: gone", 'name="force" value="yes"', "Delete web1 anyway"]),
-    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=GUESTS, total_guests=450, page=1, pages=3,
+    ("confirm.html", ALICE, dict(action="destroy", guest=GUESTS[0], back="/guests/1", unreachable=None),
+     ["Power off web1?", 'action="/guests/1/destroy"', "pulling the power cord", "Power off web1</button>",
+      'href="/guests/1"']),
+    ("confirm.html", ALICE, dict(action="restart", guest=GUESTS[0], back="/guests", unreachable=None),
+     ["Restart web1?", 'action="/guests/1/restart"', "Restart web1</button>"]),
+    ("guest.html", ALICE, GUEST_PAGE,
+     ["<h1>web1</h1>", "Ready and running", "ssh alice@10.0.0.5", "&lt;b&gt;testing&lt;/b&gt;", "web1.lab",
+      'action="/guests/1/stop"', 'action="/guests/1/extend"', "+1 day", "+7 days", 'id="console"',
+      "booting", "guest.checkout", "&lt;tty&gt; login:", 'value="/guests/1"', "Reason:</strong> a &lt;reason&gt;",
+      'data-confirm="Power off web1?', 'data-confirm="Restart web1?', "The end of /var/log/fm/web1.log"]),
+    ("guest.html", ROOT, {**GUEST_PAGE, "guest": RETIRED[0], "sentence": "Retired: reservation expired", "reason": "",
+                          "ssh": "", "steps": [], "events": [], "retired": True,
+                          "console": ConsoleTail(note="no longer shown")},
+     ["Retired: reservation expired", "No steps recorded.", "Nothing recorded yet.", "no longer shown"]),
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=GUESTS, total_guests=450, page=1, pages=3,
                               new_user=None, error=None, error_field=None, retired=False),
      ["Administration", "Make admin", "Enable", "you", "previous", "next", 'action="/admin/hosts/h2/enable"',
       'data-insert="no"', 'href="/admin/audit"', 'href="/admin?guests=retired#guests"']),
-    ("admin.html", ROOT, dict(users=USERS, hosts=[], guests=[], total_guests=0, page=0, pages=1,
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=[], guests=[], total_guests=0, page=0, pages=1,
                               new_user=NewUser("dup", "x", "d@example.org"), error="user dup already exists",
                               error_field="username", retired=False),
      ["user dup already exists", "No guests.", '<details class="card" open>']),
-    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=RETIRED, total_guests=201, page=0, pages=2,
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=RETIRED, total_guests=201, page=0, pages=2,
                               new_user=None, error=None, error_field=None, retired=True),
      ["Retired guests (201)", 'data-retired-id="7"', "reservation expired", 'href="/admin#guests"',
       'href="/admin?guests=retired&amp;page=2#guests"']),
-    ("admin.html", ROOT, dict(users=USERS, hosts=HOSTS, guests=[], total_guests=0, page=0, pages=1,
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=[], total_guests=0, page=0, pages=1,
                               new_user=None, error=None, error_field=None, retired=True),
      ["No retired guests: they are kept for 30 days."]),
+    ("admin.html", ROOT, dict(users=USERS[1:2], total_users=120, user_pages=3, hosts=[], guests=[], total_guests=0,
+                              page=0, pages=1, new_user=None, error=None, error_field=None, retired=False,
+                              userview=userlist.parse({"user_q": [b"b"], "user_sort": [b"-guests"],
+                                                       "user_page": [b"2"], "guests": [b"retired"]})),
+     ["120 users match; page 2 of 3", 'aria-sort="descending"', 'href="/admin?guests=retired&amp;user_q=b#users"',
+      'href="/admin?guests=retired&amp;user_q=b&amp;user_sort=-guests#users">previous',
+      'user_sort=-guests&amp;user_page=3#users">next', 'user_sort=guests#users">Guests',
+      '<input type="hidden" name="guests" value="retired">']),
     ("login.html", None, dict(username="alice", next="/guests", error="wrong username or password",
                               error_field=None), ["wrong username or password", 'value="/guests"', "Register"]),
     ("register.html", None, dict(username="x", email="", error="username must be", error_field="username"),
      ["Create my account", "username must be"]),
     ("profile.html", ALICE, dict(profile=PROFILE, error="the current password is wrong",
-                                 error_field="current_password"),
+                                 error_field="current_password", new_token=None, **THEMES),
      ["ssh-ed25519 AAAA x", "the current password", "Firefox &lt;b&gt; <strong>(this one)</strong>", "192.0.2.2",
-      'action="/profile/sessions/8/end"', 'action="/profile/sessions/end-all"', "720 minutes unused"]),
+      'action="/profile/sessions/8/end"', 'action="/profile/sessions/end-all"', "720 minutes unused",
+      'id="error-current_password">the current password is wrong', "ci &lt;job&gt;", "fm_1a2b3c4d_",
+      'action="/profile/tokens/5/revoke"', 'value="dark" checked', 'href="/api/v1/docs"']),
+    ("profile.html", ALICE, dict(profile={**PROFILE, "tokens": [], "token_form": {"name": "ci", "scope": "write",
+                                                                                  "days": "x"}},
+                                 error="expires_in_days must be a whole number of days",
+                                 error_field="expires_in_days", new_token=NEW_TOKEN, **THEMES),
+     ["fm_9f8e7d6c_SECRET", "Bearer fm_9f8e7d6c_SECRET&#x27; http://fm.example.org/api/v1/guests", "No active tokens",
+      'value="ci"', '<option value="write" selected>', 'value="x"', 'id="error-expires_in_days"',
+      'data-copy="new-token-value"']),
     ("error.html", ALICE, dict(status_code=403, message="only administrators may do this"),
      ["Not allowed", "only administrators"]),
     ("error.html", None, dict(status_code=500, message="Something went wrong"), ["Error 500"]),
