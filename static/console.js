@@ -7,7 +7,7 @@
 
 (function () {
   var panel = document.getElementById("serial-console");
-  var section = document.getElementById("console");
+  var section = document.getElementById("consoles");
   if (!panel || !section || typeof window.Terminal !== "function") { return; }
   var guestId = section.getAttribute("data-guest-id");
   var openBtn = document.getElementById("serial-open");

@@ -3,7 +3,7 @@
 // session, and comes with the guest's VNC password, which noVNC answers the VNC server's challenge with.
 import RFB from "/static/vendor/novnc/core/rfb.js";
 
-const section = document.getElementById("console");
+const section = document.getElementById("consoles");
 const openBtn = document.getElementById("vnc-open");
 const closeBtn = document.getElementById("vnc-close");
 const status = document.getElementById("vnc-status");

@@ -76,7 +76,7 @@ async def test_the_console_page_frames_the_panel_with_vendored_scripts_only(cons
     gid = await site.guest("alice", "web1")
     page = await (await site.as_user("alice")).get(f"/guests/{gid}/console")
     assert page.code == 200
-    assert f'id="console" data-guest-id="{gid}"' in page.text
+    assert f'id="consoles" data-guest-id="{gid}"' in page.text
     for script in ("/static/vendor/xterm/lib/xterm.js", "/static/vendor/xterm-addon-fit/lib/addon-fit.js",
                    "/static/console.js", "/static/vnc.js"):
         assert script in page.text

@@ -236,7 +236,7 @@ CASES = [
     ("404.html", None, dict(status_code=404, message="No page at /x."), ["Not found", "No page at /x."]),
     ("api_docs.html", None, {}, ["swagger-ui"]),
     ("console.html", ALICE, dict(guest=GUESTS[0]),
-     ["Console of web1", 'id="console" data-guest-id="1"', "vendor/xterm/lib/xterm.js", 'type="module"',
+     ["Console of web1", 'id="consoles" data-guest-id="1"', "vendor/xterm/lib/xterm.js", 'type="module"',
       "after 15 min without a keystroke"]),
     ("console_panel.html", ROOT, dict(guest=GUESTS[0]),
      ['id="serial-open"', 'id="serial-takeover" hidden', 'id="vnc-open"', 'data-guest-name="web1"']),
