@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 65536
 # How long one write may wait for the stream to take it (a non-blocking stream answers "later", -2).
 SEND_PATIENCE_S = 10.0
+ENDED_ON_HOST = "the console session ended on the host (another session took it over, or the guest stopped)"
 _STREAM_EVENTS = (libvirt.VIR_STREAM_EVENT_READABLE | libvirt.VIR_STREAM_EVENT_ERROR
                   | libvirt.VIR_STREAM_EVENT_HANGUP)
 
@@ -75,8 +76,8 @@ class SerialConsole:
             while True:
                 try:
                     data = stream.recv(READ_CHUNK)
-                except libvirt.libvirtError as exc:
-                    self._end_from_thread(f"the console stream failed: {exc.get_error_message() or exc}")
+                except libvirt.libvirtError as exc:  # what a take-over elsewhere looks like: "I/O failure"
+                    self._end_from_thread(f"{ENDED_ON_HOST}: {exc.get_error_message() or exc}")
                     return
                 if isinstance(data, int):  # -2: nothing more for now
                     break
@@ -85,7 +86,7 @@ class SerialConsole:
                     return
                 post(self._loop, self._deliver, data)
         if events & (libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP):
-            self._end_from_thread("the console session ended on the host (taken over, or the guest stopped)")
+            self._end_from_thread(ENDED_ON_HOST)
 
     def _end_from_thread(self, reason: str) -> None:
         if self._mark_ended():
