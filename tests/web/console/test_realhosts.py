@@ -139,10 +139,13 @@ async def test_serial_and_vnc_through_the_sockets(make_config, start_server, tmp
         code, reason = await close_of(second.ws)
         assert (code, reason) == (4001, "session ended")
         events = await wait_audit(site, gid, 4)
-        assert [e[0] for e in events] == ["console.open", "console.open", "console.close", "console.close"]
-        assert events[1][2] == "serial console, taken over from another session"
-        assert re.fullmatch(r"serial console, open \d+ s: taken over by alice", events[2][2])
-        assert re.fullmatch(r"serial console, open \d+ s: the login session ended", events[3][2])
+        # the first session's close and the second's open are written by two sockets at about the same time
+        opened = [e[2] for e in events if e[0] == "console.open"]
+        closed = [re.sub(r"open \d+ s", "open N s", e[2]) for e in events if e[0] == "console.close"]
+        assert events[0][0] == "console.open" and events[-1][0] == "console.close"
+        assert opened == ["serial console", "serial console, taken over from another session"]
+        assert closed == ["serial console, open N s: taken over by alice",
+                          "serial console, open N s: the login session ended"]
         # the root shell's line is in the tail as well
         assert "echo fm-" in rh.console(name)
 
