@@ -111,6 +111,7 @@ async def test_the_panel_loads_its_vendored_modules_and_says_why_a_console_is_re
 
     from tests.web.console.conftest import make_console_site
 
+    expect.set_options(timeout=WAIT_MS)  # Playwright's 5 s is short on a busy two-core machine
     site = await make_console_site(make_config, start_server, tmp_path)
     gid = await site.guest("alice", "web1")
     context = await browser.new_context()
