@@ -167,3 +167,5 @@ async def test_serial_and_graphical_consoles_direct_and_through_nginx_tls(make_c
         assert events == ["serial console", "serial console", "vnc console", "vnc console"]
     finally:
         rh.remove_domains(PREFIX)
+        for log in rh.CONSOLE_DIR.glob(f"{PREFIX}*.log"):
+            log.unlink(missing_ok=True)

@@ -175,6 +175,8 @@ async def test_serial_and_vnc_through_the_sockets(make_config, start_server, tmp
                                                                     ("console.close", "vnc console")]
     finally:
         rh.remove_domains(PREFIX)
+        for log in rh.CONSOLE_DIR.glob(f"{PREFIX}*.log"):
+            log.unlink(missing_ok=True)
 
 
 async def test_idle_sessions_are_closed(make_config, start_server, tmp_path, real_hosts):
@@ -196,3 +198,5 @@ async def test_idle_sessions_are_closed(make_config, start_server, tmp_path, rea
         again.ws.close()
     finally:
         rh.remove_domains(PREFIX)
+        for log in rh.CONSOLE_DIR.glob(f"{PREFIX}*.log"):
+            log.unlink(missing_ok=True)
