@@ -26,7 +26,7 @@ from fogmachine.db import migrate
 from fogmachine.db.session import Database
 from fogmachine.errors import FogmachineError
 from fogmachine.logs import log_request
-from fogmachine.web import api, callbacks, pages
+from fogmachine.web import api, callbacks, console, pages
 from fogmachine.web.api.guestlist import GuestListCache
 from fogmachine.web.base import InFlight, NotFoundHandler, StaticHandler
 from fogmachine.web.bodylimit import BodyLimit
@@ -63,7 +63,7 @@ def make_app(ctx: Context, *, live: LiveFeed | None = None, guest_lists: GuestLi
         "compress_response": True,
     }
     settings.update(overrides)
-    handlers = api.routes() + pages.routes() + callbacks.default_handlers
+    handlers = api.routes() + console.routes() + pages.routes() + callbacks.default_handlers
     return tornado.web.Application(handlers, **settings)
 
 

@@ -31,6 +31,7 @@ from fogmachine.memtrim import trim_task
 from fogmachine.services import leases
 from fogmachine.services.accounts import HashingPool
 from fogmachine.services.checkout import Provisioner
+from fogmachine.services.consoles import ConsoleBroker
 from fogmachine.services.hostwatch import HostManager
 from fogmachine.services.tokens import TokenCache
 from fogmachine.tasks import TaskRegistry, build_registry
@@ -71,7 +72,7 @@ def build_context(config: Config, db: Database, *, hosts: HostManager | None = N
     tokens.watch(db.sessionmaker)
     return Context(
         config=config, db=db, process_id=leases.new_process_id(), accounts=HashingPool(), tokens=tokens,
-        provisioner=Provisioner(), hosts=hosts, catalog=catalog,
+        provisioner=Provisioner(), consoles=ConsoleBroker(), hosts=hosts, catalog=catalog,
         cobbler=catalog.cobbler if isinstance(catalog, CobblerCatalog) else None, schema_revision=schema_revision)
 
 

@@ -109,6 +109,11 @@ def _str(value: str) -> str:
     return value.strip()
 
 
+def _ip_address(value: str) -> str:
+    """An IP address as libvirt's ``listen`` takes it (a name would be resolved on the host, differently)."""
+    return str(ipaddress.ip_address(value.strip()))
+
+
 #: What ``trusted_proxies`` holds (``web.proxies`` uses the same type).
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -210,6 +215,11 @@ class Config:
         "to disk boot, blanking its token in Cobbler)")
     console_log_dir: str = setting(
         _str, "", "directory on the hosts where guests' serial consoles are logged (NAME.log); empty: none")
+    vnc_listen: str = setting(
+        _ip_address, "127.0.0.1", "address guests' VNC servers listen on, on their host; the graphical console's relay "
+        "connects to it (0.0.0.0: every address, reached at the host's address from its libvirt URI)")
+    console_idle_timeout: float = setting(
+        _positive_float, "900", "seconds a guest's serial console stays open in a browser without a keystroke")
     shutdown_timeout: float = setting(_positive_float, "60", "seconds a guest gets to obey a graceful shutdown")
     libvirt_connect_timeout: float = setting(_positive_float, "5", "seconds a libvirt connection attempt may take")
     libvirt_call_timeout: float = setting(_positive_float, "30", "seconds one libvirt call may take")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from fogmachine.db.session import Database
     from fogmachine.services.accounts import HashingPool
     from fogmachine.services.checkout.engine import Provisioner
+    from fogmachine.services.consoles import ConsoleBroker
     from fogmachine.services.hostwatch import HostManager
     from fogmachine.services.tokens import TokenCache
 
@@ -39,6 +40,8 @@ class Context:
     tokens: TokenCache
     # The provisioning steps running in this process, and the follow-ups (disk boot) after them.
     provisioner: Provisioner
+    # Who holds each guest's serial console in this process, and the unredeemed VNC tickets.
+    consoles: ConsoleBroker
     # The hosts, watched. None only in a context built without them (unit tests, tools): services that
     # reach a host then skip that part.
     hosts: HostManager | None = None

@@ -27,12 +27,13 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069
 NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 TRACEBACK_INDENT = "    "
 # A query or form parameter whose (decoded) name contains one of these words carries a secret.
-SECRET_NAME = re.compile(r"token|password|passwd|secret|key|xsrf|session|cookie", re.IGNORECASE)
+# (``ticket``: a console's one-time ticket rides in the WebSocket's URL, services/consoles.py.)
+SECRET_NAME = re.compile(r"token|password|passwd|secret|key|xsrf|session|cookie|ticket", re.IGNORECASE)
 REDACTED = "***"
 # The last line of defence, applied to every formatted record (message and traceback): a credential in
 # "name=value" form, in an Authorization or Cookie header, or after Bearer/Basic, whoever wrote it.
 SECRET_TEXT = (
-    (re.compile(r"((?:token|password|passwd|secret|_xsrf|fm_session|fm_flash)[A-Za-z_]*=)['\"]?[^&\s'\";,)]+",
+    (re.compile(r"((?:token|password|passwd|secret|ticket|_xsrf|fm_session|fm_flash)[A-Za-z_]*=)['\"]?[^&\s'\";,)]+",
                 re.IGNORECASE), rf"\1{REDACTED}"),
     (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
     (re.compile(r"((?:Authorization|Cookie|Set-Cookie)['\"]?\s*[:=,]\s*['\"]?)[^'\"\n]+", re.IGNORECASE),

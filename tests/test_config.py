@@ -61,6 +61,7 @@ def test_search_order_env_then_cwd(tmp_path, monkeypatch):
         ("database_connection = oracle://x/y\n", {}, "use sqlite, mysql/mariadb or postgresql"),
         ("", {"FOGMACHINE_NOPE": "1"}, "environment variable FOGMACHINE_NOPE: unknown key 'nope'"),
         ("", {"FOGMACHINE_MAX_DAYS": "0"}, "FOGMACHINE_MAX_DAYS: bad value '0' for max_days"),
+        ("vnc_listen = kvm01.example.org\n", {}, "bad value 'kvm01.example.org' for vnc_listen"),
     ],
 )
 def test_bad_values_name_key_and_file(tmp_path, body, env, expected):

@@ -52,7 +52,7 @@ import libvirt
 from fogmachine.errors import BackendTimeout, Conflict, FogmachineError, HostUnreachable, ValidationError
 from fogmachine.states import GuestState, HostState
 from fogmachine.timestamps import utcnow
-from fogmachine.virt import domainops, events, volumes
+from fogmachine.virt import console, domainops, events, volumes
 from fogmachine.virt.callthreads import CallThreads
 from fogmachine.virt.errors import translate
 from fogmachine.virt.inventory import (
@@ -573,6 +573,19 @@ class HostConnection:
         if changed:
             self.request_resync()
         return changed
+
+    async def open_console(self, name: str, *, force: bool, on_data: Callable[[bytes], None],
+                           on_end: Callable[[str], None], label: str | None = None) -> console.SerialConsole:
+        """A session on domain ``name``'s serial console over this connection (``virt.console``); ``force``
+        takes it over from any other session. Refused with a ``Conflict`` while another session holds it."""
+        assert self._loop is not None
+        return await self._call(console.open_serial, name, force, self._loop, on_data, on_end, self.name,
+                                action="open the console", guest=label or name)
+
+    async def vnc_endpoint(self, name: str, *, label: str | None = None) -> console.VncEndpoint:
+        """Where domain ``name``'s VNC server is reachable from here, and its password (live XML)."""
+        xml = await self._call(console.secure_xml, name, action="read the graphical console", guest=label or name)
+        return console.vnc_endpoint(xml, self.uri)
 
     async def pool_path(self) -> str | None:
         """Where the host's active ``default`` pool keeps its volumes, or None when it has none.

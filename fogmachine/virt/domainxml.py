@@ -17,6 +17,7 @@ libvirt's own defaults, a VNC password) that a rebuild from the spec would drop.
 from __future__ import annotations
 
 import re
+import secrets
 import uuid as uuidmod
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -32,6 +33,17 @@ DISK_FORMATS = ("qcow2", "raw")
 _KERNEL_BOOT = ("kernel", "initrd", "cmdline")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")  # fullmatch only
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+# VNC authentication reads 8 bytes of the password and ignores the rest: 8 characters from 62 (about 47 bits),
+# and the relay hands it only to the guest's owner or an administrator with a one-time ticket.
+VNC_PASSWORD_LENGTH = 8
+_VNC_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+VNC_PASSWORD_RE = re.compile(r"[A-Za-z0-9]{1,8}")
+
+
+def new_vnc_password() -> str:
+    """A random password for one guest's VNC server."""
+    return "".join(secrets.choice(_VNC_ALPHABET) for _ in range(VNC_PASSWORD_LENGTH))
+
 # A network is 'user' (QEMU user mode), ('bridge', NAME) or ('network', NAME).
 Network = str | tuple[str, str]
 
@@ -61,6 +73,9 @@ class DomainSpec:
     # Where the VNC server listens on the host; 127.0.0.1 keeps consoles off the network
     # unless a deployment decides otherwise (a console proxy on the host).
     vnc_listen: str = "127.0.0.1"
+    # The VNC server's password (``new_vnc_password``; VNC uses at most 8 characters). It lives only in the
+    # domain's XML: the console relay reads it back with the XML's secrets (``virt.console``).
+    vnc_password: str | None = None
     guest_id: int | None = None
 
 
@@ -117,6 +132,8 @@ def validate_spec(spec: DomainSpec) -> None:
         raise ValidationError("booting from the disk needs a disk", field="disk_path")
     if spec.disk_format not in DISK_FORMATS:
         raise ValidationError(f"disk format must be one of {', '.join(DISK_FORMATS)}", field="disk_format")
+    if spec.vnc_password is not None and not VNC_PASSWORD_RE.fullmatch(spec.vnc_password):
+        raise ValidationError("a VNC password is 1-8 letters or digits", field="vnc_password")
     if spec.guest_id is not None and (isinstance(spec.guest_id, bool) or spec.guest_id < 1):
         raise ValidationError("guest id must be a positive integer", field="guest_id")
 
@@ -175,14 +192,16 @@ def build_domain_xml(spec: DomainSpec) -> str:
         if spec.mac:
             _sub(iface, "mac", address=spec.mac)
     _sub(iface, "model", type="virtio")
+    # Always a pty, so the console can be opened (virDomainOpenConsole needs one); the log file beside it
+    # keeps everything the guest wrote for the guest page's tail, whether a console is open or not.
+    serial = _sub(devices, "serial", type="pty")
     if spec.serial_log:
-        serial = _sub(devices, "serial", type="file")
-        _sub(serial, "source", path=spec.serial_log)
-    else:
-        serial = _sub(devices, "serial", type="pty")
+        _sub(serial, "log", file=spec.serial_log, append="on")
     _sub(serial, "target", port="0")
     if spec.vnc:
-        _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen=spec.vnc_listen)
+        graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen=spec.vnc_listen)
+        if spec.vnc_password:
+            graphics.set("passwd", spec.vnc_password)
     return ET.tostring(dom, encoding="unicode")
 
 

@@ -52,6 +52,7 @@ _STATE_PHRASES = (
     ("domain is not active", "is not running"),
     ("already exists", "already exists"),
     ("is active", "is running"),
+    ("active console session", "already has a console session open"),
 )
 
 _quiet_lock = threading.Lock()

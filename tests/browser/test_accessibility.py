@@ -31,8 +31,8 @@ ALWAYS = {"heading-order", "page-has-heading-one"}
 PAGES = {
     "visitor": ("/", "/login", "/register", "/no-such-page"),
     # /guests/1 is dave's guest (made first below); /guests/1/destroy asks before powering it off.
-    "user": ("/", "/checkout", "/guests", "/guests/1", "/guests/1/destroy", "/profile", "/hosts", "/api/v1/docs",
-             "/no-such-page", "/admin"),
+    "user": ("/", "/checkout", "/guests", "/guests/1", "/guests/1/destroy", "/guests/1/console", "/profile",
+             "/hosts", "/api/v1/docs", "/no-such-page", "/admin"),
     "admin": ("/", "/checkout", "/guests", "/guests/1", "/guests/2", "/profile", "/hosts", "/admin",
               "/admin?guests=retired",
               "/admin/audit", "/admin/audit?since=nonsense", "/api/v1/docs"),

@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 STATE = os.environ.get("FM_TEST_STATE", "/var/tmp/fogmachine-test")
 TINY_KERNEL = os.path.join(STATE, "tiny", "vmlinuz")
 TINY_INITRD = os.path.join(STATE, "tiny", "initrd.img")
-BASE_CMDLINE = "console=ttyS0 panic=-1"
+BASE_CMDLINE = "console=tty0 console=ttyS0 panic=-1"  # ttyS0 last: /dev/console, the log
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
@@ -44,7 +44,7 @@ def tiny_domain_xml(
     """Return libvirt domain XML for a direct-kernel-boot tiny guest.
 
     type='qemu' (software emulation: KVM is not usable on the test machines),
-    q35, 1 vCPU, kernel command line ``console=ttyS0 panic=-1 <cmdline>``,
+    q35, 1 vCPU, kernel command line ``console=tty0 console=ttyS0 panic=-1 <cmdline>``,
     QEMU user-mode networking on a virtio NIC (the guest reaches the host's
     127.0.0.1 as 10.0.2.2), no balloon. The serial console is written to
     ``serial_log`` (a file path on the libvirt host) or, if None, to a pty.

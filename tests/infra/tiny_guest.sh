@@ -12,7 +12,9 @@
 # The build is skipped when the outputs exist and were made by this exact
 # script (sha256 of this file + kernel package name).
 #
-# Kernel command line understood by /init (boot with "console=ttyS0 panic=-1 ..."):
+# Kernel command line understood by /init (boot with "console=tty0 console=ttyS0 panic=-1 ..."; the
+# last console= is /dev/console, so ttyS0 gets the log; tty0 puts the kernel's text on the VGA screen
+# that the graphical console shows):
 #   fm.hostname=NAME      set the hostname
 #   fm.phonehome=URL      GET URL (retry every 1 s, up to 60 times) -- "bare boot"
 #   autoinstall=URL|ks=URL fetch a kickstart-like file (same retries), run the
@@ -22,8 +24,9 @@
 # contain '&', '?' or '=' but no spaces or quotes (the kernel does not unquote
 # for us). The guest network is QEMU user-mode: eth0 10.0.2.15/24, gateway
 # 10.0.2.2 (= the host's 127.0.0.1). Everything is logged to ttyS0 with the
-# prefix "fm-init:"; "fm-init: ready" is printed last. The guest then idles
-# forever (busybox ignores ACPI shutdown: use destroy()).
+# prefix "fm-init:"; "fm-init: ready" is printed last. Then a root shell runs on
+# ttyS0 (respawned when it exits), for the serial console tests; the guest never
+# powers off by itself (busybox ignores ACPI shutdown: use destroy()).
 set -euo pipefail
 
 STATE="${FM_TEST_STATE:-/var/tmp/fogmachine-test}"
@@ -154,7 +157,9 @@ if [ -n "$AI" ]; then
 fi
 
 log "ready (uptime $(cut -d' ' -f1 /proc/uptime)s)"
-while true; do sleep 3600; done
+# A shell on the serial port, respawned: cttyhack makes /dev/console's real tty (ttyS0) the shell's
+# controlling terminal, so the line discipline echoes what is typed and Ctrl-C works.
+while true; do setsid cttyhack sh; sleep 1; done
 INIT
     chmod 755 "$1"
 }

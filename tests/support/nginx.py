@@ -1,9 +1,10 @@
 """Debian's nginx as a real reverse proxy on loopback, in front of a Fogmachine server.
 
 It listens on two free ports of 127.0.0.1, plain HTTP and HTTPS (a throw-away
-self-signed certificate), and passes requests on with the headers the README
-tells operators to set: ``X-Forwarded-For $proxy_add_x_forwarded_for``,
-``X-Real-IP $remote_addr``, ``X-Forwarded-Proto $scheme``. A missing nginx is a
+self-signed certificate), and passes requests on, WebSocket upgrades included,
+exactly as the sample site ``docs/nginx-fogmachine.conf`` does: its marked
+blocks are used as they are, with the test server as the upstream, so the
+sample is what the tests prove. A missing nginx is a
 failure, not a skip: ``./bootstrap.sh test`` installs it (package nginx-light).
 """
 
@@ -20,9 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.serverproc import free_port
+from tests.support.serverproc import ROOT, free_port
 
 NGINX = "/usr/sbin/nginx"
+
+SAMPLE = ROOT / "docs" / "nginx-fogmachine.conf"
+SAMPLE_UPSTREAM = "http://127.0.0.1:8080"
 
 CONF = """\
 daemon off;
@@ -38,21 +42,26 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
+{http}
     server {{
         listen 127.0.0.1:{http_port};
         listen 127.0.0.1:{https_port} ssl;
         ssl_certificate {dir}/cert.pem;
         ssl_certificate_key {dir}/key.pem;
-        location / {{
-            proxy_pass http://127.0.0.1:{upstream_port};
-            proxy_set_header Host $host;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-        }}
+{location}
     }}
 }}
 """
+
+
+def sample_block(name: str, upstream_port: int) -> str:
+    """The sample site's block between ``# BEGIN name`` and ``# END name``, proxying to ``upstream_port``."""
+    text = SAMPLE.read_text()
+    begin, end = f"# BEGIN {name}\n", f"# END {name}"
+    start = text.index(begin) + len(begin)
+    block = text[start:text.index(end, start)]
+    assert SAMPLE_UPSTREAM in block or name != "fogmachine-location", f"{SAMPLE} lost its proxy_pass"
+    return block.replace(SAMPLE_UPSTREAM, f"http://127.0.0.1:{upstream_port}")
 
 
 @dataclass
@@ -97,7 +106,8 @@ def reverse_proxy(directory: Path, upstream_port: int) -> Iterator[Nginx]:
     proxy = Nginx(free_port(), free_port(), directory)
     conf = directory / "nginx.conf"
     conf.write_text(CONF.format(dir=directory, http_port=proxy.http_port, https_port=proxy.https_port,
-                                upstream_port=upstream_port))
+                                http=sample_block("fogmachine-http", upstream_port),
+                                location=sample_block("fogmachine-location", upstream_port)))
     log = directory / "error.log"
     proc = subprocess.Popen([NGINX, "-p", str(directory), "-c", str(conf), "-e", str(log)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

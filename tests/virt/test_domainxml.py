@@ -6,7 +6,14 @@ import libvirt
 import pytest
 
 from fogmachine.errors import ValidationError
-from fogmachine.virt.domainxml import FOGMACHINE_NS, DomainSpec, boot_from_disk, build_domain_xml, parse_domain_xml
+from fogmachine.virt.domainxml import (
+    FOGMACHINE_NS,
+    DomainSpec,
+    boot_from_disk,
+    build_domain_xml,
+    new_vnc_password,
+    parse_domain_xml,
+)
 from fogmachine.virt.errors import silence_libvirt
 from tests.support import testhosts
 
@@ -38,13 +45,30 @@ def test_network_boot_bridge_and_network_sources():
     assert user.find("./devices/graphics") is None
 
 
+def test_vnc_password_is_set_on_the_graphics_and_checked():
+    password = new_vnc_password()
+    assert len(password) == 8 and password.isalnum() and password != new_vnc_password()
+    root = ET.fromstring(build_domain_xml(DomainSpec(name="v", memory_mb=256, vcpus=1, vnc_password=password)))
+    assert root.find("./devices/graphics").get("passwd") == password
+    plain = ET.fromstring(build_domain_xml(DomainSpec(name="v", memory_mb=256, vcpus=1)))
+    assert plain.find("./devices/graphics").get("passwd") is None
+    assert plain.find("./devices/serial").get("type") == "pty" and plain.find("./devices/serial/log") is None
+    for bad in ("", "nine char", "ninechars", "quo'te"):
+        with pytest.raises(ValidationError) as info:
+            build_domain_xml(DomainSpec(name="v", memory_mb=256, vcpus=1, vnc_password=bad))
+        assert info.value.details.get("field") == "vnc_password"
+
+
 def test_kernel_boot_text_is_escaped_not_formatted():
     nasty = "console=ttyS0 ks=http://10.0.2.2/ks?a=1&b=<2> \"quoted\" 'single'"
     xml = build_domain_xml(DomainSpec(name="k", memory_mb=256, vcpus=1, boot="kernel", kernel="/boot/vmlinuz",
                                       initrd="/boot/initrd.img", cmdline=nasty, serial_log="/var/log/k & co.log"))
     root = ET.fromstring(xml)
     assert root.findtext("./os/cmdline") == nasty
-    assert root.find("./devices/serial/source").get("path") == "/var/log/k & co.log"
+    serial = root.find("./devices/serial")
+    assert serial.get("type") == "pty"  # the console needs a pty; the log file keeps the tail
+    assert serial.find("log").attrib == {"file": "/var/log/k & co.log", "append": "on"}
+    assert serial.find("source") is None
     assert root.find("./os/boot") is None
 
 

@@ -156,7 +156,7 @@ async def provision(ctx: Context, job: Job) -> None:
         if disk_path:
             made.volume_path = disk_path
             await ctx.db.run(_advance, job, None, volume_path=disk_path, lock=True)
-        from fogmachine.virt.domainxml import DomainSpec, build_domain_xml
+        from fogmachine.virt.domainxml import DomainSpec, build_domain_xml, new_vnc_password
 
         spec = DomainSpec(
             name=job.name, uuid=job.uuid, memory_mb=entry.ram_mb, vcpus=entry.vcpus,
@@ -165,7 +165,7 @@ async def provision(ctx: Context, job: Job) -> None:
             kernel=entry.kernel or None, initrd=entry.initrd or None,
             cmdline=kernel_cmdline(config, entry, job.name, job.mac, job.token) if entry.boot == "kernel" else "",
             serial_log=f"{config.console_log_dir.rstrip('/')}/{job.name}.log" if config.console_log_dir else None,
-            guest_id=job.guest_id,
+            vnc_listen=config.vnc_listen, vnc_password=new_vnc_password(), guest_id=job.guest_id,
         )
         define = conn.define(build_domain_xml(spec))
 

@@ -86,3 +86,28 @@ async def test_a_phone_home_before_the_last_step_is_written_keeps_the_guest_read
     # (seen on MariaDB), and the next one (the STARTED event's) says running. Wait for it.
     row = await pv.wait_for(lambda: pv.guest(srv.ctx, guest.id), lambda g: g.state == GuestState.RUNNING, 30)
     assert (row.step, row.state, row.ip, row.worker) == (Step.READY, GuestState.RUNNING, "10.0.2.15", "")
+
+
+async def test_a_guest_gets_a_pty_serial_port_with_its_log_and_a_vnc_password_of_its_own(server: Any) -> None:
+    """What the consoles need from the domain: a pty to open (its log file keeps the tail) and a password."""
+    import xml.etree.ElementTree as ET
+
+    srv = await server(vnc_listen="0.0.0.0", console_log_dir="/var/log/fm-consoles/")
+    passwords = []
+    for name in ("con1", "con2"):
+        guest = await co.checkout(srv.ctx, srv.alice, req(name))
+        await pv.settle(srv.ctx)
+        row = pv.guest(srv.ctx, guest.id)
+        assert row.step == Step.READY, row.step_reason
+        seen: list[str] = []
+        await srv.ctx.hosts.get("h1").redefine(row.domain_name, seen.append)
+        root = ET.fromstring(seen[0])  # the persistent XML with its secrets, as libvirt keeps it
+        serial = root.find("./devices/serial")
+        assert serial is not None and serial.get("type") == "pty"
+        assert serial.find("log").attrib == {"file": f"/var/log/fm-consoles/{name}.log", "append": "on"}
+        graphics = root.find("./devices/graphics")
+        assert graphics is not None and graphics.get("listen") == "0.0.0.0"
+        password = graphics.get("passwd") or ""
+        assert len(password) == 8 and password.isalnum()
+        passwords.append(password)
+    assert passwords[0] != passwords[1]

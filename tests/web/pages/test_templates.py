@@ -235,6 +235,11 @@ CASES = [
     ("error.html", None, dict(status_code=500, message="Something went wrong"), ["Error 500"]),
     ("404.html", None, dict(status_code=404, message="No page at /x."), ["Not found", "No page at /x."]),
     ("api_docs.html", None, {}, ["swagger-ui"]),
+    ("console.html", ALICE, dict(guest=GUESTS[0]),
+     ["Console of web1", 'id="consoles" data-guest-id="1"', "vendor/xterm/lib/xterm.js", 'type="module"',
+      "after 15 min without a keystroke"]),
+    ("console_panel.html", ROOT, dict(guest=GUESTS[0]),
+     ['id="serial-open"', 'id="serial-takeover" hidden', 'id="vnc-open"', 'data-guest-name="web1"']),
 ]
 
 
@@ -245,7 +250,7 @@ def test_template_renders(make_config, template, user, values, expected):
     html = handler.render_string(template, **values).decode()
     for text in expected:
         assert text in html, f"{text!r} missing from {template}"
-    if template not in ("guest_row.html", "host_card.html", "retired_row.html"):
+    if template not in ("guest_row.html", "host_card.html", "retired_row.html", "console_panel.html"):
         assert html.lstrip().lower().startswith("<!doctype html>")
 
 
