@@ -64,6 +64,9 @@ class SerialConsole:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fm-console-{domain}")
         self._lock = threading.Lock()
         self._ended = False  # set once: by the stream's end, a failed write, or close()
+        # Set once the stream is given back to the host (after the end, on the writer thread): until then the
+        # host still counts the session, and opening the console again without force is refused as busy.
+        self.released = threading.Event()
 
     @property
     def ended(self) -> bool:
@@ -149,11 +152,14 @@ class SerialConsole:
         self._writer.shutdown(wait=False)
 
     def _release(self) -> None:
-        for step in (self._stream.eventRemoveCallback, self._stream.abort):
-            try:
-                step()
-            except libvirt.libvirtError:
-                pass  # a stream the host already ended: nothing left to release
+        try:
+            for step in (self._stream.eventRemoveCallback, self._stream.abort):
+                try:
+                    step()
+                except libvirt.libvirtError:
+                    pass  # a stream the host already ended: nothing left to release
+        finally:
+            self.released.set()
 
 
 def open_serial(conn: libvirt.virConnect, name: str, force: bool, loop: asyncio.AbstractEventLoop,
