@@ -231,6 +231,28 @@ class BaseHandler(tornado.web.RequestHandler):
         super()._handle_request_exception(e)
 
 
+# Keeps a quiet socket open through proxies that drop idle connections (nginx: proxy_read_timeout 60 s),
+# and notices dead peers.
+PING_INTERVAL_S = 30.0
+
+
+class SessionSocket(tornado.websocket.WebSocketHandler, BaseHandler):
+    """A WebSocket for a logged-in browser (the live feed, the consoles): pinged every ``PING_INTERVAL_S``,
+    and refused with a plain 401 before the upgrade when the session cookie names nobody."""
+
+    @property
+    def ping_interval(self) -> float | None:
+        return PING_INTERVAL_S
+
+    def refused_without_session(self) -> bool:
+        """Answer 401 and say True when nobody is logged in (call first in ``get``)."""
+        if self.current_user is not None:
+            return False
+        self.set_status(401)
+        self.finish("log in first")
+        return True
+
+
 class JsonHandler(BaseHandler):
     """Answers and errors in JSON, in the one shape the API documents."""
 

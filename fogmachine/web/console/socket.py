@@ -22,14 +22,12 @@ import tornado.websocket
 from fogmachine.errors import FogmachineError
 from fogmachine.services import consoles
 from fogmachine.services.actor import Actor
-from fogmachine.web.base import BaseHandler
+from fogmachine.web.base import SessionSocket
 from fogmachine.web.live.feed import Subscriber
 
 log = logging.getLogger(__name__)
 # The close records still being written: held here so none is garbage-collected half done.
 _pending: set[asyncio.Task[None]] = set()
-# Keeps a quiet console open through proxies that drop idle connections (nginx: proxy_read_timeout 60 s).
-PING_INTERVAL_S = 30.0
 CLOSE_SESSION_ENDED = 4001  # as the live socket: the login session ended, or the user was disabled
 CLOSE_TAKEN_OVER = 4100
 CLOSE_IDLE = 4101
@@ -63,7 +61,7 @@ class _SessionWatch(Subscriber):
         self.handler.session_ended(code, reason)
 
 
-class ConsoleSocket(tornado.websocket.WebSocketHandler, BaseHandler):
+class ConsoleSocket(SessionSocket):
     """A console's WebSocket: the checks before the upgrade; subclasses open the console in ``open``."""
 
     actor_at_open: Actor | None = None
@@ -71,14 +69,8 @@ class ConsoleSocket(tornado.websocket.WebSocketHandler, BaseHandler):
     end_reason = ""
     _watch: _SessionWatch | None = None
 
-    @property
-    def ping_interval(self) -> float | None:
-        return PING_INTERVAL_S
-
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        if self.current_user is None:
-            self.set_status(401)
-            self.finish("log in first")
+        if self.refused_without_session():
             return
         # Tornado's own cross-origin check (Sec-Fetch-Site, else Origin against Host), run before the guest is
         # looked up so another site's page learns nothing about which guests exist; WebSocketHandler.get

@@ -17,13 +17,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import tornado.websocket
-
-from fogmachine.web.base import BaseHandler
+from fogmachine.web.base import SessionSocket
 from fogmachine.web.live.feed import Subscriber
-
-# Keeps idle sockets open through proxies that drop quiet connections, and notices dead peers.
-PING_INTERVAL_S = 30.0
 
 
 def _collect(future: asyncio.Future[None]) -> None:
@@ -45,20 +40,14 @@ class _SocketSubscriber(Subscriber):
         self.handler.close(code, reason)
 
 
-class LiveSocket(tornado.websocket.WebSocketHandler, BaseHandler):
+class LiveSocket(SessionSocket):
     """``/live``: the page's WebSocket. Only a logged-in session may open one; the
     default same-origin check (``check_origin``) refuses other sites' pages."""
 
     subscriber: _SocketSubscriber | None = None
 
-    @property
-    def ping_interval(self) -> float | None:
-        return PING_INTERVAL_S
-
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        if self.current_user is None:
-            self.set_status(401)
-            self.finish("log in first")
+        if self.refused_without_session():
             return
         feed = self.live
         if feed is None or not feed.started:
