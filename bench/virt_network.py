@@ -206,6 +206,7 @@ async def measure(link: DelayLink, rtt_ms: float, files: dict[str, Path], tmp: P
                     await sweep(manager.all(), 1, forced=what == "forced")
                 walls[what].append(time.perf_counter() - t)
     base = statistics.median(walls["baseline"])
+    print(f"read gate: {manager.fleet.read_gate.limit} whole-host reads at once (fogmachine/virt/readgate.py)")
     for what, target in (("steady", 1.2 if rtt_ms <= 2 else 1.5), ("forced", 3.0)):
         wall = statistics.median(walls[what])
         print(f"{what} resync: {ms(wall)} vs baseline {ms(base)} (medians of {len(walls[what])}, interleaved): "

@@ -37,7 +37,9 @@ def make_engine(url: str, *, connect_timeout: float = 10, pool_size: int = 8) ->
     """An engine tuned per backend: WAL and a busy timeout on SQLite, connect timeouts elsewhere."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # A server connection can die while pooled (restart, idle timeout): ping it when checked out. A SQLite
+    # connection is a file handle that cannot; its ping was an eighth of a forced resync's database time.
+    kwargs: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
     if backend == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         if parsed.database and parsed.database != ":memory:":

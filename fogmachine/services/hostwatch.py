@@ -78,6 +78,8 @@ class HostManager:
         # Called with a host's name when it answers after being down (or at first contact), once its
         # snapshot is written: work that waited for the host (e.g. diskboot's retries) starts then.
         self.on_up: list[Callable[[str], None]] = []
+        # By host id: what its last plan that changed no row was decided from (hoststate.Unchanged).
+        self._unchanged: dict[int, hoststate.Unchanged] = {}
 
     # ------------------------------------------------------------------ component
 
@@ -195,13 +197,18 @@ class HostManager:
         an IntegrityError, and the caller plans again.
         """
         plan = await self.db.run(hoststate.plan_snapshot, host_id, snapshot, seen_at=seen_at,
-                                 free_slack_mb=slack)
+                                 free_slack_mb=slack, unchanged=self._unchanged.get(host_id))
+        if plan is not None and plan.unchanged is not None:
+            self._unchanged[host_id] = plan.unchanged
+        else:
+            self._unchanged.pop(host_id, None)
         if plan is None or not plan.writes_anything:
             return hoststate.Applied(0)
         return await self.db.run(hoststate.write_plan, plan, lock=True)
 
     async def host_down(self, host: HostConnection, reason: str) -> None:
         assert host.host_id is not None
+        self._unchanged.pop(host.host_id, None)
         await self.db.run(hoststate.apply_down, host.host_id, reason, last_seen_at=host.last_seen_at,
                               lock=True)
         log.warning("host %s is down: %s", host.name, reason)

@@ -67,6 +67,7 @@ from fogmachine.virt.inventory import (
 )
 from fogmachine.virt.listener import Listener, NullListener
 from fogmachine.virt.opening import close_quietly, open_connection, post
+from fogmachine.virt.readgate import ReadGate, timed
 from fogmachine.virt.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,12 @@ ACTIONS: dict[str, tuple[Callable[[libvirt.virDomain], Any], int | None]] = {
 }
 
 
+def _timed_read(conn: libvirt.virConnect, static: StaticFacts | None,
+                cache: XmlCache) -> tuple[HostSnapshot, float, float]:
+    """``read_snapshot`` with its wall and CPU times, for the fleet's ReadGate (on the call thread)."""
+    return timed(read_snapshot, conn, static, cache)
+
+
 @dataclass(frozen=True)
 class DomainEvent:
     at: float  # time.time()
@@ -119,7 +126,7 @@ class HostConnection:
 
     def __init__(self, name: str, uri: str, *, host_id: int | None = None, connect_timeout: float = 5,
                  call_timeout: float = 30, resync_interval: float = 60, listener: Listener | None = None,
-                 threads: CallThreads | None = None, read_gate: asyncio.Semaphore | None = None) -> None:
+                 threads: CallThreads | None = None, read_gate: ReadGate | None = None) -> None:
         self.name = name
         self.uri = uri
         self.host_id = host_id
@@ -280,8 +287,10 @@ class HostConnection:
                 if self._read_gate is None:
                     snapshot = await self._call(read_snapshot, self.static, self._cache, action="resync")
                 else:
-                    async with self._read_gate:
-                        snapshot = await self._call(read_snapshot, self.static, self._cache, action="resync")
+                    async with self._read_gate.slot():
+                        snapshot, wall, cpu = await self._call(_timed_read, self.static, self._cache,
+                                                               action="resync")
+                    self._read_gate.record(wall, cpu)
                 await self._apply_up(conn, snapshot, begun)
             except FogmachineError as exc:
                 for waiter in waiters:

@@ -22,29 +22,20 @@ from fogmachine.errors import NotFound
 from fogmachine.virt.callthreads import CallThreads
 from fogmachine.virt.connection import HostConnection
 from fogmachine.virt.listener import Listener
+from fogmachine.virt.readgate import ReadGate
 
 __all__ = ["HostFleet", "Listener"]
 
 log = logging.getLogger(__name__)
 
 
-# How many whole-host reads (resyncs) of the fleet run at once; the others wait their turn. A user's action,
-# a define or a look-up never waits for this: only reads of a whole host are gated. Every call has a thread of
-# its own (callthreads.py), but a hundred reads at once cost more than they save on 2 cores: each read makes
-# two small libvirt calls per domain, each giving up and taking back the GIL, and with a hundred threads doing
-# that the handovers, not the round trips, take the time. Measured with bench/virt_network.py (100 hosts x 50
-# domains, one run each, quiet machine): ungated, the steady resync took 2.06x the best raw-call baseline at a
-# 2 ms round trip (target 1.2x) and 1.05x at 20 ms; gated at 16, 0.95x and 1.34x (target 1.5x). At 8 the 20 ms
-# case would wait in waves (raw calls on 4 threads: 1.1 s against 0.25 s on 100). On the in-process test driver
-# (bench/virt_fleet_sweep.py), where a read is all handovers, 16 took the steady resync from 7.6x to 3.7x.
-READS_AT_ONCE = 16
 
 
 class HostFleet:
     """HostConnections by name, sharing one CallThreads and reporting to one Listener."""
 
     def __init__(self, listener: Listener, *, connect_timeout: float = 5, call_timeout: float = 30,
-                 resync_interval: float = 60, reads_at_once: int = READS_AT_ONCE) -> None:
+                 resync_interval: float = 60, read_gate: ReadGate | None = None) -> None:
         self.listener = listener
         self.connect_timeout = connect_timeout
         self.call_timeout = call_timeout
@@ -52,12 +43,18 @@ class HostFleet:
         self._hosts: dict[str, HostConnection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._threads = CallThreads(name="fm-virt")
-        self._read_gate = asyncio.Semaphore(reads_at_once)
+        # Whole-host reads at once: as many as keep the CPU busy, no more (readgate.py says why).
+        self._read_gate = read_gate if read_gate is not None else ReadGate()
 
     @property
     def threads(self) -> CallThreads:
         """The call threads the hosts share (replaced by fresh ones when the fleet is closed)."""
         return self._threads
+
+    @property
+    def read_gate(self) -> ReadGate:
+        """The bound on whole-host reads at once (a benchmark prints where it settled)."""
+        return self._read_gate
 
     def _make(self, host_id: int | None, name: str, uri: str) -> HostConnection:
         return HostConnection(

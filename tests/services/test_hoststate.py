@@ -63,6 +63,44 @@ def test_unchanged_snapshot_writes_nothing(db):
     assert apply(db, snap(*first.domains, free=5000), free_slack_mb=32) == 1
 
 
+def plan(db, snapshot, unchanged=None):
+    with db.session() as s:
+        return hoststate.plan_snapshot(s, host_id(db), snapshot, unchanged=unchanged)
+
+
+def test_a_recheck_of_the_same_domains_over_the_same_rows_skips_the_planning_but_not_a_change(db):
+    first = snap(dom("a", mac="52:54:00:00:00:01", vnc=5900), dom("b", "shutoff"))
+    apply(db, first)
+    checked = plan(db, first)
+    assert checked.unchanged is not None and not checked.writes and not checked.inserts
+    # Another snapshot object with the same domains (free memory moved): the rows are not planned again,
+    # the host row's facts are.
+    again = plan(db, snap(*first.domains, free=3000), checked.unchanged)
+    assert again.unchanged is checked.unchanged and not again.writes and again.facts == {"free_memory_mb": 3000}
+    # Someone else changed a row: its version moved, so the rows are planned, and the domain's state wins.
+    with db.session() as s:
+        s.scalar(select(Guest).where(Guest.name == "a")).state = GuestState.PAUSED
+    fixed = plan(db, first, checked.unchanged)
+    assert [w.values for w in fixed.writes] == [{"state": GuestState.RUNNING}] and fixed.unchanged is None
+    # Different domains over the same rows: planned too.
+    moved = plan(db, snap(dom("a", mac="52:54:00:00:00:01", vnc=5901), dom("b", "shutoff")), checked.unchanged)
+    assert [w.values for w in moved.writes] == [{"state": GuestState.RUNNING, "vnc_port": 5901}]
+
+
+def test_a_plan_that_asked_for_other_hosts_rows_is_not_kept(db):
+    """A MAC that another host's row holds makes the plan depend on rows this recheck does not read."""
+    with db.session() as s:
+        other = Host(name="other", uri="test:///other", virt_type="test")
+        s.add(other)
+        s.flush()
+        s.add(Guest(name="elsewhere", domain_name="elsewhere", managed=False, host_id=other.id, step=Step.READY,
+                    state=GuestState.RUNNING, mac="52:54:00:00:00:09"))
+    snapshot = snap(dom("a", mac="52:54:00:00:00:09"))
+    apply(db, snapshot)
+    checked = plan(db, snapshot)
+    assert not checked.writes and checked.unchanged is None
+
+
 def test_host_facts_and_unmanaged_rows(db):
     apply(db, snap(dom("a", mac="52:54:00:00:00:01", vnc=5901, memory=1024, vcpus=2)))
     with db.session() as s:

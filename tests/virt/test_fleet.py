@@ -7,6 +7,7 @@ import pytest
 
 from fogmachine.errors import NotFound
 from fogmachine.virt import HostFleet
+from fogmachine.virt.readgate import ReadGate
 from tests.support import testhosts
 from tests.virt.test_connection import Recorder
 
@@ -45,7 +46,7 @@ async def test_a_fleet_watches_its_hosts_on_shared_call_threads_and_reports_to_i
 
 
 async def test_whole_host_reads_are_gated_and_other_calls_are_not(tmp_path, monkeypatch):
-    """At most ``reads_at_once`` resyncs read their host at once (fleet.py says why); a look-up (or an action)
+    """At most the read gate's limit of resyncs read their host at once (readgate.py says why); a look-up (or an action)
     does not wait for a slot: it runs while every slot is held by a read that cannot end yet."""
     from fogmachine.virt import connection
 
@@ -64,7 +65,8 @@ async def test_whole_host_reads_are_gated_and_other_calls_are_not(tmp_path, monk
             with lock:
                 running[0] -= 1
 
-    fleet = HostFleet(Recorder(), connect_timeout=5, resync_interval=3600, reads_at_once=3)
+    fleet = HostFleet(Recorder(), connect_timeout=5, resync_interval=3600,
+                      read_gate=ReadGate(floor=3, ceiling=3, initial=3))
     try:
         for i in range(8):
             uri = testhosts.write_host(tmp_path, f"h{i}", domains=[testhosts.TestDomain(f"h{i}-dom")])
