@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fogmachine.services.guestwork import GuestWork  # asyncio only: no cycle
+
 if TYPE_CHECKING:
     from fogmachine.catalog.source import CatalogSource
     from fogmachine.cobbler import CobblerClient
@@ -50,8 +52,8 @@ class Context:
     catalog: CatalogSource | None = None
     # The Cobbler client of the Cobbler catalog source (None with another source): for tests and tools.
     cobbler: CobblerClient | None = None
-    # Guests whose install is being finished now (``diskboot.finish``): one attempt per guest at a time.
-    diskboot_busy: set[int] = field(default_factory=set)
+    # Work on one guest that must not overlap in this process: finishing its install, tearing it down.
+    guest_work: GuestWork = field(default_factory=GuestWork)
     schema_revision: str = ""
 
     def need_hosts(self) -> HostManager:

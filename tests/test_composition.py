@@ -66,7 +66,7 @@ def test_the_light_context_has_no_hosts_and_release_lets_go_of_its_hooks_and_thr
     db = open_database(config)
     try:
         ctx = build_context(config, db)
-        assert ctx.hosts is None and ctx.catalog is None and ctx.diskboot_busy == set()
+        assert ctx.hosts is None and ctx.catalog is None and not ctx.guest_work.busy(1)
         with pytest.raises(RuntimeError, match="without hosts"):
             ctx.need_hosts()
         assert event.contains(db.sessionmaker, "after_commit", ctx.tokens._clear_if_changed)

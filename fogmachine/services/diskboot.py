@@ -114,25 +114,23 @@ def _pending_ids(session: Session, host_name: str | None) -> list[int]:
 
 async def finish(ctx: Context, guest_id: int) -> bool:
     """Do what is left for ``guest_id``; True when nothing is left. One attempt per guest at a time in this
-    process (a phone-home, the periodic retry and a host coming up may all ask at once)."""
-    busy = ctx.diskboot_busy
-    if guest_id in busy:
+    process (a phone-home, the periodic retry and a host coming up may all ask at once), and none while the
+    guest is being torn down here."""
+    if ctx.guest_work.busy(guest_id):  # being finished, or torn down (services/guestwork.py)
         return False
-    busy.add(guest_id)
-    try:
-        target = await ctx.db.run(_read, guest_id)
-        if target is None:
+    async with ctx.guest_work.hold(guest_id):
+        try:
+            target = await ctx.db.run(_read, guest_id)
+            if target is None:
+                return True
+            if target.diskboot and not await switch(ctx, target):
+                return False  # Cobbler keeps the token meanwhile: the guest's next boot is an install
+            if target.cobbler_system:
+                return await _forget_token(ctx, target)
             return True
-        if target.diskboot and not await switch(ctx, target):
-            return False  # Cobbler keeps the token meanwhile: the guest's next boot is an install
-        if target.cobbler_system:
-            return await _forget_token(ctx, target)
-        return True
-    except FogmachineError as exc:  # the database is away: the next retry comes
-        log.warning("guest %s: finishing its install must wait: %s", guest_id, exc.message)
-        return False
-    finally:
-        busy.discard(guest_id)
+        except FogmachineError as exc:  # the database is away: the next retry comes
+            log.warning("guest %s: finishing its install must wait: %s", guest_id, exc.message)
+            return False
 
 
 def _read(session: Session, guest_id: int) -> Pending | None:

@@ -111,13 +111,14 @@ async def retire(ctx: Context, actor: Actor, guest_id: int, reason: str = "reser
     holdings = await ctx.db.run(_holdings, guest_id)
     if holdings is None:
         return False
-    try:
-        await teardown.release(ctx, holdings)
-    except FogmachineError as exc:
-        log.warning("cannot retire guest %s yet: %s", holdings.name, exc.message)
-        await ctx.db.run(_failed, actor, guest_id, holdings.name, exc.message)
-        return False
-    done = await ctx.db.run(_finish, actor, guest_id, reason, lock=True)
+    async with ctx.guest_work.hold(guest_id):  # after a finish of its install in flight (guestwork.py)
+        try:
+            await teardown.release(ctx, holdings)
+        except FogmachineError as exc:
+            log.warning("cannot retire guest %s yet: %s", holdings.name, exc.message)
+            await ctx.db.run(_failed, actor, guest_id, holdings.name, exc.message)
+            return False
+        done = await ctx.db.run(_finish, actor, guest_id, reason, lock=True)
     if done:
         log.info("retired guest %s: %s", holdings.name, reason)
     return done

@@ -273,8 +273,9 @@ async def delete(ctx: Context, actor: Actor, guest_id: int, *, force: bool = Fal
             await ctx.db.run(_stop_provisioning, actor, target, lock=True)
         if not force and _may_run_on_its_host(target):
             _connection(ctx, target)
-        left, failures = await teardown.release_each(ctx, target.holdings)
-        await ctx.db.run(_retire, actor, target, left, failures, lock=True)
+        async with ctx.guest_work.hold(guest_id):  # after a finish of its install in flight (guestwork.py)
+            left, failures = await teardown.release_each(ctx, target.holdings)
+            await ctx.db.run(_retire, actor, target, left, failures, lock=True)
     except FogmachineError as exc:
         await _audit_failure(ctx, actor, target, "delete", exc)
         raise

@@ -90,3 +90,53 @@ async def test_a_source_that_keeps_no_records_leaves_the_rows_cobbler_system_nam
     finally:
         release_context(ctx)
         ctx.db.dispose()
+
+
+@pytest.mark.cobbler
+async def test_a_delete_waits_for_the_finish_of_an_install_in_flight(server: Any, monkeypatch: Any) -> None:
+    """Cobbler's save adds back a system removed under an edit: a delete that came in the middle of finishing
+    the guest's install answered 204 and left the system standing (CI, once). The delete now waits."""
+    import asyncio
+    import uuid
+
+    from fogmachine.db.models import Guest, Step
+    from fogmachine.services import diskboot, lifecycle
+
+    ctx, name = server.ctx, PREFIX + "finishing"
+    await ctx.cobbler.create_system(SystemSpec(name=name, mac="52:54:00:aa:bb:02", hostname=name,
+                                               profile=cb.PROFILE, autoinstall_meta={"fogmachine_token": "t0k"}))
+    ann = pv.add_user(ctx, "ann")
+
+    def add(session: Any) -> int:
+        guest = Guest(name=name, owner_id=ann.user_id, step=Step.READY, uuid=str(uuid.uuid4()), cobbler_system=name,
+                      cobbler_token_pending=True)
+        session.add(guest)
+        session.flush()
+        return guest.id
+
+    gid = ctx.db.run_sync(add)
+    entered, go = asyncio.Event(), asyncio.Event()
+    real_installed = ctx.catalog.installed
+
+    async def held_installed(record: str) -> bool:  # a test double of one function: the real edit, held
+        entered.set()
+        await go.wait()
+        return bool(await real_installed(record))
+
+    monkeypatch.setattr(ctx.catalog, "installed", held_installed)
+    finishing = asyncio.create_task(diskboot.finish(ctx, gid))
+    async with asyncio.timeout(30):
+        await entered.wait()
+    deleting = asyncio.create_task(lifecycle.delete(ctx, ann, gid))
+    async with asyncio.timeout(30):  # a positive signal: the delete waits its turn on the guest
+        while ctx.guest_work.holders(gid) < 2:
+            await asyncio.sleep(0.01)
+    assert await ctx.cobbler.get_system(name) is not None and not deleting.done()
+    assert not await diskboot.finish(ctx, gid)  # a second finish meanwhile leaves it to a later retry
+    go.set()
+    async with asyncio.timeout(60):
+        assert await finishing is True
+        await deleting
+    assert await ctx.cobbler.get_system(name) is None
+    row = pv.guest(ctx, gid)
+    assert row is not None and row.step == Step.RETIRED and not ctx.guest_work.busy(gid)
