@@ -1,5 +1,6 @@
 // Live updates: the server pushes guest and host changes over a WebSocket (/live);
-// this script applies them to whatever rows the page shows. Plain JS, no dependencies.
+// this script applies them to whatever rows the page shows, and on a guest's own page (/guests/ID, whose
+// socket is /live?guest=ID) to its sentence, reason, address, lease, steps and actions. Plain JS, no dependencies.
 "use strict";
 
 (function () {
@@ -23,17 +24,18 @@
     });
   }
 
+  // Rows are table rows: the guest page's consoles panel carries a data-guest-id too, and is no row.
   function applyGuest(g) {
-    var rows = document.querySelectorAll('[data-guest-id="' + g.id + '"]');
+    var rows = document.querySelectorAll('tr[data-guest-id="' + g.id + '"]');
     rows.forEach(function (row) {
       var before = row.getAttribute("data-state") + "/" + row.getAttribute("data-step");
       row.querySelectorAll('[data-field="state"]').forEach(function (el) {
         el.textContent = g.state; el.className = "state state-" + g.state;
       });
       row.querySelectorAll('[data-field="step"]').forEach(function (el) {
-        el.textContent = g.step; el.className = "step step-" + g.step; el.title = g.step_reason || "";
+        el.textContent = g.step; el.className = "step step-" + g.step;
       });
-      setText(row, "step_reason", g.step === "failed" ? (g.step_reason || "") : "");
+      setText(row, "step_reason", g.step_reason || "");  // always: why it is where it is, not only why it failed
       setText(row, "ip", g.ip || "—");
       setText(row, "hostname", g.hostname || "");
       setText(row, "host", g.host || "—");
@@ -57,7 +59,7 @@
   }
 
   function removeGuest(id) {
-    document.querySelectorAll('[data-guest-id="' + id + '"]').forEach(function (row) {
+    document.querySelectorAll('tr[data-guest-id="' + id + '"]').forEach(function (row) {
       var list = row.closest("[data-live-list]");
       row.remove();
       if (list) { showEmpty(list); }
@@ -157,7 +159,7 @@
   // what this page knew of it (the rows it was drawn with, then every message since). A guest the page
   // knew nothing of only tells it where things stand: no toast for every ready guest at page load.
   var steps = {};
-  document.querySelectorAll('[data-guest-id] [data-field="step"]').forEach(function (el) {
+  document.querySelectorAll('tr[data-guest-id] [data-field="step"]').forEach(function (el) {
     steps[el.closest("[data-guest-id]").getAttribute("data-guest-id")] = el.textContent.trim();
   });
 
@@ -230,7 +232,125 @@
     }
   }
 
+  // The guest page. Its parts come as the server renders them (fogmachine/web/live/payloads.py, page_payload):
+  // after each snapshot and whenever they change. Only text is put in place, never markup.
+  var guestPage = document.querySelector("[data-guest-page]");
+  var pageId = guestPage ? guestPage.getAttribute("data-guest-page") : "";
+  if (guestPage && guestPage.querySelector('[data-page="step"]')) {  // its toasts, as a row's (noteStep)
+    steps[pageId] = guestPage.querySelector('[data-page="step"]').textContent.trim();
+  }
+
+  function byId(id) { return document.getElementById(id); }
+  function setPage(field, value) {
+    guestPage.querySelectorAll('[data-page="' + field + '"]').forEach(function (el) {
+      if (el.textContent !== value) { el.textContent = value; }
+    });
+  }
+  function cell(tr, label, text, className) {
+    var td = document.createElement("td");
+    td.setAttribute("data-label", label);
+    if (className) { td.className = className; }
+    td.textContent = text;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function applySteps(done) {
+    var body = byId("steps-body");
+    if (!body) { return; }
+    var rows = document.createDocumentFragment();
+    done.forEach(function (s) {
+      var tr = document.createElement("tr");
+      var badge = document.createElement("span");
+      badge.className = "step step-" + s.step; badge.textContent = s.step;
+      cell(tr, "Step", "").appendChild(badge);
+      cell(tr, "Began", s.at_text, "nowrap");
+      cell(tr, "Took", s.took_text);
+      cell(tr, "Reason", s.reason || "—", "reason");
+      rows.appendChild(tr);
+    });
+    body.textContent = "";
+    body.appendChild(rows);
+    body.closest("table").hidden = done.length === 0;
+    byId("no-steps").hidden = done.length !== 0;
+  }
+
+  function applyLease(p) {
+    var term = byId("lease-term"), lease = byId("lease");
+    if (!term || !lease) { return; }
+    lease.textContent = "";
+    if (p.retired_at) { term.textContent = "Retired"; lease.textContent = p.retired_text; return; }
+    term.textContent = "Lease ends";
+    if (!p.expires_at) { lease.textContent = "never"; return; }
+    var left = document.createElement("span");
+    left.className = "timeleft"; left.setAttribute("data-expires", p.expires_at);
+    left.textContent = window.fmTimeLeft ? window.fmTimeLeft(p.expires_at) : "";
+    lease.appendChild(document.createTextNode(p.expires_text + " ("));
+    lease.appendChild(left);
+    lease.appendChild(document.createTextNode(" left)"));
+  }
+
+  function setSentence(text, step, reason) {
+    var sentence = byId("status-sentence");
+    sentence.textContent = text;
+    sentence.className = "status-sentence step-" + step;
+    var why = byId("status-reason");
+    why.textContent = "";
+    var strong = document.createElement("strong");
+    strong.textContent = "Reason:";
+    why.appendChild(strong);
+    why.appendChild(document.createTextNode(" " + reason));
+    why.hidden = !reason;
+  }
+
+  // Whatever can no longer be done to a guest that is retired or gone: its actions and its consoles.
+  function endActions() {
+    ["actions", "consoles-card"].forEach(function (id) { if (byId(id)) { byId(id).hidden = true; } });
+  }
+
+  function applyPage(p) {
+    if (!guestPage || String(p.id) !== pageId) { return; }
+    setSentence(p.sentence, p.step, p.reason);
+    guestPage.querySelectorAll('[data-page="state"]').forEach(function (el) {
+      el.textContent = p.state; el.className = "state state-" + p.state;
+    });
+    guestPage.querySelectorAll('[data-page="step"]').forEach(function (el) {
+      el.textContent = p.step; el.className = "step step-" + p.step;
+    });
+    setPage("host", p.host || "—");
+    setPage("ip", p.ip || "—");
+    setPage("hostname", p.hostname || "—");
+    byId("ssh-line").textContent = p.ssh;
+    byId("ssh").hidden = !p.ssh;
+    byId("no-address").hidden = Boolean(p.ssh) || p.retired;
+    applyLease(p);
+    applySteps(p.steps || []);
+    var actions = byId("actions");
+    if (actions) {
+      actions.querySelectorAll("form[data-action]").forEach(function (form) {
+        form.hidden = (p.actions || []).indexOf(form.getAttribute("data-action")) < 0;
+        form.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
+      });
+      actions.hidden = !(p.actions || []).length;
+    }
+    if (p.retired) { endActions(); }
+    guestPage.setAttribute("data-guest-retired", p.retired ? "yes" : "no");
+    if (window.fmRefreshTimes) { window.fmRefreshTimes(guestPage); }
+  }
+
+  // Deleted outright (or no longer the user's to see): the page says so; a page message may still follow
+  // (a retired guest is not in a snapshot, its page comes right after it).
+  function pageGone() {
+    setSentence("Deleted: this guest is no longer in Fogmachine", "retired", "");
+    endActions();
+  }
+
   function apply(message) {
+    if (message.type === "page") {
+      applyPage(message.guest);
+      document.dispatchEvent(new CustomEvent("fm:live", {detail: message}));
+      return;
+    }
     if (message.type === "snapshot") { knownHosts = {}; }
     (message.hosts || []).forEach(function (h) { knownHosts[h.name] = h; applyHost(h); });
     if ((message.hosts || []).length) { applyCapacity(); }
@@ -242,8 +362,12 @@
       applyGuest(g);
       insertGuest(g, message.type);
     });
-    (message.gone || []).forEach(removeGuest);
+    (message.gone || []).forEach(function (id) {
+      removeGuest(id);
+      if (String(id) === pageId) { pageGone(); }
+    });
     if (message.type === "snapshot") {
+      if (pageId && !seenIds[pageId] && guestPage.getAttribute("data-guest-retired") !== "yes") { pageGone(); }
       // Rows for guests that ended while this page was not listening.
       document.querySelectorAll("[data-live-list] [data-guest-id]").forEach(function (row) {
         if (!seenIds[row.getAttribute("data-guest-id")]) { removeGuest(row.getAttribute("data-guest-id")); }
@@ -277,7 +401,8 @@
 
   function connect() {
     var opened = false;
-    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/live");
+    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/live" +
+                           (pageId ? "?guest=" + encodeURIComponent(pageId) : ""));
     ws.onopen = function () { opened = true; retry = FIRST_RETRY_MS; setStatus("● live", true); };
     ws.onmessage = function (event) {
       try { apply(JSON.parse(event.data)); } catch (e) { if (window.console) { console.error(e); } }

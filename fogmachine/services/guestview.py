@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fogmachine.db.models import AuditEvent, GuestState, GuestStep, Step
+from fogmachine.db.models import AuditEvent, Guest, GuestState, GuestStep, Step
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import get_guest, guest_to_dict
 from fogmachine.timestamps import iso_utc
@@ -107,26 +107,33 @@ def timeline(session: Session, guest_id: int, *, with_addresses: bool,
              "message": e.message, "remote_addr": e.remote_addr if with_addresses else ""} for e in rows]
 
 
-def guest_page(session: Session, actor: Actor, guest_id: int) -> dict[str, Any]:
-    """The guest page's data; NotFound for a guest the actor may not see."""
-    guest = get_guest(session, actor, guest_id)
-    data = guest_to_dict(guest)
+def status_parts(session: Session, guest: Guest) -> dict[str, Any]:
+    """The parts of the page that follow the guest's row and its steps: the sentence, the reason, the ssh
+    line, the steps. The page renders them, and the live feed sends them again whenever the row changes
+    (``web/live``), so an open page shows what a reload would; the caller has checked who may see them."""
     steps = _steps(session, guest.id)
-    where_failed = failed_at(steps)
     sentence = status_sentence(guest.step, guest.state, guest.step_reason, managed=guest.managed,
-                               failed_at=where_failed)
-    owner = data["owner"]
-    events = timeline(session, guest.id, with_addresses=actor.is_admin)
+                               failed_at=failed_at(steps))
+    owner = guest.owner.username if guest.owner is not None else None
     return {
-        "guest": data,
         "sentence": sentence,
         # The reason stands on its own line unless the sentence already says it.
         "reason": guest.step_reason if guest.step_reason and guest.step_reason not in sentence else "",
         "ssh": f"ssh {owner}@{guest.ip}" if owner and guest.ip else "",
         "steps": steps,
+        "retired": guest.step == Step.RETIRED,
+    }
+
+
+def guest_page(session: Session, actor: Actor, guest_id: int) -> dict[str, Any]:
+    """The guest page's data; NotFound for a guest the actor may not see."""
+    guest = get_guest(session, actor, guest_id)
+    events = timeline(session, guest.id, with_addresses=actor.is_admin)
+    return {
+        "guest": guest_to_dict(guest),
+        **status_parts(session, guest),
         "events": events,
         "events_limited": len(events) >= TIMELINE_LIMIT,
         # The console log is named after the guest; once retired its name may belong to a new guest.
         "console_name": guest.name if guest.managed and guest.live_name == guest.name else "",
-        "retired": guest.step == Step.RETIRED,
     }

@@ -13,6 +13,10 @@ kept, so ES modules' relative imports still resolve) and a ``VERSION`` file sayi
 from. Run it again and ``git diff`` shows nothing: ``tests/test_vendor.py`` checks that what is
 committed is what the manifest says.
 
+A package the pages never load but the tests do (axe-core, which the browser tests inject into each
+page) is marked ``"test_only": true`` and goes to ``tests/browser/vendor/NAME/`` instead: outside
+``static/``, so the server never serves it, and pinned, checked and licensed like the others.
+
 To upgrade a package: change its version and integrity here, run the script, run the browser tests.
 Needs ``npm`` and the registry; the server never does.
 """
@@ -32,6 +36,7 @@ from typing import Any
 
 VENDOR = Path(__file__).resolve().parent
 MANIFEST = VENDOR / "manifest.json"
+TEST_VENDOR = VENDOR.parent.parent / "tests" / "browser" / "vendor"  # test-only packages: never served
 
 
 def load_manifest() -> dict[str, dict[str, Any]]:
@@ -39,11 +44,17 @@ def load_manifest() -> dict[str, dict[str, Any]]:
     return manifest
 
 
+def target_of(name: str, entry: dict[str, Any]) -> Path:
+    """Where a package's files go: ``static/vendor/NAME/``, served; a test-only one under the tests."""
+    return (TEST_VENDOR if entry.get("test_only") else VENDOR) / name
+
+
 def version_text(entry: dict[str, Any]) -> str:
     """What ``NAME/VERSION`` says: the package, its version, where it came from, its tarball's integrity."""
     spec = f"{entry['package']}@{entry['version']}"
+    used = " Used by the tests only, never served." if entry.get("test_only") else ""
     return (f"{entry['package']} {entry['version']} from the npm registry (npm pack {spec}); "
-            f"files copied unchanged.\nintegrity {entry['integrity']}\n")
+            f"files copied unchanged.{used}\nintegrity {entry['integrity']}\n")
 
 
 def integrity_of(path: Path) -> str:
@@ -87,7 +98,7 @@ def install(name: str, entry: dict[str, Any]) -> int:
     with tempfile.TemporaryDirectory(prefix="fm-vendor-") as tmp:
         root = fetch(entry, Path(tmp))
         files = expected_files(entry, root)
-        target = VENDOR / name
+        target = target_of(name, entry)
         if target.exists():
             shutil.rmtree(target)
         for rel in files:
@@ -95,7 +106,7 @@ def install(name: str, entry: dict[str, Any]) -> int:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / rel, dest)
         (target / "VERSION").write_text(version_text(entry))
-    print(f"{name}: {entry['package']} {entry['version']}, {len(files)} files")
+    print(f"{name}: {entry['package']} {entry['version']}, {len(files)} files in {target}")
     return len(files)
 
 

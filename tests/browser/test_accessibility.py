@@ -2,8 +2,9 @@
 and dark: no serious or critical violation, and headings in order. Each page is also saved as a screenshot
 (the ``shoot`` fixture's folder), so a person can look at them all at once.
 
-axe-core is vendored in tests/browser/vendor/axe-core/ (see its VERSION) and injected into the page by the
-test; the server never serves it (the browser context bypasses the pages' CSP for that one script).
+axe-core is pinned in static/vendor/manifest.json as a test-only package, which static/vendor/update.py copies
+into tests/browser/vendor/axe-core/ (see its VERSION), outside static/: the test injects it into the page and the
+server never serves it (the browser context bypasses the pages' CSP for that one script).
 """
 
 from __future__ import annotations

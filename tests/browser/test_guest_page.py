@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from fogmachine.db.models import Guest, Step, User
+from fogmachine.db.models import Guest, GuestStep, Step, User
 from fogmachine.services.actor import Actor
 from fogmachine.services.checkout import CheckoutRequest, checkout
 from tests.browser.test_dashboard import WAIT_MS, log_in, open_server, row
@@ -90,5 +90,80 @@ async def test_the_guest_page(server, browser, shoot, width):
     await page.keyboard.press("Escape")
     await expect(more).not_to_have_attribute("open", re.compile(".*"))
     await expect(more.locator("summary")).to_be_focused()
+    assert errors == []
+    await context.close()
+
+
+async def test_the_open_page_follows_its_guest_without_a_reload(server, browser, shoot):
+    """The page stays open while the guest changes behind its back: paused through the API (another client,
+    a bearer token), a reason written by another unit of work, the lease extended and the guest deleted
+    through the API. The sentence, the reason, the buttons, the lease and the steps follow, and nothing
+    reloads; the deleted guest's page says so and offers nothing more to do."""
+    from playwright.async_api import expect
+
+    from fogmachine.services import tokens
+
+    expect.set_options(timeout=WAIT_MS)
+    gid = await ready_guest(server, "dave", "web1")
+    dave = await server.ctx.db.run(lambda s: s.scalar(select(User.id).where(User.username == "dave")))
+    _, token = await server.ctx.db.run(tokens.create_token, Actor(dave, "dave"), tokens.NewToken("test", "write", 1))
+    api = {"Authorization": f"Bearer {token}"}
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await log_in(page, server.base_url, "dave")
+    await page.goto(f"{server.base_url}/guests/{gid}")
+    sentence, reason = page.locator("#status-sentence"), page.locator("#status-reason")
+    actions = page.locator("#actions")
+    await expect(page.locator("#live-status")).to_have_text("● live")
+    await expect(sentence).to_have_text("Ready and running")
+    await expect(reason).to_be_hidden()
+    await expect(actions.locator("form[data-action=unpause]")).to_be_hidden()
+    await page.evaluate("window.neverReloaded = true")
+
+    answer = await server.fetch(f"/api/v1/guests/{gid}/pause", method="POST", headers=api)
+    assert answer.code == 200, answer.body
+    await expect(sentence).to_have_text("Ready, paused: unpause it to go on")
+    await expect(page.locator("[data-page=state]")).to_have_text("paused")
+    await expect(actions.locator("form[data-action=unpause]")).to_be_visible()
+    await expect(actions.locator("form[data-action=pause]")).to_be_hidden()
+
+    warning = "still boots from the network: the switch to its disk is retried"
+    await server.ctx.db.run(lambda s: setattr(s.get(Guest, gid), "step_reason", warning))
+    await expect(reason).to_have_text(f"Reason: {warning}")
+    await expect(reason).to_be_visible()
+
+    answer = await server.fetch(f"/api/v1/guests/{gid}/extend", method="POST", body={"days": 2}, headers=api)
+    assert answer.code == 200, answer.body
+    await expect(page.locator("#lease .timeleft")).to_have_text(re.compile(r"^(4 d|5 d)"))
+    await shoot(page, "guest-page-live-paused")
+
+    answer = await server.fetch(f"/api/v1/guests/{gid}", method="DELETE", headers=api)
+    assert answer.code in (200, 202, 204), answer.body
+    await expect(sentence).to_have_text("Retired: deleted by dave")
+    await expect(reason).to_be_hidden()  # the sentence says it
+    await expect(page.locator("#steps-body tr").last).to_contain_text("deleted by dave")
+    await expect(page.locator("#lease-term")).to_have_text("Retired")
+    await expect(actions).to_be_hidden()
+    await expect(page.locator("#consoles-card")).to_be_hidden()
+    await shoot(page, "guest-page-live-retired")
+    assert await page.evaluate("window.neverReloaded") is True
+
+    # a guest whose row is deleted outright while its page is open (no retirement to show): the page says so
+    other = await ready_guest(server, "dave", "web2")
+    await page.goto(f"{server.base_url}/guests/{other}")
+    await expect(page.locator("#live-status")).to_have_text("● live")
+    await expect(actions).to_be_visible()
+    await page.evaluate("window.neverReloaded = true")
+
+    def remove(session: Any) -> None:
+        session.execute(delete(GuestStep).where(GuestStep.guest_id == other))
+        session.execute(delete(Guest).where(Guest.id == other))
+
+    await server.ctx.db.run(remove)
+    await expect(sentence).to_have_text("Deleted: this guest is no longer in Fogmachine")
+    await expect(actions).to_be_hidden()
+    assert await page.evaluate("window.neverReloaded") is True
     assert errors == []
     await context.close()

@@ -36,6 +36,20 @@ Who gets what: a user's socket receives only their own managed guests; an
 administrator's receives every guest; everyone receives host states (any
 logged-in user may see the hosts page).
 
+The guest page's socket (``/live?guest=ID``) also follows that one guest: the
+page's sentence, reason, ssh line and steps (``payloads.page_payload``), read
+with its row whenever a poll reads the row (it changed) and, for a page just
+opened, after its snapshot. Pages are read only for guests some socket
+follows, and sent only to a socket whose user may see the guest, by the same
+rule as the rows: another user's guest page says nothing of it. A full read
+reads every followed page again, so a change the window missed, or a guest
+deleted outright, is caught there too.
+
+At about 420 lines this is one thing: one poll, from what it asks the database
+(which depends on the cache and on who subscribes) to what each subscriber is
+sent (which depends on what the read found); ``_read`` could live apart, but
+its arguments are the feed's state and nothing else uses it.
+
 How a socket ends: ``SESSION_ENDED`` (4001) only when its user was disabled
 or its login session ended, which the page takes as final ("log in");
 ``GOING_AWAY`` (1001) when the feed stops with the server, after which the
@@ -55,10 +69,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.db.models import Guest, Host, Step, User, utcnow
-from fogmachine.services import sessions
+from fogmachine.services import guestview, sessions
 from fogmachine.services.hosts import host_dicts
 from fogmachine.web.live.commits import PEOPLE, CommitWatch
-from fogmachine.web.live.payloads import Messages, guest_payload
+from fogmachine.web.live.payloads import Messages, guest_payload, page_payload
 
 if TYPE_CHECKING:
     from fogmachine.context import Context
@@ -80,30 +94,43 @@ class Snapshot:
     stamps: dict[int, dt.datetime]  # updated_at of each guest read
     users: dict[int, tuple[bool, bool]] = field(default_factory=dict)  # id -> (active, admin)
     live_sessions: set[int] = field(default_factory=set)  # of the subscribers' sessions, those not ended
+    pages: dict[int, dict[str, Any]] = field(default_factory=dict)  # followed guests read, as their pages show them
 
 
-def _load(session: Session, condition: Any) -> tuple[list[dict[str, Any]], dict[int, dt.datetime]]:
-    query = select(Guest).options(joinedload(Guest.owner), joinedload(Guest.host)).where(condition)
+def _guests(condition: Any) -> Any:
+    return select(Guest).options(joinedload(Guest.owner), joinedload(Guest.host)).where(condition)
+
+
+def _load(session: Session, condition: Any, followed: frozenset[int] = frozenset(),
+          pages: dict[int, dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], dict[int, dt.datetime]]:
+    """The rows ``condition`` picks; of those whose page a socket follows, their page into ``pages``."""
     guests, stamps = [], {}
-    for guest in session.scalars(query).unique():
+    for guest in session.scalars(_guests(condition)).unique():
         guests.append(guest_payload(guest))
         stamps[guest.id] = guest.updated_at
+        if pages is not None and guest.id in followed:
+            pages[guest.id] = page_payload(guest, guestview.status_parts(session, guest))
     return guests, stamps
 
 
 def _read(session: Session, since: dt.datetime | None, known: dict[int, dt.datetime] | None, user_ids: list[int],
           overcommit: float, digest: tuple[int, int] = (-1, -1), session_ids: tuple[int, ...] = (),
-          lifetimes: sessions.Lifetimes | None = None) -> Snapshot:
+          lifetimes: sessions.Lifetimes | None = None, followed: frozenset[int] = frozenset(),
+          reread: frozenset[int] = frozenset()) -> Snapshot:
     """A window read (``since``): the rows stamped since then, retired ones included (they leave
     the pages), and the ids of the live guests only when their count and sum differ from
     ``digest`` (the cache's): a deletion changes them, and reading 20,000 ids every 0.4 s would
     cost more than the rest of the poll. A full read: the stamp of every live guest, and the rows
     whose stamp differs from ``known`` (loading and serializing every row costs ~50 times a
-    window read); it also catches the rare deletion plus insertion that keeps count and sum."""
+    window read); it also catches the rare deletion plus insertion that keeps count and sum.
+    Either read also gives the page of each ``followed`` guest whose row it read, and of each in
+    ``reread`` (a page just opened, or every followed page on a full read) whether its row changed
+    or not; a guest that no longer exists has none."""
+    pages: dict[int, dict[str, Any]] = {}
     hosts = host_dicts(session, list(session.scalars(select(Host).order_by(Host.name))), overcommit)
     live_ids: set[int] | None
     if since is not None:
-        guests, stamps = _load(session, Guest.updated_at >= since)
+        guests, stamps = _load(session, Guest.updated_at >= since, followed, pages)
         count, total = session.execute(select(func.count(), func.coalesce(func.sum(Guest.id), 0))
                                        .where(Guest.step != Step.RETIRED)).one()
         live_ids = None
@@ -115,7 +142,7 @@ def _read(session: Session, since: dt.datetime | None, known: dict[int, dt.datet
         stale = [gid for gid, stamp in current.items() if (known or {}).get(gid) != stamp]
         guests, stamps = [], {}
         for start in range(0, len(stale), 500):
-            more, more_stamps = _load(session, Guest.id.in_(stale[start:start + 500]))
+            more, more_stamps = _load(session, Guest.id.in_(stale[start:start + 500]), followed, pages)
             guests += more
             stamps.update(more_stamps)
     users: dict[int, tuple[bool, bool]] = {}
@@ -124,16 +151,22 @@ def _read(session: Session, since: dt.datetime | None, known: dict[int, dt.datet
                 select(User.id, User.is_active, User.is_admin).where(User.id.in_(user_ids))):
             users[uid] = (active, admin)
     live_sessions = sessions.still_alive(session, session_ids, lifetimes) if session_ids and lifetimes else set()
-    return Snapshot(hosts, guests, live_ids, stamps, users, live_sessions)
+    unread = sorted(reread - pages.keys())
+    if unread:
+        for guest in session.scalars(_guests(Guest.id.in_(unread))).unique():
+            pages[guest.id] = page_payload(guest, guestview.status_parts(session, guest))
+    return Snapshot(hosts, guests, live_ids, stamps, users, live_sessions, pages)
 
 
 class Subscriber:
     """One open page. ``send`` must not block; it gets one message, already JSON (``_fan_out``)."""
 
-    def __init__(self, user_id: int, is_admin: bool, session_id: int | None = None) -> None:
+    def __init__(self, user_id: int, is_admin: bool, session_id: int | None = None,
+                 guest_page: int | None = None) -> None:
         self.user_id = user_id
         self.is_admin = is_admin
         self.session_id = session_id
+        self.guest_page = guest_page  # the guest whose page this is, if it is one; its page follows it
         # The snapshot is owed after the first poll numbered above this; None once sent.
         self.snapshot_after: int | None = None
 
@@ -161,6 +194,9 @@ class LiveFeed:
         self.hosts: dict[str, dict[str, Any]] = {}
         self.guests: dict[int, dict[str, Any]] = {}
         self.stamps: dict[int, dt.datetime] = {}  # updated_at of each cached guest, for the full scan
+        # The pages of the guests some socket follows, as last read; kept only while followed (a guest no
+        # socket followed during a read may have changed unread), so a page new to the cache is read afresh.
+        self.pages: dict[int, dict[str, Any]] = {}
         self.subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._last_full = 0.0
@@ -264,8 +300,10 @@ class LiveFeed:
         known = dict(self.stamps) if full else None  # a copy: the read runs on another thread
         digest = (len(self.guests), sum(self.guests))
         session_ids = tuple(sorted({s.session_id for s in checked if s.session_id is not None}))
+        followed = frozenset(s.guest_page for s in self.subscribers if s.guest_page is not None)
+        reread = followed if full else followed - self.pages.keys()
         snap = await self.ctx.db.run(_read, since, known, user_ids, self.ctx.config.cpu_overcommit, digest,
-                                     session_ids, sessions.Lifetimes.of(self.ctx.config))
+                                     session_ids, sessions.Lifetimes.of(self.ctx.config), followed, reread)
         self.stamps.update(snap.stamps)
         live_ids = snap.live_ids
         if live_ids is None:
@@ -300,7 +338,22 @@ class LiveFeed:
         gone = [self.guests.pop(gid) for gid in set(self.guests) - live_ids]
         for gid in set(self.stamps) - live_ids:
             del self.stamps[gid]
-        self._fan_out(poll, changed_hosts, changed_guests, gone)
+        changed_pages = self._update_pages(followed, reread, snap.pages)
+        self._fan_out(poll, changed_hosts, changed_guests, gone, changed_pages)
+
+    def _update_pages(self, followed: frozenset[int], reread: frozenset[int],
+                      pages: dict[int, dict[str, Any]]) -> set[int]:
+        """Keep the pages of the guests followed through this read; the ids of those that changed."""
+        for gid in self.pages.keys() - followed:
+            del self.pages[gid]  # nobody followed it through this read: it may have changed unseen
+        for gid in reread - pages.keys():
+            self.pages.pop(gid, None)  # read again and not there: deleted outright (``gone`` says so)
+        changed = set()
+        for gid, page in pages.items():
+            if self.pages.get(gid) != page:
+                self.pages[gid] = page
+                changed.add(gid)
+        return changed
 
     def _recheck_users(self, checked: list[Subscriber], users: dict[int, tuple[bool, bool]],
                        live_sessions: set[int]) -> None:
@@ -315,9 +368,11 @@ class LiveFeed:
                 sub.is_admin = admin
 
     def _fan_out(self, poll: int, hosts: list[dict[str, Any]],
-                 guests: list[tuple[dict[str, Any] | None, dict[str, Any]]], gone: list[dict[str, Any]]) -> None:
+                 guests: list[tuple[dict[str, Any] | None, dict[str, Any]]], gone: list[dict[str, Any]],
+                 pages: set[int]) -> None:
         """Send each page what it may see. Pages that may see the same (administrators, tabs of one
-        user, everyone when only hosts changed) get the same message, encoded once for all of them."""
+        user, everyone when only hosts changed) get the same message, encoded once for all of them.
+        A guest page gets its guest's page after its snapshot and whenever that changed."""
         messages = Messages()
         for sub in list(self.subscribers):
             if sub.snapshot_after is not None:
@@ -325,19 +380,30 @@ class LiveFeed:
                     sub.snapshot_after = None
                     self._send(sub, messages, "snapshot", list(self.hosts.values()),
                                [g for g in self.guests.values() if sub.may_see(g)], [])
+                    self._send_page(sub, messages)
                 continue  # no updates before its snapshot: the snapshot has them
             mine = [after for _, after in guests if sub.may_see(after)]
             mine_gone = [g["id"] for g in gone if sub.may_see(g)]
             mine_gone += [after["id"] for before, after in guests
                           if before is not None and sub.may_see(before) and not sub.may_see(after)]
-            if not (hosts or mine or mine_gone):
-                continue
-            self._send(sub, messages, "update", hosts, mine, mine_gone)
+            if hosts or mine or mine_gone:
+                self._send(sub, messages, "update", hosts, mine, mine_gone)
+            if sub.guest_page in pages:
+                self._send_page(sub, messages)
+
+    def _send_page(self, sub: Subscriber, messages: Messages) -> None:
+        """The page of the guest ``sub`` follows, if it may see it: for anyone else it does not exist."""
+        page = self.pages.get(sub.guest_page) if sub.guest_page is not None else None
+        if page is not None and sub.may_see(page) and sub in self.subscribers:
+            self._deliver(sub, messages.page(page))
 
     def _send(self, sub: Subscriber, messages: Messages, kind: str, hosts: list[dict[str, Any]],
               guests: list[dict[str, Any]], gone: list[int]) -> None:
+        self._deliver(sub, messages.text(kind, hosts, guests, gone))
+
+    def _deliver(self, sub: Subscriber, text: str) -> None:
         try:
-            sub.send(messages.text(kind, hosts, guests, gone))
+            sub.send(text)
         except Exception:
             log.debug("dropping a live subscriber that failed to take a message", exc_info=True)
             self.unsubscribe(sub)

@@ -2,7 +2,10 @@
 
 The socket only listens: the page sends nothing that matters, the process's
 one ``LiveFeed`` talks. A socket is one ``Subscriber`` of that feed for as
-long as it is open. The feed closes it with 4001 when its user is disabled or
+long as it is open. The guest page opens ``/live?guest=ID`` and hears its
+guest's page as well (the feed sends it only to those who may see the
+guest); an id that cannot be a guest's is refused with 400 before the
+upgrade. The feed closes it with 4001 when its user is disabled or
 its login session ends (final: the page says to log in), and with 1001 when
 the server stops (the page reconnects with backoff).
 
@@ -19,6 +22,7 @@ from typing import Any
 
 from fogmachine.web.base import SessionSocket
 from fogmachine.web.live.feed import Subscriber
+from fogmachine.web.pages.guest import LARGEST_ID
 
 
 def _collect(future: asyncio.Future[None]) -> None:
@@ -27,8 +31,9 @@ def _collect(future: asyncio.Future[None]) -> None:
 
 
 class _SocketSubscriber(Subscriber):
-    def __init__(self, handler: LiveSocket, user_id: int, is_admin: bool, session_id: int | None) -> None:
-        super().__init__(user_id, is_admin, session_id)
+    def __init__(self, handler: LiveSocket, user_id: int, is_admin: bool, session_id: int | None,
+                 guest_page: int | None) -> None:
+        super().__init__(user_id, is_admin, session_id, guest_page)
         self.handler = handler
 
     def send(self, text: str) -> None:
@@ -45,10 +50,18 @@ class LiveSocket(SessionSocket):
     default same-origin check (``check_origin``) refuses other sites' pages."""
 
     subscriber: _SocketSubscriber | None = None
+    guest_page: int | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if self.refused_without_session():
             return
+        page = self.get_query_argument("guest", None)
+        if page is not None:
+            if not (page.isascii() and page.isdigit() and len(page) <= 10 and 1 <= int(page) <= LARGEST_ID):
+                self.set_status(400)
+                self.finish("guest must be a guest's id, a whole number from 1")
+                return
+            self.guest_page = int(page)
         feed = self.live
         if feed is None or not feed.started:
             self.set_status(503)
@@ -61,7 +74,7 @@ class LiveSocket(SessionSocket):
         assert feed is not None  # get() refused the socket otherwise
         user = self.current_user
         assert user is not None
-        self.subscriber = _SocketSubscriber(self, user.id, user.is_admin, self.session_id)
+        self.subscriber = _SocketSubscriber(self, user.id, user.is_admin, self.session_id, self.guest_page)
         feed.subscribe(self.subscriber)
 
     def on_message(self, message: str | bytes) -> None:

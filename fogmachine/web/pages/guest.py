@@ -4,7 +4,9 @@ Its owner and administrators see it; for anyone else it does not exist (the
 same 404 as a missing guest, ``guestview.guest_page``). The actions and the
 extend forms post to the routes of ``reservations`` with ``back`` set to this
 page, so a refusal comes back here: a bad number of days under its field,
-anything else as a flash.
+anything else as a flash. The open page follows its guest through the live
+socket (``/live?guest=ID``, ``web/live``), which sends the parts this page
+renders from ``guestview.status_parts`` again whenever they change.
 """
 
 from __future__ import annotations

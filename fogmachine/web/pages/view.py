@@ -122,6 +122,13 @@ def _printed(value: dt.datetime | str | None, fmt: str) -> str:
     return "-" if value is None else value.strftime(fmt)
 
 
+def took(seconds: int | None) -> str:
+    """How long a provisioning step took, as the guest page's steps print it; "—" for the step it is at."""
+    if seconds is None:
+        return "—"
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
+
+
 def mib(value: int | None) -> str:
     """Memory in MiB, printed in GiB from 1 GiB up."""
     value = value or 0
@@ -141,6 +148,7 @@ NAMESPACE = {
     "time_left": time_left,
     "when": when,
     "when_exact": when_exact,
+    "took": took,
     "mib": mib,
     "state_class": state_class,
     "primary_actions": PRIMARY_ACTIONS,

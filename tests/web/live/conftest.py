@@ -17,6 +17,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from fogmachine.web.live import Subscriber
+from tests.support import provisioning as pv
 from tests.web.pages.conftest import PageClient, Site, password_hash, write_catalog
 
 OTHER_PROCESS = """
@@ -59,14 +60,15 @@ async def live_site(make_config, start_server, tmp_path, database_url) -> Site:
     return Site(srv, users)
 
 
-async def connect(site: Site, username: str | None, origin: str | None = None):
+async def connect(site: Site, username: str | None, origin: str | None = None, guest: int | str | None = None):
+    """A page's socket as ``username`` (None: nobody logged in); ``guest``: the socket of that guest's page."""
     headers = {}
     if username is not None:
         client = await site.as_user(username)
         headers["Cookie"] = f"fm_session={client.cookies['fm_session']}"
     if origin is not None:
         headers["Origin"] = origin
-    url = site.srv.base_url.replace("http://", "ws://") + "/live"
+    url = site.srv.base_url.replace("http://", "ws://") + "/live" + ("" if guest is None else f"?guest={guest}")
     return await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(url, headers=headers))
 
 
@@ -90,6 +92,23 @@ async def next_message(ws, check=lambda m: True, timeout: float = 15.0) -> dict[
     return await asyncio.wait_for(read(), timeout)
 
 
+def is_page(gid: int, **fields: Any):
+    """A check for ``next_message``: the page of guest ``gid``, with these values."""
+    def check(message: dict[str, Any]) -> bool:
+        page = message.get("guest") if message["type"] == "page" else None
+        return page is not None and page["id"] == gid and all(page.get(k) == v for k, v in fields.items())
+    return check
+
+
+async def quiet(site: Site) -> None:
+    """Wait until nothing more is written to the guests on its own: provisioning's follow-ups are done and each
+    host was read once more (a domain's start is recorded by its event and a resync that may come after READY;
+    a write then would be a second, genuine, update and the counts in the tests would be off by one)."""
+    await pv.settle(site.ctx)
+    for conn in site.ctx.hosts.all():
+        await conn.resync()
+
+
 def has_guest(gid: int, **fields: Any):
     def check(message: dict[str, Any]) -> bool:
         return any(g["id"] == gid and all(g.get(k) == v for k, v in fields.items()) for g in message["guests"])
@@ -111,8 +130,8 @@ async def next_text(ws, check) -> str:
 class Recorder(Subscriber):
     """A subscriber that keeps what the feed sent it, for tests that poll the feed by hand."""
 
-    def __init__(self, user_id: int, is_admin: bool = False) -> None:
-        super().__init__(user_id, is_admin)
+    def __init__(self, user_id: int, is_admin: bool = False, guest_page: int | None = None) -> None:
+        super().__init__(user_id, is_admin, guest_page=guest_page)
         self.messages: list[dict[str, Any]] = []
 
     def send(self, text: str) -> None:

@@ -10,17 +10,7 @@ from sqlalchemy import select
 from fogmachine.db.models import Guest, Host
 from fogmachine.web.live import LiveFeed
 from fogmachine.web.live.feed import GOING_AWAY
-from tests.support import provisioning as pv
-from tests.web.live.conftest import Recorder
-
-
-async def quiet(site) -> None:
-    """Wait until nothing more is written to the guests on its own: provisioning's follow-ups are done and each
-    host was read once more (a domain's start is recorded by its event and a resync that may come after READY;
-    a write then would be a second, genuine, update and the counts below would be off by one)."""
-    await pv.settle(site.ctx)
-    for conn in site.ctx.hosts.all():
-        await conn.resync()
+from tests.web.live.conftest import Recorder, quiet
 
 
 async def test_overlapping_windows_send_each_change_once(live_site):
@@ -214,4 +204,40 @@ async def test_a_page_that_subscribes_during_a_full_read_is_not_taken_for_a_logg
     assert closed == [] and late in feed.subscribers
     await feed.poll_once(full=True)  # the next full read knows it, and its user and session are fine
     assert closed == [] and [m["type"] for m in late.messages] == ["snapshot"]
+    await feed.stop()
+
+
+async def test_pages_are_read_while_followed_and_a_full_read_reads_them_again(live_site):
+    """A guest's page is read only while a socket follows it (a poll reads no steps for nobody); a change the
+    window missed reaches the page at the full read, as it reaches the rows; a page nobody follows any more
+    leaves the cache, so one opened later is read afresh, not served from what an old read left."""
+    site = live_site
+    web1 = await site.guest("alice", "web1")
+    await quiet(site)
+    feed = LiveFeed(site.ctx, interval_s=3600, overlap_s=30)  # polled by hand below
+    await feed.poll_once(full=True)
+    assert feed.pages == {}
+    rec = Recorder(site.users["alice"], guest_page=web1)
+    feed.subscribe(rec)
+    await feed.poll_once()
+    assert [m["type"] for m in rec.messages] == ["snapshot", "page"]
+    assert rec.messages[1]["guest"]["ssh"] == "" and set(feed.pages) == {web1}
+
+    def old_change(s):
+        s.get(Guest, web1).ip = "10.9.9.9"
+        s.flush()
+        s.execute(Guest.__table__.update().where(Guest.id == web1).values(updated_at=dt.datetime(2000, 1, 1)))
+
+    await site.ctx.db.run(old_change)
+    await feed.poll_once()
+    assert len(rec.messages) == 2  # the window did not see it
+    await feed.poll_once(full=True)
+    assert [m["type"] for m in rec.messages[2:]] == ["update", "page"]
+    assert rec.messages[-1]["guest"]["ssh"] == "ssh alice@10.9.9.9"
+    await feed.poll_once(full=True)
+    assert len(rec.messages) == 4  # read again, the same: no news
+
+    feed.unsubscribe(rec)
+    await feed.poll_once()
+    assert feed.pages == {}
     await feed.stop()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 import tornado.httpclient
 
 from fogmachine.db.models import Guest, User
+from fogmachine.services import guestview, lifecycle, reservations
 from fogmachine.web.live import LiveFeed
 from fogmachine.web.live.feed import GOING_AWAY, SESSION_ENDED
-from tests.web.live.conftest import connect, connect_as, has_guest, next_message, other_process
+from tests.web.live.conftest import connect, connect_as, has_guest, is_page, next_message, other_process, quiet
 from tests.web.pages.conftest import PageClient
 
 
@@ -44,6 +46,110 @@ async def test_guest_changes_from_another_process_reach_the_right_pages(live_sit
     await next_message(root, lambda m: web1 in m["gone"])
     for ws in (alice, bob, root):
         ws.close()
+
+
+async def _until_host_reason(ws, reason: str) -> list[str]:
+    """The text of every message ``ws`` gets up to and with the one that carries a host whose reason is ``reason``.
+
+    A host change reaches every page in the order of the polls, so a page that hears it has heard by then
+    everything the polls before it sent: what it did not get by then, it was never sent."""
+    texts = []
+
+    async def read() -> None:
+        while True:
+            raw = await ws.read_message()
+            assert raw is not None, "the server closed the socket"
+            texts.append(raw)
+            if any(h["state_reason"] == reason for h in json.loads(raw).get("hosts", [])):
+                return
+
+    await asyncio.wait_for(read(), 15.0)
+    return texts
+
+
+async def test_a_guest_page_follows_its_guest_and_another_user_hears_nothing_of_it(live_site, database_url):
+    """/live?guest=ID: the page's parts after the snapshot, then at each change of the guest, whoever wrote
+    it (another process, this one, the delete of the page's own button); bob, who opens the socket of
+    alice's guest's page all the same, gets his snapshot and nothing about her guest, ever."""
+    site = live_site
+    web1 = await site.guest("alice", "web1")
+    await quiet(site)
+    alice, root = await connect(site, "alice", guest=web1), await connect(site, "root", guest=web1)
+    bob = await connect(site, "bob", guest=web1)
+    snap = await next_message(alice)
+    assert snap["type"] == "snapshot" and [g["id"] for g in snap["guests"]] == [web1]
+    page = (await next_message(alice))["guest"]  # right after the snapshot
+    rendered = await site.ctx.db.run(guestview.guest_page, site.actor("alice"), web1)
+    assert page["id"] == web1 and page["sentence"] == rendered["sentence"] == "Ready and running"
+    assert [s["step"] for s in page["steps"]] == [s.step for s in rendered["steps"]] == ["defining", "booting",
+                                                                                         "ready"]
+    assert page["steps"][0]["at_text"].endswith(" UTC") and page["steps"][-1]["took_text"] == "—"
+    assert page["reason"] == page["ssh"] == "" and "pause" in page["actions"] and not page["retired"]
+    assert "phonehome_token_hash" not in page
+    await next_message(root, is_page(web1, sentence="Ready and running"))
+
+    # another process pauses it, then it phones home its address
+    await other_process(database_url, "guest", web1, "state", "paused")
+    page = (await next_message(alice, is_page(web1, state="paused")))["guest"]
+    assert page["sentence"] == "Ready, paused: unpause it to go on"
+    assert "unpause" in page["actions"] and "pause" not in page["actions"]
+    await other_process(database_url, "guest", web1, "ip", "192.0.2.9")
+    assert (await next_message(alice, is_page(web1, ip="192.0.2.9")))["guest"]["ssh"] == "ssh alice@192.0.2.9"
+
+    # this process writes a reason, and extends the lease
+    await site.ctx.db.run(lambda s: setattr(s.get(Guest, web1), "step_reason", "the disk boot is not switched"))
+    page = (await next_message(alice, is_page(web1, reason="the disk boot is not switched")))["guest"]
+    assert page["sentence"] == "Ready, paused: unpause it to go on"  # the reason stands beside it
+    await site.ctx.db.run(reservations.extend, site.ctx.config, site.actor("alice"), web1, 2)
+    extended = (await next_message(alice, lambda m: is_page(web1)(m) and m["guest"]["expires_at"] !=
+                                   page["expires_at"]))["guest"]
+    assert extended["expires_text"] != page["expires_text"]
+
+    # deleted, as the page's Delete button does it: retired, with the step it ended in
+    await lifecycle.delete(site.ctx, site.actor("alice"), web1)
+    page = (await next_message(alice, is_page(web1, step="retired")))["guest"]
+    assert page["sentence"] == "Retired: deleted by alice" and page["retired"] and page["actions"] == []
+    assert page["steps"][-1]["step"] == "retired" and page["steps"][-1]["reason"] == "deleted by alice"
+    assert page["retired_text"].endswith(" UTC")
+    await next_message(root, is_page(web1, step="retired"))
+
+    # bob: his snapshot, and up to a host change after all of it, nothing of web1
+    await other_process(database_url, "host", "h2", "state_reason", "cable cut")
+    heard = await _until_host_reason(bob, "cable cut")
+    snapshot = json.loads(heard[0])
+    assert snapshot["type"] == "snapshot" and snapshot["guests"] == []
+    assert all(json.loads(text)["type"] != "page" and "web1" not in text and "alice" not in text
+               for text in heard), heard
+    for ws in (alice, bob, root):
+        ws.close()
+
+
+async def test_a_guest_deleted_outright_is_gone_from_its_page(live_site, database_url):
+    """A row deleted (not retired): the page hears it in ``gone``; a page opened after gets its snapshot and
+    no page, as for a guest that never was."""
+    site = live_site
+    web1 = await site.guest("alice", "web1")
+    alice = await connect(site, "alice", guest=web1)
+    await next_message(alice, is_page(web1))
+    await other_process(database_url, "guest", web1, "DELETE")
+    await next_message(alice, lambda m: web1 in m.get("gone", []))
+    again = await connect(site, "alice", guest=web1)
+    await other_process(database_url, "host", "h2", "state_reason", "after the delete")
+    heard = [json.loads(text) for text in await _until_host_reason(again, "after the delete")]
+    assert heard[0]["type"] == "snapshot" and all(m["type"] != "page" for m in heard), heard
+    for ws in (alice, again):
+        ws.close()
+
+
+async def test_a_guest_page_socket_needs_a_guests_id(live_site):
+    """Anything that cannot be a guest's id is refused before the upgrade, as a 400 (not a database error)."""
+    for bad in ("web1", "0", "-3", "1.5", "", "2147483648", "9" * 5000, "%C2%B2"):
+        with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+            await connect(live_site, "alice", guest=bad)
+        assert info.value.code == 400, bad
+    ws = await connect(live_site, "alice", guest=2147483647)  # the largest id there can be: simply not there
+    assert (await next_message(ws))["type"] == "snapshot"
+    ws.close()
 
 
 async def test_host_state_reaches_everyone(live_site, database_url):

@@ -8,10 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from fogmachine.db.models import Guest
+from fogmachine.services import guestview
 from fogmachine.services.guests import guest_to_dict
 from fogmachine.web.base import to_json
 from fogmachine.web.live import payloads
-from fogmachine.web.pages.view import when
+from fogmachine.web.pages.view import took, when, when_exact
 from tests.web.live.conftest import connect, has_guest, next_message, next_text, other_process
 
 
@@ -64,3 +65,27 @@ async def test_a_message_is_encoded_once_for_every_page_it_goes_to(live_site, da
     assert len(set(texts)) == 1 and encoded.count(texts[0]) == 1
     for ws in pages:
         ws.close()
+
+
+async def test_a_guest_page_is_what_the_page_renders(live_site):
+    """The page a socket sends says what the rendered page says: the same sentence, reason and ssh line
+    (``guestview.status_parts``, which renders the page too), the steps' times and durations as the template
+    prints them, and the row's fields and buttons."""
+    site = live_site
+    web1 = await site.guest("alice", "web1")
+
+    def read(s):
+        guest = s.scalars(select(Guest).options(joinedload(Guest.owner), joinedload(Guest.host))
+                          .where(Guest.id == web1)).one()
+        guest.ip, guest.step_reason = "192.0.2.7", "a warning"
+        s.flush()
+        return payloads.page_payload(guest, guestview.status_parts(s, guest)), payloads.guest_payload(guest)
+
+    page, row = await site.ctx.db.run(read)
+    rendered = await site.ctx.db.run(guestview.guest_page, site.actor("alice"), web1)
+    for key in ("sentence", "reason", "ssh", "retired"):
+        assert page[key] == rendered[key], key
+    assert page["reason"] == "a warning" and page["ssh"] == "ssh alice@192.0.2.7"
+    assert page["steps"] == [{"step": s.step, "at": s.at, "at_text": when_exact(s.at),
+                              "took_text": took(s.took_seconds), "reason": s.reason} for s in rendered["steps"]]
+    assert {k: v for k, v in page.items() if k in row} == row and page["retired_text"] == ""

@@ -48,7 +48,10 @@ async def test_the_owner_sees_every_part(site):
     actions = section(page, "actions")
     for action in ("stop", "restart", "pause", "destroy", "refresh", "delete", "extend"):
         assert f'action="/guests/{gid}/{action}"' in actions, action
-    assert f'action="/guests/{gid}/start"' not in actions  # it is running
+    # every power action is there for live.js to show when it makes sense; those that make none now are hidden
+    shown = dict(re.findall(r'action="/guests/\d+/(\w+)" data-action="\w+"( hidden)?', actions))
+    assert shown == {"start": " hidden", "unpause": " hidden", "stop": "", "restart": "", "pause": "",
+                     "destroy": "", "refresh": ""}
     assert "+1 day" in actions and "+7 days" in actions and 'id="extend-days"' in actions
     assert 'data-confirm="Power off web1?' in actions and 'data-confirm="Restart web1?' in actions
     steps = section(page, "steps")
@@ -56,6 +59,22 @@ async def test_the_owner_sees_every_part(site):
     timeline = section(page, "timeline")
     assert "guest.checkout" in timeline and "<th>From</th>" not in timeline
     assert "keeps no serial console logs" in section(page, "console")  # console_log_dir is not set
+
+
+async def test_the_reason_is_always_visible_not_only_when_failed(site):
+    """Issue 13: the reason stands on the page and in the list's row whatever the step (here a ready, running
+    guest with a warning, as the disk boot switch leaves one), not in a tooltip."""
+    gid = await site.guest("alice", "web1")
+    warning = "still boots from the network: the switch to its disk is retried"
+    await site.ctx.db.run(lambda s: setattr(s.get(Guest, gid), "step_reason", warning))
+    alice = await site.as_user("alice")
+    page = unescape((await alice.get(f"/guests/{gid}")).text)
+    assert f'id="status-reason"><strong>Reason:</strong> {warning}</p>' in page
+    assert 'id="status-sentence">Ready and running<' in page
+    for path in ("/guests", "/"):
+        listed = unescape((await alice.get(path)).text)
+        assert f'<div class="muted small reason" data-field="step_reason">{warning}</div>' in listed, path
+        assert "title=" not in listed[listed.index(f'data-guest-id="{gid}"'):listed.index(warning)], path
 
 
 async def test_provisioning_writes_its_steps_with_their_times(site):
