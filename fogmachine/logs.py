@@ -33,7 +33,7 @@ REDACTED = "***"
 # The last line of defence, applied to every formatted record (message and traceback): a credential in
 # "name=value" form, in an Authorization or Cookie header, or after Bearer/Basic, whoever wrote it.
 SECRET_TEXT = (
-    (re.compile(r"((?:token|password|passwd|secret|ticket|_xsrf|fm_session|fm_flash)[A-Za-z_]*=)['\"]?[^&\s'\";,)]+",
+    (re.compile(r"((?:token|password|passwd|secret|ticket|_xsrf|fm_session|fm_flash|fm_form)[A-Za-z_]*=)['\"]?[^&\s'\";,)]+",
                 re.IGNORECASE), rf"\1{REDACTED}"),
     (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
     (re.compile(r"((?:Authorization|Cookie|Set-Cookie)['\"]?\s*[:=,]\s*['\"]?)[^'\"\n]+", re.IGNORECASE),

@@ -16,14 +16,21 @@
     window.setTimeout(function () { buttons.forEach(function (b) { b.disabled = true; }); }, 0);
   });
 
-  // A form refused by the server comes back with its field marked (aria-invalid) and the message under it:
-  // open the menu it is in and put the cursor there (autofocus does the same without script).
-  var invalid = document.querySelector("[aria-invalid=true]");
-  if (invalid) {
-    var menu = invalid.closest("details");
+  // A form refused by the server comes back with its field marked (aria-invalid) and the message under it,
+  // or the message at the top of the form when no field is at fault: open the menu it is in and put the
+  // cursor on that field (or the form's own first field, else the message). Autofocus does it without script.
+  var invalid = document.querySelector("[aria-invalid=true][autofocus]") || document.querySelector("[aria-invalid=true]");
+  var said = document.querySelector(".form-error");
+  var focus = invalid || (said && ((said.closest("form") && said.closest("form").querySelector("[autofocus]")) || said));
+  if (focus) {
+    var menu = focus.closest("details");
     if (menu) { menu.open = true; }
-    invalid.focus();
+    focus.focus();
   }
+  // A form shown again in answer to its POST (the login keeps its 401; a form too big to carry to its page):
+  // the history gets the page's own address instead, so Back and reload load it, never resend the form.
+  var formUrl = document.body.getAttribute("data-form-url");
+  if (formUrl && window.history.replaceState) { window.history.replaceState(null, "", formUrl); }
 
   // "More" menus: one open at a time; Escape closes the open one and gives the focus back to its button.
   document.addEventListener("toggle", function (event) {

@@ -99,6 +99,7 @@ def test_a_credential_in_any_record_is_masked() -> None:
         log.info("calling http://h/x?token=%s&a=1", secret)
         log.info("headers %r", {"Authorization": f"Bearer {secret}", "Cookie": f"fm_session={secret}"})
         log.info("password=%s", secret)
+        log.info("a failed form's cookie fm_form=%s", secret)  # what someone typed, not the log's business
         try:
             raise RuntimeError(f"failed for /guest/m/set?token={secret}")
         except RuntimeError:

@@ -82,7 +82,8 @@ async def test_admin_reads_the_action_just_done(server, browser, shoot):
     await expect(page.locator("#audit-filter input[name=action]")).to_have_value("host")
 
     await page.goto(base + "/admin/audit?since=last+week")
-    await expect(page.locator(".flash-error")).to_contain_text("since must be a date")
+    await expect(page.locator("#audit-since-error")).to_contain_text("since must be a date")
+    await expect(page.locator("#audit-filter input[name=since]")).to_be_focused()
     await expect(page.locator("table.audit")).to_contain_text("host.disable")
     await shoot(page, "audit-bad-filter")
     assert errors == []

@@ -70,7 +70,7 @@ async def test_the_guest_page(server, browser, shoot, width):
     await page.fill("#extend-days", "45")
     await page.locator("form.extend button").click()
     await page.wait_for_url(f"{server.base_url}/guests/{gid}")
-    await expect(page.locator("#extend-days-error")).to_have_text("web1: days must be between 1 and 30")
+    await expect(page.locator(f"#extend-{gid}-days-error")).to_have_text("web1: days must be between 1 and 30")
     await expect(page.locator("#extend-days")).to_have_value("45")
     await expect(page.locator("#extend-days")).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("#extend-days")).to_be_focused()

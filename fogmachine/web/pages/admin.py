@@ -22,6 +22,7 @@ from fogmachine.web.pages import userlist
 from fogmachine.web.pages.common import DashboardHandler, login_required
 
 PAGE_SIZE = 200
+NEW_USER_FORM = "new-user"
 MAX_PAGE = 100_000
 USER_OPS = {
     "make-admin": (useradmin.set_admin, True, "{} is now an administrator."),
@@ -69,10 +70,13 @@ class AdminHandler(DashboardHandler):
         retired = self.get_query_argument("guests", "") == "retired"
         userview = userlist.parse(self.request.query_arguments)
         data = await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, page, retired, userview)
-        self.render("admin.html", new_user=None, error=None, error_field=None, **data)
+        self.render("admin.html", **data)
 
 
 class AdminCreateUserHandler(DashboardHandler):
+    """"Create a user": a refusal goes back to the users' section of the page, under the field at fault with
+    what was typed (never the password, ``forms``)."""
+
     @login_required
     async def post(self) -> None:
         new = accounts.NewUser(
@@ -86,8 +90,12 @@ class AdminCreateUserHandler(DashboardHandler):
         except FogmachineError as exc:
             if exc.status in (401, 403, 404):
                 raise
-            data = await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, 0)
-            self.form_error("admin.html", exc, new_user=new, **data)
+
+            async def page() -> None:
+                self.render("admin.html", **await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, 0))
+
+            typed = {"username": new.username, "email": new.email, "is_admin": "yes" if new.is_admin else ""}
+            await self.form_failed(NEW_USER_FORM, exc, typed, "/admin", page=page)
             return
         role = "administrator" if user.is_admin else "user"
         self.done(f"Created {role} {user.username}.", "/admin#users")

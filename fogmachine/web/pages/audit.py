@@ -21,6 +21,7 @@ from fogmachine.errors import ValidationError
 from fogmachine.services import audit
 from fogmachine.services.actor import Actor
 from fogmachine.web.pages.common import DashboardHandler, login_required
+from fogmachine.web.pages.forms import FailedForm
 
 PAGE_SIZE = 50
 MAX_PAGE = 100_000  # the offset stays far inside every database's integer range
@@ -112,19 +113,19 @@ class AuditHandler(DashboardHandler):
     @login_required
     async def get(self) -> None:
         form = {name: self.get_query_argument(name, "").strip() for name in FIELDS}
-        error = error_field = None
+        refused = False
         try:
             flt, page = parse_filter(form, self.get_query_argument("page", "1").strip())
         except ValidationError as exc:
-            flt, page = audit.AuditFilter(limit=PAGE_SIZE), 0
-            error, error_field = exc.message, exc.details.get("field")
-            self.set_status(400)
+            flt, page, refused = audit.AuditFilter(limit=PAGE_SIZE), 0, True
+            # under the field at fault (a bad page number: at the top of the form), what was typed kept
+            said = ValidationError(f"{exc.message}; the log below is not filtered", details=exc.details)
+            self.show_failed(FailedForm.of("audit", said, form), said)
         events, total = await self.ctx.db.run(_events, self.actor, flt)
         pages = max(1, -(-total // PAGE_SIZE))
-        shown = form if error is None else {}
+        shown = form if not refused else {}
         self.render("audit.html", events=events, total=total, page=page, pages=pages, form=form,
-                    filtered=any(form.values()) and error is None, error=error, error_field=error_field,
-                    suggestions=SUGGESTIONS,
+                    filtered=any(form.values()) and not refused, suggestions=SUGGESTIONS,
                     prev_url=page_url(shown, min(page, pages) - 1) if page > 0 else None,
                     next_url=page_url(shown, page + 1) if page + 1 < pages else None)
 

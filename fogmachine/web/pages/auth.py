@@ -1,6 +1,20 @@
-"""Logging in, logging out and registering."""
+"""Logging in, logging out and registering.
+
+Registration fails like every other form: a redirect back to ``/register``,
+which shows the message under the field at fault with what was typed, never the
+passwords (``forms``). A failed login is answered in place instead, with its own
+status: 401 for a wrong name or password, 429 with ``Retry-After`` when
+throttled. Those statuses are what a reverse proxy's access log and tools that
+read it (fail2ban, alerting on a burst of 401s) can tell a failed login from a
+successful one by; a redirect would make every login a 303. The login form has
+nothing worth carrying but the name, and its page puts ``/login`` in the
+browser's history in place of the POST (``forms``), so Back still never asks to
+send it again.
+"""
 
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 from fogmachine.errors import FogmachineError, TooManyRequests, ValidationError
 from fogmachine.services import accounts
@@ -13,7 +27,10 @@ class LoginHandler(DashboardHandler):
         if self.current_user is not None:
             self.redirect(target)
             return
-        self.render("login.html", username="", next=target, error=None, error_field=None)
+        self._page(target)
+
+    def _page(self, target: str) -> None:
+        self.render("login.html", next=target)
 
     async def post(self) -> None:
         username = self.get_body_argument("username", "").strip()
@@ -24,7 +41,12 @@ class LoginHandler(DashboardHandler):
         except FogmachineError as exc:
             if isinstance(exc, TooManyRequests):
                 self.set_header("Retry-After", str(exc.details.get("retry_after", 60)))
-            self.form_error("login.html", exc, username=username, next=target)
+
+            async def page() -> None:
+                self._page(target)
+
+            back = "/login" + ("?" + urlencode({"next": target}) if target != "/" else "")
+            await self.form_failed("login", exc, {"username": username}, back, page=page, in_place=True)
             return
         await self.start_session(user)
         self.flash("ok", f"Welcome, {user.username}.")
@@ -43,7 +65,10 @@ class RegisterHandler(DashboardHandler):
         if self.current_user is not None:
             self.redirect("/")
             return
-        self.render("register.html", username="", email="", error=None, error_field=None)
+        self._page()
+
+    def _page(self) -> None:
+        self.render("register.html")
 
     async def post(self) -> None:
         username = self.get_body_argument("username", "").strip().lower()
@@ -56,9 +81,15 @@ class RegisterHandler(DashboardHandler):
             user = await accounts.register(self.ctx, None, accounts.NewUser(username, password, email),
                                            self.request.remote_ip or "")
         except FogmachineError as exc:
-            if isinstance(exc, TooManyRequests):
-                self.set_header("Retry-After", str(exc.details.get("retry_after", 60)))
-            self.form_error("register.html", exc, username=username, email=email)
+            if exc.status in (401, 403):  # registration closed: the error page says so, with its 403
+                raise
+
+            async def page() -> None:
+                self._page()
+
+            # too many registrations from this address (429) has no field: the top of the form says it
+            await self.form_failed("register", exc, {"username": username, "email": email}, "/register",
+                                   page=page)
             return
         await self.start_session(user)
         self.flash("ok", f"Welcome, {user.username}: your account is ready.")

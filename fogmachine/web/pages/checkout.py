@@ -17,6 +17,8 @@ from fogmachine.services import checkout
 from fogmachine.web.pages.common import DashboardHandler, login_required
 
 DEFAULT_DAYS = 7
+FORM = "checkout"
+FIELDS = ("target", "name", "days", "purpose")
 
 
 class CheckoutHandler(DashboardHandler):
@@ -35,25 +37,21 @@ class CheckoutHandler(DashboardHandler):
         except FogmachineError as exc:
             return {"fits": False, "host": None, "reason": exc.message, "hosts": []}
 
-    async def _show(self, form: dict[str, Any], *, error: FogmachineError | None = None) -> None:
+    async def _page(self) -> None:
+        """The page: the catalog, the preview of the chosen target, and the form as usual or as it failed."""
+        form = {"target": self.get_query_argument("target", ""), "name": "", "purpose": "",
+                "days": str(min(DEFAULT_DAYS, self.ctx.config.max_days)), **self.failed_values(FORM)}
         entries, catalog_error, stale = await self._catalog()
-        preview = await self._preview(form.get("target", ""))
-        values = {"entries": entries, "catalog_error": catalog_error, "catalog_stale": stale, "form": form,
-                  "preview": preview, "default_days": min(DEFAULT_DAYS, self.ctx.config.max_days)}
-        if error is not None:
-            self.form_error("checkout.html", error, **values)
-        else:
-            self.render("checkout.html", error=None, error_field=None, **values)
+        self.render("checkout.html", entries=entries, catalog_error=catalog_error, catalog_stale=stale, form=form,
+                    preview=await self._preview(form["target"]))
 
     @login_required
     async def get(self) -> None:
-        form = {"target": self.get_query_argument("target", ""), "name": "", "purpose": "",
-                "days": str(min(DEFAULT_DAYS, self.ctx.config.max_days))}
-        await self._show(form)
+        await self._page()
 
     @login_required
     async def post(self) -> None:
-        form = {key: self.get_body_argument(key, "").strip() for key in ("name", "target", "days", "purpose")}
+        form = {key: self.get_body_argument(key, "").strip() for key in FIELDS}
         days: int | str = int(form["days"]) if form["days"].isascii() and form["days"].isdigit() else form["days"]
         try:
             guest = await checkout.checkout(
@@ -62,7 +60,8 @@ class CheckoutHandler(DashboardHandler):
         except FogmachineError as exc:
             if exc.status in (401, 403):
                 raise
-            await self._show(form, error=exc)
+            # A field's mistake goes under it; no room on any host, or the catalog down, at the top of the form.
+            await self.form_failed(FORM, exc, form, "/checkout", page=self._page)
             return
         self.done(f"{guest.name} is on its way: watch it here as it is provisioned.", "/guests", guest=guest.id)
 

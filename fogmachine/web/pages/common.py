@@ -2,9 +2,10 @@
 
 Flash messages ride in a signed cookie for exactly one redirect (post, then
 redirect, then get), so a reload never repeats an action and the message
-cannot be forged by another site. Pages answer a client's mistake on a form
-with the form again and the message beside it; an action button's failure
-comes back as a flash on the page it was pressed on.
+cannot be forged by another site. A form a person filled in fails the same
+way: a redirect to the page it is on, which shows it again with the message
+under the field at fault (``forms``); an action button's failure comes back
+as a flash on the page it was pressed on.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -20,13 +21,10 @@ import tornado.web
 
 from fogmachine.errors import FogmachineError
 from fogmachine.web.base import PageHandler
-from fogmachine.web.pages import view
+from fogmachine.web.pages import forms, view
 
 log = logging.getLogger(__name__)
 FLASH_COOKIE = "fm_flash"
-# A form that failed, for the page the browser is sent back to (see ``form_failed``).
-FORM_COOKIE = "fm_form"
-MAX_FORM_VALUE = 200
 MAX_FLASHES = 5
 XSRF_MESSAGE = ("This form expired or was sent from another site, so it was refused. "
                 "Reload the page and try again.")
@@ -74,8 +72,11 @@ class DashboardHandler(PageHandler):
     """A page in the dashboard's layout."""
 
     _flashes_out: list[dict[str, str]] | None = None
-    _failed_form: dict[str, Any] | None = None
+    _failed_form: forms.FailedForm | None = None
+    _failed_form_taken = False
     _failed_form_shown = False
+    # Where a form shown again in place (not redirected) lives: the page's script puts it in the history.
+    form_url = ""
 
     def set_default_headers(self) -> None:
         # Pages show people's guests: never cache them, never frame them.
@@ -119,55 +120,85 @@ class DashboardHandler(PageHandler):
             self.clear_cookie(FLASH_COOKIE)
         return found
 
-    # --- a failed form, after its redirect ---
+    # --- a failed form: post, redirect, get (see fogmachine.web.pages.forms) ---
 
-    def form_failed(self, form: str, error: FogmachineError, values: dict[str, str], back: str) -> None:
-        """A form's field was refused: redirect back (303) and show it there again, under that field.
+    async def form_failed(self, form: str, error: FogmachineError, values: Mapping[str, str], back: str, *,
+                          page: Callable[[], Awaitable[None]] | None = None, in_place: bool = False) -> None:
+        """A form was refused: send the browser back to ``back`` (303), whose page shows the form again with
+        the message under its field and what was typed (never a password: ``forms.FailedForm.of``).
 
-        Post, redirect, get for a failure too: the page that shows the error is an ordinary GET, so
-        Back and reload after the correction never ask to send the form again. What was typed and
-        what is wrong ride in a signed cookie for that one page, like a flash message.
+        ``page`` draws the form's page in answer to this request instead, with the error's status, when the
+        typed text would not fit the cookie (so nothing typed is lost), or always with ``in_place`` (the
+        login form, which keeps its 401 and 429). Either way the page's script then puts ``back`` in the
+        browser's history in place of the POST, so Back and reload do not send the form again. A form with
+        no ``page`` keeps what fits (``forms.MAX_VALUE`` characters a value).
         """
-        field = error.details.get("field") if error.details else None
-        state = {"form": form, "field": field or "", "message": error.message[:500],
-                 "values": {k: v[:MAX_FORM_VALUE] for k, v in values.items()}}
-        self.set_signed_cookie(FORM_COOKIE, json.dumps(state), expires_days=None, httponly=True,
-                               samesite="Lax", secure=self.request.protocol == "https")
-        self.redirect(back, status=303)
+        if error.status >= 500:
+            log.warning("%s %s: %s", self.request.method, self.request.path, error.message)
+        # Never to a fragment (#users): Chromium's scroll to it, after the page's script ran, takes the focus
+        # from the field at fault; the focus scrolls to that field anyway.
+        back = back.partition("#")[0] or "/"
+        failed = forms.FailedForm.of(form, error, values)
+        if not in_place:
+            tries = (failed,) if page is not None else (failed, failed.cut(), failed.without_values())
+            for attempt in tries:
+                signed = self.create_signed_value(forms.FORM_COOKIE, attempt.encode())
+                if len(signed) <= forms.MAX_COOKIE:
+                    self.set_cookie(forms.FORM_COOKIE, signed, expires_days=None, httponly=True, samesite="Lax",
+                                    secure=self.request.protocol == "https")
+                    self.redirect(back, status=303)
+                    return
+        if page is None:
+            raise RuntimeError(f"the failed form {form} fits no cookie and has no page to be shown on")
+        self.show_failed(failed, error)
+        self.form_url = back
+        await page()
 
-    def take_failed_form(self) -> None:
-        """Read (and end) the failed form waiting for this page; the layout calls it once per page."""
-        raw = self.get_signed_cookie(FORM_COOKIE, max_age_days=1)
-        if raw is None:
-            return
-        self.clear_cookie(FORM_COOKIE)
-        try:
-            state = json.loads(raw)
-        except ValueError:
-            return
-        if isinstance(state, dict) and isinstance(state.get("form"), str) and isinstance(state.get("values"), dict):
-            self._failed_form = state
+    def show_failed(self, failed: forms.FailedForm, error: FogmachineError) -> None:
+        """Draw ``failed`` on the page that answers this request, with the error's status: a form shown again
+        in place (``form_failed``), or a form sent by GET (the audit log's filter), which has no POST to undo."""
+        self._failed_form, self._failed_form_taken = failed, True
+        self.set_status(error.status if error.status < 500 else 502)
 
-    def failed_form(self, form: str) -> dict[str, Any] | None:
-        """The failed form ``form`` (its field, message and typed values) if this page shows it again."""
-        state = self._failed_form
-        if state is None or state["form"] != form:
-            return None
-        self._failed_form_shown = True
-        return state
+    def take_failed_form(self) -> forms.FailedForm | None:
+        """The failed form waiting for this page (read once, and the cookie ended); the layout calls it
+        before drawing a page, and a handler that needs the typed values first may call it earlier."""
+        if not self._failed_form_taken:
+            self._failed_form_taken = True
+            raw = self.get_signed_cookie(forms.FORM_COOKIE, max_age_days=forms.MAX_AGE_DAYS)
+            if self.get_cookie(forms.FORM_COOKIE) is not None:
+                self.clear_cookie(forms.FORM_COOKIE)
+            self._failed_form = forms.FailedForm.decode(raw) if raw else None
+        return self._failed_form
+
+    def form_view(self, form: str, fields: Iterable[str] = ()) -> forms.FormView:
+        """The form ``form`` as this page draws it: as usual, or as it failed (templates: ``form_view``).
+
+        Only a whole page takes the failed form (the layout does, first): a row drawn alone for the live
+        updates (``guest_row.html``) must not end the cookie the page it goes into was meant to read."""
+        failed = self._failed_form
+        if failed is not None and failed.form == form:
+            self._failed_form_shown = True
+        return forms.FormView(form, fields, failed)
+
+    def failed_values(self, form: str) -> dict[str, str]:
+        """What was typed into ``form`` when it failed, for a handler that computes from it (the checkout's
+        placement preview); empty when it did not fail."""
+        failed = self.take_failed_form()
+        return dict(failed.values) if failed is not None and failed.form == form else {}
 
     def unshown_failure(self) -> str:
         """The failed form's message when this page did not show that form (the guest is on another page
         of the list, or gone from it): said anyway, at the end of the page, rather than lost."""
         if self._failed_form is None or self._failed_form_shown:
             return ""
-        return str(self._failed_form.get("message", ""))
+        return self._failed_form.message
 
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
         namespace.update(view.NAMESPACE)
         namespace["config"] = self.ctx.config
-        namespace["failed_form"] = self.failed_form
+        namespace["form_view"] = self.form_view
         # host_card.html's heading level: under a page's h2 (the overview's "Capacity"); hosts.html sets 2.
         namespace["card_level"] = 3
         return namespace
@@ -212,9 +243,3 @@ class DashboardHandler(PageHandler):
             self.render("error.html", status_code=403, message=XSRF_MESSAGE)
             return
         super().write_error(status_code, **kwargs)
-
-    def form_error(self, template: str, error: FogmachineError, **values: Any) -> None:
-        """Show a form again with what was typed and what is wrong with it."""
-        self.set_status(error.status if error.status < 500 else 502)
-        field = error.details.get("field") if error.details else None
-        self.render(template, error=error.message, error_field=field, **values)

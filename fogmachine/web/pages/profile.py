@@ -30,19 +30,24 @@ def _update(session: Session, actor: Actor, change: accounts.ProfileUpdate) -> N
 
 
 class ProfilePage(DashboardHandler):
-    """The profile page's handlers: each renders the whole page, with what was typed, when a form fails."""
+    """The profile page's handlers. A form that fails goes back to the page (``form_failed``), which shows
+    it again with the message under the field at fault and what was typed; passwords never come back."""
 
     async def load(self) -> dict[str, Any]:
         return await self.ctx.db.run(_profile, self.actor, sessions.Lifetimes.of(self.ctx.config))
 
-    def show(self, profile: dict[str, Any], error: FogmachineError | None = None,
-             new_token: dict[str, Any] | None = None) -> None:
-        values = {"profile": profile, "new_token": new_token, "chosen_theme": theme.chosen(self),
-                  "theme_labels": theme.LABELS}
-        if error is None:
-            self.render("profile.html", error=None, error_field=None, **values)
-        else:
-            self.form_error("profile.html", error, **values)
+    def show(self, profile: dict[str, Any], new_token: dict[str, Any] | None = None) -> None:
+        self.render("profile.html", profile=profile, new_token=new_token, chosen_theme=theme.chosen(self),
+                    theme_labels=theme.LABELS)
+
+    async def refused(self, form: str, error: FogmachineError, typed: dict[str, str], back: str) -> None:
+        if error.status in (401, 403, 404):
+            raise error
+
+        async def page() -> None:  # what was typed would not fit the cookie (several SSH keys): shown here
+            self.show(await self.load())
+
+        await self.form_failed(form, error, typed, back, page=page)
 
 
 class ProfileHandler(ProfilePage):
@@ -53,22 +58,15 @@ class ProfileHandler(ProfilePage):
 
     @login_required
     async def post(self) -> None:
+        typed = {name: self.get_body_argument(name, "") for name in
+                 ("email", "ssh_key", "description", "notify_expiry", "notify_ready")}
         change = accounts.ProfileUpdate(
-            email=self.get_body_argument("email", ""),
-            ssh_key=self.get_body_argument("ssh_key", ""),
-            description=self.get_body_argument("description", ""),
-            notify_expiry=self.get_body_argument("notify_expiry", "") == "yes",
-            notify_ready=self.get_body_argument("notify_ready", "") == "yes",
-        )
+            email=typed["email"], ssh_key=typed["ssh_key"], description=typed["description"],
+            notify_expiry=typed["notify_expiry"] == "yes", notify_ready=typed["notify_ready"] == "yes")
         try:
             await self.ctx.db.run(_update, self.actor, change)
         except FogmachineError as exc:
-            if exc.status in (401, 403, 404):
-                raise
-            saved = await self.load()
-            typed = {**saved, "email": change.email, "ssh_key": change.ssh_key, "description": change.description,
-                     "notify_expiry": change.notify_expiry, "notify_ready": change.notify_ready}
-            self.show(typed, exc)
+            await self.refused("profile", exc, typed, "/profile")
             return
         self.done("Profile saved.", "/profile")
 
@@ -81,9 +79,7 @@ class PasswordHandler(ProfilePage):
                 self.ctx, self.actor, self.get_body_argument("current_password", ""),
                 self.get_body_argument("new_password", ""), self.get_body_argument("confirm_password", ""))
         except FogmachineError as exc:
-            if exc.status in (401, 403, 404):
-                raise
-            self.show(await self.load(), exc)
+            await self.refused("password", exc, {}, "/profile")
             return
         self.done("Password changed.", "/profile")
 
@@ -97,7 +93,7 @@ class ThemeHandler(ProfilePage):
         try:
             theme.remember(self, choice)
         except FogmachineError as exc:
-            self.show(await self.load(), exc)
+            await self.refused("theme", exc, {}, "/profile")
             return
         self.done(f"Theme: {theme.LABELS[choice].lower()}.", "/profile#appearance")
 
@@ -111,9 +107,8 @@ class TokenCreateHandler(ProfilePage):
             new = profile_tokens.parse_new(form)
             token_id, name, secret = await self.ctx.db.run(profile_tokens.create, self.actor, new)
         except FogmachineError as exc:
-            if exc.status in (401, 403, 404):
-                raise
-            self.show({**await self.load(), "token_form": form}, exc)
+            typed = {"name": form["name"], "scope": form["scope"], "expires_in_days": form["days"]}
+            await self.refused("token", exc, typed, "/profile")
             return
         profile_tokens.keep_new(self, self.actor.user_id or 0, token_id, name, secret)
         self.done(f"Token {name!r} made: copy it now, it is not shown again.", "/profile#new-token")

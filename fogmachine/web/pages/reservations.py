@@ -110,7 +110,7 @@ class GuestExtendHandler(DashboardHandler):
             if exc.status in (401, 403, 404):
                 raise
             if exc.details.get("field") == "days":
-                self.form_failed(view.extend_form(int(guest_id)), exc, {"days": days}, back)
+                await self.form_failed(view.extend_form(int(guest_id)), exc, {"days": days}, back)
             else:
                 self.failed(exc, back)
             return

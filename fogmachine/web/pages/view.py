@@ -76,7 +76,7 @@ def confirm_parts(action: str, guest: dict[str, Any]) -> tuple[str, str]:
 
 
 def extend_form(guest_id: int) -> str:
-    """The name a guest's extend form goes by when it failed (``common.DashboardHandler.failed_form``)."""
+    """The name a guest's extend form goes by when it failed (``forms.FailedForm``, ``form_view``)."""
     return f"extend-{guest_id}"
 
 

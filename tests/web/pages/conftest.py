@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import re
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ boot = kernel
 kernel = /var/tmp/fogmachine-test/none/vmlinuz
 """
 FLASH_RE = re.compile(r'<p class="flash flash-(ok|error)"[^>]*>(.*?)</p>', re.S)
+FORM_COOKIE = "fm_form"
 
 
 @dataclass
@@ -56,7 +58,40 @@ class Reply:
 
     @property
     def flashes(self) -> list[tuple[str, str]]:
+        """The page's flash messages (a form's own message at its top is no flash: ``form_error``)."""
         return [(kind, unescape(text.strip())) for kind, text in FLASH_RE.findall(self.text)]
+
+    def field(self, name: str) -> str:
+        """The tag of the form field ``name`` (the first one on the page)."""
+        found = re.search(rf'<(?:input|textarea|select)\b[^>]*\bname="{re.escape(name)}"[^>]*>', self.text)
+        assert found, f"no field {name}"
+        return found.group(0)
+
+    def field_value(self, name: str) -> str:
+        tag = self.field(name)
+        if tag.startswith("<textarea"):
+            rest = self.text[self.text.index(tag) + len(tag):]
+            return unescape(rest[:rest.index("</textarea>")])
+        found = re.search(r'\bvalue="([^"]*)"', tag)
+        return unescape(found.group(1)) if found else ""
+
+    def field_error(self, form: str, name: str) -> str | None:
+        """The message under field ``name`` of form ``form``, or None."""
+        found = re.search(rf'<span class="field-error" id="{re.escape(form)}-{re.escape(name)}-error">(.*?)</span>',
+                          self.text, re.S)
+        return unescape(found.group(1)) if found else None
+
+    def form_error(self, form: str) -> str | None:
+        """The message at the top of form ``form`` (no field at fault), or None."""
+        found = re.search(rf'<p class="flash flash-error form-error" role="alert" id="{re.escape(form)}-error"'
+                          r' tabindex="-1">(.*?)</p>', self.text, re.S)
+        return unescape(found.group(1)) if found else None
+
+    def marked(self, form: str, name: str) -> bool:
+        """Field ``name`` is the one at fault: aria-invalid, described by its message, focused."""
+        tag = self.field(name)
+        return ('aria-invalid="true"' in tag and f'aria-describedby="{form}-{name}-error"' in tag
+                and "autofocus" in tag)
 
 
 @dataclass
@@ -101,6 +136,26 @@ class PageClient:
     async def follow(self, reply: Reply) -> Reply:
         assert reply.code in (302, 303), (reply.code, reply.text[:500])
         return await self.get(reply.location)
+
+    def carried(self) -> str:
+        """What the failed-form cookie carries, decoded (it is signed, not encrypted: anyone can read it)."""
+        raw = self.cookies[FORM_COOKIE].strip('"')
+        encoded = raw.split("|")[4].split(":", 1)[1]
+        return base64.b64decode(encoded).decode()
+
+    async def refused(self, path: str, fields: dict[str, Any], back: str) -> Reply:
+        """POST a form that is refused: 303 to ``back`` with the failure in the cookie, whose page (an
+        ordinary GET) shows it; the cookie is used up by that page."""
+        r = await self.post(path, fields)
+        assert r.code == 303 and r.location == back, (r.code, r.location, r.text[:800])
+        carried = self.carried()
+        for name, value in fields.items():  # no password travels, whatever its field is called
+            if "password" in name and value:
+                assert value not in carried, (name, carried)
+        page = await self.follow(r)
+        assert page.code == 200 and FORM_COOKIE not in self.cookies
+        assert "data-form-url" not in page.text  # an ordinary page: nothing to put in the history
+        return page
 
     async def login(self, username: str, password: str = PASSWORD) -> Reply:
         r = await self.post("/login", {"username": username, "password": password})

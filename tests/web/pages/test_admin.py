@@ -82,11 +82,33 @@ async def test_create_user(site):
     assert ("ok", "Created administrator dora.") in (await root.follow(r)).flashes
     dora = await user_row(site, "dora")
     assert dora.is_admin and dora.email == "dora@example.org"
-    r = await root.post("/admin/users", {"username": "dora", "password": "longer than enough"})
-    assert r.code == 409 and "user dora already exists" in r.text and 'value="dora"' in r.text
-    r = await root.post("/admin/users", {"username": "eve", "password": "short"})
-    assert r.code == 400 and "at least 8 characters" in r.text
-    assert await user_row(site, "eve") is None
+
+
+
+async def test_a_refused_new_user_comes_back_under_its_field_once(site):
+    """It writes (the refusal of a taken name is checked against the table): on each database. Post, redirect,
+    get: the users' section with "Create a user" open, the message under the field at fault, what was typed
+    except the password; a reload is a clean form; nothing is made."""
+    root = await site.as_user("root")
+    cases = [
+        ({"username": "alice", "email": "a2@example.org", "password": "longer than enough", "is_admin": "yes"},
+         "username", "user alice already exists"),
+        ({"username": "eve", "email": "eve@example.org", "password": "short"}, "password", "at least 8 characters"),
+        ({"username": "eve", "email": "eve at example", "password": "longer than enough"}, "email",
+         "email is not a valid address"),
+        ({"username": "-eve", "email": "", "password": "longer than enough"}, "username", "username must be"),
+    ]
+    for fields, field, message in cases:
+        page = await root.refused("/admin/users", fields, "/admin")
+        assert message in (page.field_error("new-user", field) or ""), (fields, page.text[-4000:])
+        assert page.marked("new-user", field) and '<details class="card" open>' in page.text
+        assert page.field_value("username") == fields["username"] and page.field_value("email") == fields["email"]
+        assert page.field_value("password") == "" and fields["password"] not in page.text
+        assert ('name="is_admin" value="yes" checked' in page.text) == ("is_admin" in fields)
+        again = await root.get("/admin")
+        assert "aria-invalid" not in again.text and '<details class="card" open>' not in again.text
+    assert await user_row(site, "eve") is None and await user_row(site, "-eve") is None
+    assert not (await user_row(site, "alice")).is_admin
 
 
 async def test_host_maintenance(site):

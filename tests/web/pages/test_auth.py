@@ -53,11 +53,29 @@ async def test_wrong_password_unknown_user_and_disabled_account_look_alike(site)
     for username, password in (("alice", "not the password"), ("nobody", PASSWORD), ("bob", PASSWORD)):
         r = await c.post("/login", {"username": username, "password": password})
         assert r.code == 401
-        assert "wrong username or password" in r.text and "fm_session" not in c.cookies
+        assert r.form_error("login") == "wrong username or password" and "fm_session" not in c.cookies
         bodies.append(re.sub(r'name="_xsrf" value="[^"]*"', "", r.text.replace(username, "NAME")))
     assert bodies[0] == bodies[1] == bodies[2]
-    assert f'value="{"alice"}"' not in bodies[0]  # the name is kept in the form, the password never
-    assert "not the password" not in bodies[0]
+    assert 'value="NAME"' in bodies[0]  # the name is kept in the form, the password never
+    assert "not the password" not in bodies[0] and PASSWORD not in bodies[0]
+
+
+async def test_a_failed_login_is_answered_in_place_and_leaves_the_login_page_in_the_history(site):
+    """The login keeps its 401 (what a proxy's access log tells failures by): the page answers the POST
+    itself, carries nothing in a cookie, and gives its script /login?next=... for the history, so Back
+    and reload load the login page instead of sending the password again."""
+    c = site.client()
+    r = await c.post("/login", {"username": "alice", "password": "not the password", "next": "/guests"})
+    assert r.code == 401 and "fm_form" not in c.cookies
+    assert 'data-form-url="/login?next=%2Fguests"' in r.text and 'name="next" value="/guests"' in r.text
+    assert r.field_value("username") == "alice" and r.field_value("password") == ""
+    password = r.field("password")
+    assert 'aria-describedby="login-error"' in password and "autofocus" in password
+    assert "autofocus" not in r.field("username")
+    r = await c.post("/login", {"username": "alice", "password": "not the password"})
+    assert 'data-form-url="/login"' in r.text
+    page = await c.get("/login")  # the page put in the history is the form as usual
+    assert page.form_error("login") is None and "autofocus" in page.field("username")
 
 
 async def test_repeated_failures_answer_429(site):
@@ -93,25 +111,58 @@ async def test_logout_needs_a_post_with_xsrf(site):
 
 
 async def test_register_logs_in_and_validates(site):
+    """It writes (registrations are audited): on each database. A refusal comes back under its field after a
+    redirect, with the name and address typed, never a password; a reload is a clean form; nothing is made."""
     c = site.client()
     assert "Create my account" in (await c.get("/register")).text
-    r = await c.post("/register", {"username": "Bad Name", "password": "longer than enough", "confirm_password":
-                                   "longer than enough"})
-    assert r.code == 400 and "username must be" in r.text and 'value="bad name"' in r.text
-    r = await c.post("/register", {"username": "dora", "password": "longer than enough",
-                                   "confirm_password": "other one"})
-    assert r.code == 400 and "the two passwords differ" in r.text
-    r = await c.post("/register", {"username": "alice", "password": "longer than enough", "confirm_password":
-                                   "longer than enough"})
-    assert r.code == 409 and "user alice already exists" in r.text
-    r = await c.post("/register", {"username": "dora", "email": "dora@example.org", "password": "longer than enough",
-                                   "confirm_password": "longer than enough"})
+    long_enough = "longer than enough"
+    cases = [
+        ({"username": "Bad Name", "email": "x@example.org", "password": long_enough, "confirm_password": long_enough},
+         "username", "username must be"),
+        ({"username": "dora", "email": "dora@example.org", "password": long_enough, "confirm_password": "other one"},
+         "confirm_password", "the two passwords differ"),
+        ({"username": "dora", "email": "not an address", "password": long_enough, "confirm_password": long_enough},
+         "email", "email is not a valid address"),
+        ({"username": "dora", "email": "", "password": "short", "confirm_password": "short"},
+         "password", "password must be at least 8 characters"),
+        ({"username": "alice", "email": "", "password": long_enough, "confirm_password": long_enough},
+         "username", "user alice already exists"),
+    ]
+    for fields, field, message in cases:
+        page = await c.refused("/register", fields, "/register")
+        assert message in (page.field_error("register", field) or ""), (fields, page.text[:3000])
+        assert page.marked("register", field)
+        assert page.field_value("username") == fields["username"].lower()
+        assert page.field_value("email") == fields["email"]
+        assert page.field_value("password") == "" and page.field_value("confirm_password") == ""
+        assert long_enough not in page.text and "autofocus" not in page.field("username").replace(
+            'aria-describedby="register-username-error" autofocus', "")
+        again = await c.get("/register")  # shown once
+        assert "aria-invalid" not in again.text and again.field_value("username") == ""
+    assert await site.ctx.db.run(lambda s: s.scalar(select(User).where(User.username.in_(["dora", "bad name"]))))\
+        is None
+    r = await c.post("/register", {"username": "dora", "email": "dora@example.org", "password": long_enough,
+                                   "confirm_password": long_enough})
     assert r.code == 303
     page = await c.follow(r)
     assert "Your guests" in page.text and ("ok", "Welcome, dora: your account is ready.") in page.flashes
     user = await site.ctx.db.run(lambda s: s.scalar(select(User).where(User.username == "dora")))
     assert user.email == "dora@example.org" and not user.is_admin
     assert (await c.post("/register", {"username": "eve"}, xsrf=None)).code == 403
+
+
+async def test_too_many_registrations_are_said_at_the_top_of_the_form(site):
+    """The per-address limit is about no field: its message stands at the top of the form, values kept."""
+    c = site.client()
+    for number in range(loginthrottle.DEFAULT.register_per_address):
+        await c.refused("/register", {"username": f"Bad {number}", "password": "x", "confirm_password": "x"},
+                        "/register")
+    page = await c.refused("/register", {"username": "frank", "email": "frank@example.org",
+                                         "password": "longer than enough", "confirm_password": "longer than enough"},
+                           "/register")
+    assert "too many registrations from your address" in (page.form_error("register") or ""), page.text[:3000]
+    assert "aria-invalid" not in page.text and page.field_value("username") == "frank"
+    assert await site.ctx.db.run(lambda s: s.scalar(select(User).where(User.username == "frank"))) is None
 
 
 async def test_closed_registration(make_config, start_server, tmp_path):
@@ -123,5 +174,5 @@ async def test_closed_registration(make_config, start_server, tmp_path):
     assert r.code == 200 and "Registration is closed" in r.text
     r = await c.post("/register", {"username": "eve", "password": "longer than enough",
                                    "confirm_password": "longer than enough"})
-    assert r.code == 403 and "Registration is closed" in r.text
+    assert r.code == 403 and "registration is closed" in r.text and "fm_form" not in c.cookies
     assert await srv.ctx.db.run(lambda s: s.scalar(select(User).where(User.username == "eve"))) is None

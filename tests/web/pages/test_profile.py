@@ -30,30 +30,82 @@ async def test_update_profile(site):
     assert user.notify_expiry and not user.notify_ready
 
 
-async def test_bad_profile_values_are_shown_with_the_form(site):
+async def test_bad_profile_values_come_back_under_their_field_once(site):
+    """It writes: on each database. Post, redirect, get: the message under the field at fault, every value
+    as typed (not as saved), the check boxes too; a reload shows what is saved; nothing was saved."""
     c = await site.as_user("alice")
-    r = await c.post("/profile", {"email": "nope", "ssh_key": KEY})
-    assert r.code == 400 and "email is not a valid address" in r.text and 'value="nope"' in r.text
-    r = await c.post("/profile", {"email": "", "ssh_key": "my key"})
-    assert r.code == 400 and "not an OpenSSH public key" in r.text
+    saved = await alice_row(site)
+    cases = [
+        ({"email": "nope", "ssh_key": KEY, "description": "team B", "notify_ready": "yes"}, "email",
+         "email is not a valid address"),
+        ({"email": "a@example.org", "ssh_key": "my key", "description": "", "notify_expiry": "yes"}, "ssh_key",
+         "line 1 of the SSH keys is not an OpenSSH public key"),
+        ({"email": "x@", "ssh_key": "", "description": "two lines\n<b>of text</b>"}, "email",
+         "email is not a valid address"),
+    ]
+    for fields, field, message in cases:
+        page = await c.refused("/profile", fields, "/profile")
+        assert message in (page.field_error("profile", field) or ""), (fields, page.text[:4000])
+        assert page.marked("profile", field)
+        for name in ("email", "ssh_key", "description"):
+            assert page.field_value(name) == fields.get(name, ""), name
+        for box in ("notify_expiry", "notify_ready"):
+            assert ("checked" in page.field(box)) == (box in fields), box
+        again = await c.get("/profile")
+        assert "aria-invalid" not in again.text and again.field_value("email") == ""
     user = await alice_row(site)
-    assert user.email == "" and user.ssh_key == ""
+    assert (user.email, user.ssh_key, user.description) == ("", "", "")
+    assert (user.notify_expiry, user.notify_ready) == (saved.notify_expiry, saved.notify_ready)
+
+
+async def test_several_ssh_keys_too_long_for_the_cookie_are_shown_in_place(site):
+    """Several long keys do not fit the cookie: the form is shown again in answer to the POST, with every
+    key as typed and its status, and gives its script the profile's address for the history."""
+    keys = "\n".join(f"ssh-rsa AAAAB3NzaC1yc2E{'A' * 700}{n} key{n}@laptop" for n in range(5))
+    c = await site.as_user("alice")
+    r = await c.post("/profile", {"email": "nope", "ssh_key": keys, "description": "team A"})
+    assert r.code == 400 and "fm_form" not in c.cookies and 'data-form-url="/profile"' in r.text
+    assert r.field_value("ssh_key") == keys and r.field_value("email") == "nope" and r.marked("profile", "email")
+    # a description over the limit is over the cookie's too: said under its field, in place
+    r = await c.post("/profile", {"email": "", "ssh_key": "", "description": "x" * 2001})
+    assert r.code == 400 and r.field_value("description") == "x" * 2001
+    assert "at most 2000 characters" in (r.field_error("profile", "description") or "")
+    assert (await alice_row(site)).ssh_key == "" and (await alice_row(site)).description == ""
 
 
 async def test_password_change(site):
     c = await site.as_user("alice")
-    r = await c.post("/profile/password", {"current_password": "wrong one", "new_password": "brand new pass",
-                                           "confirm_password": "brand new pass"})
-    assert r.code == 400 and "the current password is wrong" in r.text
-    r = await c.post("/profile/password", {"current_password": PASSWORD, "new_password": "brand new pass",
-                                           "confirm_password": "different"})
-    assert r.code == 400 and "the new passwords differ" in r.text
+    new = "brand new pass"
+    cases = [
+        ({"current_password": "wrong one", "new_password": new, "confirm_password": new}, "current_password",
+         "the current password is wrong"),
+        ({"current_password": PASSWORD, "new_password": new, "confirm_password": "different"}, "confirm_password",
+         "the new passwords differ"),
+        ({"current_password": PASSWORD, "new_password": "alice123", "confirm_password": "alice123"}, "new_password",
+         "new password must not be your username"),
+    ]
+    for fields, field, message in cases:
+        page = await c.refused("/profile/password", fields, "/profile")
+        assert message in (page.field_error("password", field) or ""), (fields, page.text[:4000])
+        assert page.marked("password", field)
+        for name, typed in fields.items():  # no password comes back, not even a wrong one
+            assert page.field_value(name) == "" and typed not in page.text
     assert passwords.verify_password((await alice_row(site)).password_hash, PASSWORD)
-    r = await c.post("/profile/password", {"current_password": PASSWORD, "new_password": "brand new pass",
-                                           "confirm_password": "brand new pass"})
+    r = await c.post("/profile/password", {"current_password": PASSWORD, "new_password": new,
+                                           "confirm_password": new})
     assert ("ok", "Password changed.") in (await c.follow(r)).flashes
     assert (await site.client().post("/login", {"username": "alice", "password": PASSWORD})).code == 401
-    await site.client().login("alice", "brand new pass")
+    await site.client().login("alice", new)
+
+
+async def test_too_many_wrong_current_passwords_are_said_at_the_top_of_their_form(site):
+    c = await site.as_user("alice")
+    fields = {"current_password": "wrong one", "new_password": "brand new pass", "confirm_password": "brand new pass"}
+    for _ in range(5):
+        await c.refused("/profile/password", fields, "/profile")
+    page = await c.refused("/profile/password", fields, "/profile")
+    assert "too many wrong current passwords" in (page.form_error("password") or ""), page.text[:4000]
+    assert "aria-invalid" not in page.text and page.form_error("profile") is None
 
 
 @pytest.mark.parametrize("path", ["/profile", "/profile/password"])
@@ -119,15 +171,19 @@ async def test_another_user_never_sees_the_new_token(site):
     ({"name": "x", "scope": "root", "expires_in_days": "30"}, "scope", "scope must be one of read, write"),
     ({"name": "x", "scope": "read", "expires_in_days": "400"}, "expires_in_days",
      "expires_in_days must be between 1 and 365"),
-    ({"name": "x", "scope": "read", "expires_in_days": "soon"}, "expires_in_days",
+    ({"name": "x", "scope": "write", "expires_in_days": "soon"}, "expires_in_days",
      "expires_in_days must be a whole number of days"),
 ])
 async def test_bad_token_values_are_said_under_their_field_and_make_nothing(site, fields, field, message):
     c = await site.as_user("alice")
-    r = await c.post("/profile/tokens", fields)
-    assert r.code == 400, r.text[:300]
-    assert f'<span class="field-error" id="error-{field}">{message}</span>' in r.text
-    assert f'value="{fields["expires_in_days"]}"' in r.text and "fm_new_token" not in c.cookies
+    page = await c.refused("/profile/tokens", fields, "/profile")
+    assert page.field_error("token", field) == message and page.marked("token", field)
+    assert page.field_value("name") == fields["name"] and page.field_value("expires_in_days") == \
+        fields["expires_in_days"]
+    if fields["scope"] in ("read", "write"):
+        assert f'<option value="{fields["scope"]}" selected>' in page.text
+    assert "fm_new_token" not in c.cookies
+    assert "aria-invalid" not in (await c.get("/profile")).text
     assert await site.ctx.db.run(lambda s: s.scalars(select(ApiToken)).all()) == []
 
 
@@ -135,8 +191,9 @@ async def test_a_second_token_of_the_same_name_is_refused_under_the_name(site):
     c = await site.as_user("alice")
     await c.post("/profile/tokens", {"name": "ci", "scope": "read", "expires_in_days": "30"})
     await c.get("/profile")
-    r = await c.post("/profile/tokens", {"name": "ci", "scope": "write", "expires_in_days": "30"})
-    assert r.code == 409 and 'id="error-name">you already have an active token named &#x27;ci&#x27;' in r.text
+    page = await c.refused("/profile/tokens", {"name": "ci", "scope": "write", "expires_in_days": "30"},
+                           "/profile")
+    assert page.field_error("token", "name") == "you already have an active token named 'ci'"
     assert len(await site.ctx.db.run(lambda s: s.scalars(select(ApiToken)).all())) == 1
 
 
@@ -192,8 +249,9 @@ async def test_the_theme_switch_is_kept_in_a_cookie_and_set_on_the_page(site):
 
 async def test_a_bad_theme_is_refused_under_the_field_and_a_forged_cookie_ignored(site):
     c = await site.as_user("alice")
-    r = await c.post("/profile/theme", {"theme": "neon"})
-    assert r.code == 400 and 'id="error-theme">theme must be one of system, light, dark' in r.text
+    page = await c.refused("/profile/theme", {"theme": "neon"}, "/profile")
+    assert page.field_error("theme", "theme") == "theme must be one of system, light, dark"
+    assert 'value="system" checked aria-invalid="true" aria-describedby="theme-theme-error" autofocus>' in page.text
     assert "fm_theme" not in c.cookies
     c.cookies["fm_theme"] = '"><script>x</script>'
     page = await c.get("/profile")

@@ -105,7 +105,8 @@ async def test_extend(site):
         assert page.code == 200 and page.flashes == []
         row = row_of(page.text, gid)  # the message under the field, in the row's menu (open), what was typed kept
         assert '<details class="more" open>' in row and f'value="{days}"' in row and 'aria-invalid="true"' in row
-        assert f'aria-describedby="days-{gid}-error"' in row and f'id="days-{gid}-error">{message}' in row, row
+        assert f'aria-describedby="extend-{gid}-days-error"' in row
+        assert f'<span class="field-error" id="extend-{gid}-days-error">{message}' in row, row
         assert 'aria-invalid' not in (await c.get("/guests")).text  # shown once
     assert await site.ctx.db.run(lambda s: s.get(Guest, gid).expires_at) == after
 

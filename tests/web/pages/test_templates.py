@@ -20,7 +20,6 @@ from fogmachine.catalog import CatalogEntry
 from fogmachine.composition import build_context
 from fogmachine.db.models import Guest, Host, User, utcnow
 from fogmachine.placement import Usage
-from fogmachine.services.accounts import NewUser
 from fogmachine.services.consolelog import ConsoleTail
 from fogmachine.services.guests import guest_to_dict
 from fogmachine.services.guestview import StepRow
@@ -29,6 +28,7 @@ from fogmachine.services.sessions import SessionView
 from fogmachine.services.useradmin import UserSummary
 from fogmachine.web.pages import userlist
 from fogmachine.web.pages.common import DashboardHandler
+from fogmachine.web.pages.forms import FailedForm
 
 
 class _Connection:
@@ -129,7 +129,7 @@ CASES = [
     ("hosts.html", ALICE, dict(hosts=HOSTS, guests_by_host={"h1": GUESTS[:1]}, capacity=CAPACITY, truncated=False),
      ["Only your own guests are listed", "None of your guests is on this host"]),
     ("checkout.html", ALICE, dict(entries=ENTRIES, catalog_error="", catalog_stale=False, form=FORM, preview=None,
-                                  default_days=7, error=None, error_field=None),
+                                  ),
      ["Pick a profile", "256 MiB", "2 GiB", "20 GB", 'value="profile:f40"', 'value="tiny" checked']),
     ("checkout.html", ALICE, dict(entries=ENTRIES, catalog_error="Cobbler down", catalog_stale=True, form=FORM,
                                   preview={"fits": True, "host": "h1", "hosts": [
@@ -137,13 +137,23 @@ CASES = [
                                        "free_vcpus": 3},
                                       {"name": "h2", "fits": False, "reason": "disabled", "free_ram_mb": 0,
                                        "free_vcpus": 0}]},
-                                  default_days=7, error="name is taken", error_field="name"),
-     ["would take it", "<strong>h1</strong>", "disabled", "name is taken", "may be out of date"]),
+                                  failed=FailedForm("checkout", "name", "name is taken", {})),
+     ["would take it", "<strong>h1</strong>", "disabled", "may be out of date",
+      'aria-invalid="true" aria-describedby="checkout-name-error" autofocus>',
+      '<span class="field-error" id="checkout-name-error">name is taken</span>']),
+    ("checkout.html", ALICE, dict(entries=ENTRIES, catalog_error="", catalog_stale=False, form=FORM, preview=None,
+                                  failed=FailedForm("checkout", "target", "unknown profile <x>", {})),
+     ['id="checkout-target-error">unknown profile &lt;x&gt;</span>', '<fieldset class="catalog invalid">',
+      'value="tiny" checked required aria-invalid="true" aria-describedby="checkout-target-error" autofocus>',
+      'value="profile:f40"  required aria-invalid="true" aria-describedby="checkout-target-error">']),
+    ("checkout.html", ALICE, dict(entries=ENTRIES, catalog_error="", catalog_stale=False, form=FORM, preview=None,
+                                  failed=FailedForm("checkout", "", "no host has room", {})),
+     ['<p class="flash flash-error form-error" role="alert" id="checkout-error" tabindex="-1">no host has room</p>']),
     ("checkout.html", ALICE, dict(entries=ENTRIES, catalog_error="", catalog_stale=False, form=FORM,
                                   preview={"fits": False, "host": None, "reason": "no host has 999 GiB free"},
-                                  default_days=7, error=None, error_field=None), ["no host has 999 GiB free"]),
+                                  ), ["no host has 999 GiB free"]),
     ("checkout.html", ALICE, dict(entries=[], catalog_error="cannot read catalog.conf", catalog_stale=True,
-                                  form=FORM, preview=None, default_days=7, error=None, error_field=None),
+                                  form=FORM, preview=None),
      ["the catalog is empty", "cannot read catalog.conf"]),
     ("reservations.html", ALICE, dict(guests=GUESTS, history=RETIRED),
      ["My reservations", "Pause", "Unpause", "boot failed", "&lt;b&gt;testing&lt;/b&gt;", "History",
@@ -153,18 +163,19 @@ CASES = [
      ["old1", "tiny", "h1", "reservation expired", "&lt;b&gt;testing&lt;/b&gt;"]),
     ("retired_row.html", ROOT, dict(guest=RETIRED[0], row_view="admin"), ['<td data-label="Owner">alice</td>']),
     ("audit.html", ROOT, dict(events=EVENTS, total=120, page=1, pages=3, form={**AUDIT_FORM, "action": "host"},
-                              filtered=True, error=None, error_field=None, suggestions=AUDIT_SUGGESTIONS,
+                              filtered=True, suggestions=AUDIT_SUGGESTIONS,
                               prev_url="/admin/audit?action=host", next_url="/admin/audit?action=host&page=3"),
      ["Audit log", "120 events match", "page 2 of 3", "2026-05-04 10:30:15 UTC", "host.disable",
       "&lt;i&gt;maintenance&lt;/i&gt;", "192.0.2.7", "2001:db8::1", "result-failed", 'value="host"',
       'href="/admin/audit?action=host&amp;page=3"', "previous", 'href="/admin/audit?actor=mallory"',
       'href="/admin/audit?object_type=host&amp;object_id=2"', '<option value="guest.start">']),
     ("audit.html", ROOT, dict(events=[], total=0, page=0, pages=1, form={**AUDIT_FORM, "since": "yesterday"},
-                              filtered=False, error="since must be a date such as 2026-01-31",
-                              error_field="since", suggestions=AUDIT_SUGGESTIONS, prev_url=None, next_url=None),
-     ["since must be a date", 'value="yesterday"', 'class="invalid"', "No events recorded yet."]),
-    ("audit.html", ROOT, dict(events=[], total=60, page=4, pages=2, form=AUDIT_FORM, filtered=False, error=None,
-                              error_field=None, suggestions={}, prev_url="/admin/audit?page=2", next_url=None),
+                              filtered=False, suggestions=AUDIT_SUGGESTIONS, prev_url=None, next_url=None,
+                              failed=FailedForm("audit", "since", "since must be a date such as 2026-01-31", {})),
+     ['id="audit-since-error">since must be a date', 'value="yesterday"', 'aria-describedby="audit-since-error"',
+      "No events recorded yet."]),
+    ("audit.html", ROOT, dict(events=[], total=60, page=4, pages=2, form=AUDIT_FORM, filtered=False,
+                              suggestions={}, prev_url="/admin/audit?page=2", next_url=None),
      ["No events on this page", "2 pages"]),
     ("guest_row.html", ALICE, dict(guest=GUESTS[0], row_view="reservations", back="/guests"),
      ['data-guest-id="1"', 'action="/guests/1/pause"', 'action="/guests/1/extend"', "data-confirm"]),
@@ -191,44 +202,50 @@ CASES = [
                           "console": ConsoleTail(note="no longer shown")},
      ["Retired: reservation expired", "No steps recorded.", "Nothing recorded yet.", "no longer shown"]),
     ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=GUESTS, total_guests=450, page=1, pages=3,
-                              new_user=None, error=None, error_field=None, retired=False),
+                              retired=False),
      ["Administration", "Make admin", "Enable", "you", "previous", "next", 'action="/admin/hosts/h2/enable"',
       'data-insert="no"', 'href="/admin/audit"', 'href="/admin?guests=retired#guests"']),
     ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=[], guests=[], total_guests=0, page=0, pages=1,
-                              new_user=NewUser("dup", "x", "d@example.org"), error="user dup already exists",
-                              error_field="username", retired=False),
-     ["user dup already exists", "No guests.", '<details class="card" open>']),
+                              retired=False, failed=FailedForm("new-user", "username", "user dup already exists",
+                                                               {"username": "dup", "email": "d@example.org",
+                                                                "is_admin": "yes"})),
+     ['id="new-user-username-error">user dup already exists', "No guests.", '<details class="card" open>',
+      'value="dup"', 'value="d@example.org"', 'name="is_admin" value="yes" checked']),
     ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=RETIRED, total_guests=201, page=0, pages=2,
-                              new_user=None, error=None, error_field=None, retired=True),
+                              retired=True),
      ["Retired guests (201)", 'data-retired-id="7"', "reservation expired", 'href="/admin#guests"',
       'href="/admin?guests=retired&amp;page=2#guests"']),
     ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=[], total_guests=0, page=0, pages=1,
-                              new_user=None, error=None, error_field=None, retired=True),
+                              retired=True),
      ["No retired guests: they are kept for 30 days."]),
     ("admin.html", ROOT, dict(users=USERS[1:2], total_users=120, user_pages=3, hosts=[], guests=[], total_guests=0,
-                              page=0, pages=1, new_user=None, error=None, error_field=None, retired=False,
+                              page=0, pages=1, retired=False,
                               userview=userlist.parse({"user_q": [b"b"], "user_sort": [b"-guests"],
                                                        "user_page": [b"2"], "guests": [b"retired"]})),
      ["120 users match; page 2 of 3", 'aria-sort="descending"', 'href="/admin?guests=retired&amp;user_q=b#users"',
       'href="/admin?guests=retired&amp;user_q=b&amp;user_sort=-guests#users">previous',
       'user_sort=-guests&amp;user_page=3#users">next', 'user_sort=guests#users">Guests',
       '<input type="hidden" name="guests" value="retired">']),
-    ("login.html", None, dict(username="alice", next="/guests", error="wrong username or password",
-                              error_field=None), ["wrong username or password", 'value="/guests"', "Register"]),
-    ("register.html", None, dict(username="x", email="", error="username must be", error_field="username"),
+    ("login.html", None, dict(next="/guests", failed=FailedForm("login", "", "wrong username or password",
+                                                                {"username": "alice"})),
+     ['id="login-error" tabindex="-1">wrong username or password', 'value="/guests"', "Register", 'value="alice"',
+      'aria-describedby="login-error" autofocus>']),
+    ("login.html", None, dict(next="/"), ["autofocus></label>", "Register"]),
+    ("register.html", None, dict(failed=FailedForm("register", "username", "username must be", {"username": "x"})),
      ["Create my account", "username must be"]),
-    ("profile.html", ALICE, dict(profile=PROFILE, error="the current password is wrong",
-                                 error_field="current_password", new_token=None, **THEMES),
+    ("profile.html", ALICE, dict(profile=PROFILE, new_token=None, **THEMES,
+                                 failed=FailedForm("password", "current_password", "the current password is wrong",
+                                                   {})),
      ["ssh-ed25519 AAAA x", "the current password", "Firefox &lt;b&gt; <strong>(this one)</strong>", "192.0.2.2",
       'action="/profile/sessions/8/end"', 'action="/profile/sessions/end-all"', "720 minutes unused",
-      'id="error-current_password">the current password is wrong', "ci &lt;job&gt;", "fm_1a2b3c4d_",
+      'id="password-current_password-error">the current password is wrong', "ci &lt;job&gt;", "fm_1a2b3c4d_",
       'action="/profile/tokens/5/revoke"', 'value="dark" checked', 'href="/api/v1/docs"']),
-    ("profile.html", ALICE, dict(profile={**PROFILE, "tokens": [], "token_form": {"name": "ci", "scope": "write",
-                                                                                  "days": "x"}},
-                                 error="expires_in_days must be a whole number of days",
-                                 error_field="expires_in_days", new_token=NEW_TOKEN, **THEMES),
+    ("profile.html", ALICE, dict(profile={**PROFILE, "tokens": []}, new_token=NEW_TOKEN, **THEMES,
+                                 failed=FailedForm("token", "expires_in_days",
+                                                   "expires_in_days must be a whole number of days",
+                                                   {"name": "ci", "scope": "write", "expires_in_days": "x"})),
      ["fm_9f8e7d6c_SECRET", "Bearer fm_9f8e7d6c_SECRET&#x27; http://fm.example.org/api/v1/guests", "No active tokens",
-      'value="ci"', '<option value="write" selected>', 'value="x"', 'id="error-expires_in_days"',
+      'value="ci"', '<option value="write" selected>', 'value="x"', 'id="token-expires_in_days-error"',
       'data-copy="new-token-value"']),
     ("error.html", ALICE, dict(status_code=403, message="only administrators may do this"),
      ["Not allowed", "only administrators"]),
@@ -247,6 +264,9 @@ CASES = [
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_template_renders(make_config, template, user, values, expected):
     handler = handler_for(make_config(), user=user)
+    values = dict(values)
+    # a form that failed, as the layout would have taken it from its cookie
+    handler._failed_form, handler._failed_form_taken = values.pop("failed", None), True
     html = handler.render_string(template, **values).decode()
     for text in expected:
         assert text in html, f"{text!r} missing from {template}"
@@ -261,7 +281,7 @@ def test_every_template_has_a_case():
 
 def test_closed_registration_hides_the_form(make_config):
     handler = handler_for(make_config(open_registration="false"))
-    html = handler.render_string("register.html", username="", email="", error=None, error_field=None).decode()
+    html = handler.render_string("register.html").decode()
     assert "Registration is closed" in html and "<form method=\"post\" action=\"/register\"" not in html
-    html = handler.render_string("login.html", username="", next="/", error=None, error_field=None).decode()
+    html = handler.render_string("login.html", next="/").decode()
     assert "Accounts are made by the administrators" in html and 'href="/register"' not in html
