@@ -68,10 +68,16 @@
     if (hours) { return hours + " h " + (minutes % 60) + " min"; }
     return Math.max(minutes, 1) + " min";
   }
+  // In the lists (data-soon-s, web/pages/view.py EXPIRING_SOON) a lease that ends soon says so in words.
   function refreshTimes(root) {
     (root || document).querySelectorAll(".timeleft[data-expires]").forEach(function (el) {
       var text = timeLeft(el.getAttribute("data-expires"));
-      if (text) { el.textContent = text; el.classList.toggle("expired", text === "expired"); }
+      if (!text) { return; }
+      var soonMs = Number(el.getAttribute("data-soon-s") || 0) * 1000;
+      var soon = soonMs > 0 && text !== "expired" && Date.parse(el.getAttribute("data-expires")) - Date.now() <= soonMs;
+      el.textContent = soon ? "expires in " + text : text;
+      el.classList.toggle("expired", text === "expired");
+      el.classList.toggle("soon", soon);
     });
   }
   window.fmTimeLeft = timeLeft;

@@ -79,8 +79,14 @@
     document.querySelectorAll("[data-live-list]").forEach(function (list) {
       var view = list.getAttribute("data-live-list");
       if ((view === "mine" || view === "reservations") && g.owner !== me) { return; }
-      // The admin list is paged: only a new guest (an update, not the snapshot) joins its last page.
-      if (view === "admin" && (type !== "update" || list.getAttribute("data-insert") !== "yes")) { return; }
+      // Only a list that knows where a guest goes takes one (web/pages/guestlist.py, takes_new_rows): on one
+      // page, unfiltered, in the order guests are made, any it lacks ("all"); on the last of several, only a
+      // guest newer than every row, from an update ("new"). A filtered or sorted list changes on reload.
+      var mode = list.getAttribute("data-insert");
+      if (mode !== "all" && mode !== "new") { return; }
+      if (mode === "new" && (type !== "update" || Array.prototype.some.call(list.tBodies[0].rows, function (r) {
+        return Number(r.getAttribute("data-guest-id")) > g.id;
+      }))) { return; }
       var key = view + ":" + g.id;
       if (loading[key] || list.querySelector('[data-guest-id="' + g.id + '"]')) { return; }
       loading[key] = true;

@@ -9,55 +9,93 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, contains_eager
 
 from fogmachine.db.models import Guest, Host, Step, User
 from fogmachine.errors import NotFound, ValidationError
+from fogmachine.services import listing
 from fogmachine.services.actor import Actor
 from fogmachine.timestamps import iso_utc
+
+# What a guest list may be ordered by. "created" is the id: ids are handed out in the order guests are
+# made and, unlike created_at (whole seconds on MariaDB), never tie.
+GUEST_SORTS = ("created", "name", "state", "host", "owner", "expires", "retired")
 
 
 @dataclass(frozen=True)
 class GuestFilter:
+    """Which guests a list shows, in what order, which page of them.
+
+    ``owner`` and ``host`` are exact names; ``search`` matches part of the name, the hostname or the IP
+    address, in any case; ``sort`` is one of ``GUEST_SORTS`` (guests without a host, an owner, an expiry
+    or a retirement come last either way). Nothing here widens what the actor may see: ``list_guests``
+    applies the filter inside the actor's own guests.
+    """
+
     owner: str | None = None
     state: str | None = None
     host: str | None = None
     step: str | None = None
+    search: str = ""
     include_retired: bool = False
     include_unmanaged: bool = False
+    sort: str = "created"
+    descending: bool = False
     offset: int = 0
     limit: int = 100
 
 
-def _visible(actor: Actor):  # type: ignore[no-untyped-def]
-    query = select(Guest).options(joinedload(Guest.owner), joinedload(Guest.host))
-    if not actor.is_admin:
-        query = query.where(Guest.owner_id == actor.user_id, Guest.managed.is_(True))
-    return query
+def _order(flt: GuestFilter) -> list[Any]:
+    """ORDER BY for the filter's sort; rows that tie keep the order they were made in, the same way round."""
+    if flt.sort not in GUEST_SORTS:
+        raise ValidationError(f"sort must be one of {', '.join(GUEST_SORTS)}", field="sort")
+    made = Guest.id.desc() if flt.descending else Guest.id.asc()
+    if flt.sort == "created":
+        return [made]
+    if flt.sort in ("name", "state", "host", "owner"):
+        # Case apart first, so the order is the same on SQLite (which compares bytes) as on the others.
+        column = {"name": Guest.name, "state": Guest.state, "host": Host.name, "owner": User.username}[flt.sort]
+        empty_last = flt.sort in ("host", "owner")  # a guest not placed yet; a domain nobody checked out
+        return [*listing.ordered(func.lower(column), flt.descending, empty_last=empty_last), column, made]
+    moment = Guest.expires_at if flt.sort == "expires" else Guest.retired_at
+    return [*listing.ordered(moment, flt.descending, empty_last=True), made]
 
 
 def list_guests(session: Session, actor: Actor, flt: GuestFilter = GuestFilter()) -> tuple[list[Guest], int]:
-    """The guests ``actor`` may see that match ``flt``, and how many match in all."""
+    """The guests ``actor`` may see that match ``flt``, one page in its order, and how many match in all.
+
+    Filtering, ordering and paging all happen in the one query, so a page costs the same however many
+    guests there are.
+    """
     if flt.limit < 1 or flt.limit > 1000:
         raise ValidationError("limit must be between 1 and 1000", field="limit")
     if flt.offset < 0:
         raise ValidationError("offset must not be negative", field="offset")
-    query = _visible(actor)
+    order = _order(flt)
+    # Owner and host are joined once, for the filters, the order and the rows' own owner and host alike.
+    query = (select(Guest).outerjoin(Guest.owner).outerjoin(Guest.host)
+             .options(contains_eager(Guest.owner), contains_eager(Guest.host)))
+    if not actor.is_admin:
+        query = query.where(Guest.owner_id == actor.user_id)
+    if not flt.include_unmanaged or not actor.is_admin:
+        query = query.where(Guest.managed.is_(True))
     if flt.owner is not None:
-        query = query.join(User, Guest.owner_id == User.id).where(User.username == flt.owner)
+        query = query.where(User.username == flt.owner)
     if flt.host is not None:
-        query = query.join(Host, Guest.host_id == Host.id).where(Host.name == flt.host)
+        query = query.where(Host.name == flt.host)
     if flt.state is not None:
         query = query.where(Guest.state == flt.state)
     if flt.step is not None:
         query = query.where(Guest.step == flt.step)
     if not flt.include_retired and flt.step != Step.RETIRED:
         query = query.where(Guest.step != Step.RETIRED)
-    if not flt.include_unmanaged or not actor.is_admin:
-        query = query.where(Guest.managed.is_(True))
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.order_by(Guest.id).offset(flt.offset).limit(flt.limit)).unique()
+    search = flt.search.strip()
+    if search:
+        query = query.where(or_(listing.contains(Guest.name, search), listing.contains(Guest.hostname, search),
+                                listing.contains(Guest.ip, search)))
+    total = listing.count(session, query)
+    rows = session.scalars(query.order_by(*order).offset(flt.offset).limit(flt.limit))
     return list(rows), total
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from fogmachine.db.models import Guest, Step, User
 from fogmachine.errors import NotFound, PermissionDenied, ValidationError
-from fogmachine.services import audit, sessions
+from fogmachine.services import audit, listing, sessions
 from fogmachine.services.actor import Actor
 
 
@@ -61,10 +61,6 @@ class UserFilter:
     limit: int | None = 50
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def find_users(session: Session, actor: Actor, flt: UserFilter) -> tuple[list[UserSummary], int]:
     """The users the filter picks, in its order, one page of them, and how many it picks in all."""
     actor.require_admin()
@@ -74,22 +70,20 @@ def find_users(session: Session, actor: Actor, flt: UserFilter) -> tuple[list[Us
             .where(Guest.step != Step.RETIRED, Guest.managed.is_(True)).group_by(Guest.owner_id).subquery())
     guests = func.coalesce(live.c.n, 0)
     query = select(User, guests).outerjoin(live, live.c.owner_id == User.id)
-    search = flt.search.strip().lower()
+    search = flt.search.strip()
     if search:
-        pattern = _like(search)
-        query = query.where(or_(func.lower(User.username).like(pattern, escape="\\"),
-                                func.lower(User.email).like(pattern, escape="\\")))
+        query = query.where(or_(listing.contains(User.username, search), listing.contains(User.email, search)))
     if flt.role:
         query = query.where(User.is_admin.is_(flt.role == "admin"))
     if flt.status:
         query = query.where(User.is_active.is_(flt.status == "active"))
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    total = listing.count(session, query)
     key = {"username": User.username, "role": User.is_admin, "guests": guests,
            "last_login": User.last_login_at, "created": User.created_at}[flt.sort]
     # Never-logged-in users sort as the oldest logins on every database (NULLs differ between them).
     if flt.sort == "last_login":
         key = func.coalesce(User.last_login_at, User.created_at)
-    order = [key.desc() if flt.descending else key.asc(), User.username.asc()]
+    order = [*listing.ordered(key, flt.descending), User.username.asc()]
     rows = session.execute(query.order_by(*order).offset(flt.offset).limit(flt.limit)).all()
     return [UserSummary(u.id, u.username, u.email, u.is_admin, u.is_active, u.created_at, u.last_login_at, n)
             for u, n in rows], total

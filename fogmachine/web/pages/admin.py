@@ -1,5 +1,5 @@
-"""The administrators' page: every host and guest with its owner, users (searched, filtered, sorted and
-paged as ``userlist`` reads the URL), maintenance.
+"""The administrators' page: every host; every guest with its owner and users, each list searched,
+filtered, sorted and paged as its URL says (``guestlist``, ``userlist``); maintenance.
 
 Every handler here calls a service that refuses non-administrators itself
 (``Actor.require_admin``); the page never relies on hiding a button.
@@ -12,18 +12,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fogmachine.config import Config
-from fogmachine.db.models import Host, Step, User
+from fogmachine.db.models import Host, User
 from fogmachine.errors import FogmachineError
 from fogmachine.services import accounts, useradmin
 from fogmachine.services import hosts as host_service
 from fogmachine.services.actor import Actor
-from fogmachine.services.guests import GuestFilter, guest_to_dict, list_guests
-from fogmachine.web.pages import userlist
+from fogmachine.services.guests import guest_to_dict, list_guests
+from fogmachine.web.pages import guestlist, userlist
 from fogmachine.web.pages.common import DashboardHandler, login_required
+from fogmachine.web.pages.listview import ListView
 
-PAGE_SIZE = 200
 NEW_USER_FORM = "new-user"
-MAX_PAGE = 100_000
 USER_OPS = {
     "make-admin": (useradmin.set_admin, True, "{} is now an administrator."),
     "revoke-admin": (useradmin.set_admin, False, "{} is no longer an administrator."),
@@ -36,40 +35,37 @@ HOST_OPS = {
 }
 
 
-def _admin_page(session: Session, config: Config, actor: Actor, page: int, retired: bool = False,
-                userview: userlist.UserListView | None = None) -> dict[str, Any]:
-    """Everything the page shows; ``retired`` lists the retired guests (history) instead of the live ones."""
+def _admin_page(session: Session, config: Config, actor: Actor, guestview: ListView | None = None,
+                userview: ListView | None = None) -> dict[str, Any]:
+    """Everything the page shows; the guest list's ``guests=retired`` lists the retired guests (history)
+    instead of the live ones."""
     userview = userview or userlist.parse({})
-    users, total_users = useradmin.find_users(session, actor, userview.filter)  # refuses non-administrators
+    users, total_users = useradmin.find_users(session, actor, userlist.user_filter(userview))  # admins only
+    guestview = guestview or guestlist.parse("admin", actor, {})
     hosts = host_service.list_hosts(session)
-    flt = GuestFilter(step=Step.RETIRED if retired else None, include_unmanaged=not retired,
-                      offset=page * PAGE_SIZE, limit=PAGE_SIZE)
-    guests, total = list_guests(session, actor, flt)
+    guests, total = list_guests(session, actor, guestlist.guest_filter(guestview, unmanaged=True))
     return {
         "users": users,
         "total_users": total_users,
         "userview": userview,
-        "user_pages": max(1, -(-total_users // userlist.PAGE_SIZE)),
+        "user_paging": userview.paging(total_users),
+        "user_heads": userlist.HEADS,
         "hosts": host_service.host_dicts(session, hosts, config.cpu_overcommit),
         "guests": [guest_to_dict(g) for g in guests],
         "total_guests": total,
-        "page": page,
-        "pages": max(1, -(-total // PAGE_SIZE)),
-        "retired": retired,
+        "retired": guestview.value("guests") == "retired",
+        **guestlist.template_values("admin", guestview, total, [h.name for h in hosts]),
     }
 
 
 class AdminHandler(DashboardHandler):
     @login_required
     async def get(self) -> None:
-        try:
-            page = max(0, int(self.get_query_argument("page", "1")) - 1)
-        except ValueError:
-            page = 0
-        page = min(page, MAX_PAGE)  # a huge page number would overflow the database's integers (a 500)
-        retired = self.get_query_argument("guests", "") == "retired"
+        guestview = guestlist.parse("admin", self.actor, self.request.query_arguments)
         userview = userlist.parse(self.request.query_arguments)
-        data = await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, page, retired, userview)
+        data = await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, guestview, userview)
+        if guestview.errors:
+            self.set_status(400)
         self.render("admin.html", **data)
 
 
@@ -92,7 +88,7 @@ class AdminCreateUserHandler(DashboardHandler):
                 raise
 
             async def page() -> None:
-                self.render("admin.html", **await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, 0))
+                self.render("admin.html", **await self.ctx.db.run(_admin_page, self.ctx.config, self.actor))
 
             typed = {"username": new.username, "email": new.email, "is_admin": "yes" if new.is_admin else ""}
             await self.form_failed(NEW_USER_FORM, exc, typed, "/admin", page=page)

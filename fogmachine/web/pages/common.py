@@ -201,6 +201,8 @@ class DashboardHandler(PageHandler):
         namespace["form_view"] = self.form_view
         # host_card.html's heading level: under a page's h2 (the overview's "Capacity"); hosts.html sets 2.
         namespace["card_level"] = 3
+        # host_card.html links to the hosts page's list of that host's guests where this is set (hosts.html).
+        namespace["card_guests_link"] = False
         return namespace
 
     # --- outcomes ---

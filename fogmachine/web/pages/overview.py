@@ -1,4 +1,4 @@
-"""The overview: your guests and the cloud's capacity; the hosts page with their guests."""
+"""The overview: your guests and the cloud's capacity; the hosts page with the guests on them."""
 
 from __future__ import annotations
 
@@ -9,54 +9,61 @@ from sqlalchemy.orm import Session
 from fogmachine.config import Config
 from fogmachine.services import hosts as host_service
 from fogmachine.services.actor import Actor
-from fogmachine.services.guests import GuestFilter, guest_to_dict, list_guests
+from fogmachine.services.guests import guest_to_dict, list_guests
+from fogmachine.web.pages import guestlist
 from fogmachine.web.pages.common import DashboardHandler, login_required
+from fogmachine.web.pages.listview import ListView
 
-MAX_LISTED = 1000
 
-
-def _overview(session: Session, config: Config, actor: Actor | None) -> dict[str, Any]:
+def _overview(session: Session, config: Config, actor: Actor | None, guestview: ListView | None) -> dict[str, Any]:
     hosts = host_service.list_hosts(session)
-    mine: list[dict[str, Any]] = []
-    if actor is not None:
-        guests, _ = list_guests(session, actor, GuestFilter(owner=actor.username, limit=MAX_LISTED))
-        mine = [guest_to_dict(g) for g in guests]
-    return {
+    data: dict[str, Any] = {
         "hosts": host_service.host_dicts(session, hosts, config.cpu_overcommit),
         "capacity": host_service.capacity(hosts, config.cpu_overcommit, host_service.usage(session, hosts)),
-        "guests": mine,
+        "guests": [],
     }
+    if actor is not None and guestview is not None:
+        guests, total = list_guests(session, actor, guestlist.guest_filter(guestview, owner=actor.username))
+        data.update(guests=[guest_to_dict(g) for g in guests], total_guests=total,
+                    **guestlist.template_values("mine", guestview, total, [h.name for h in hosts]))
+    return data
 
 
-def _hosts_with_guests(session: Session, config: Config, actor: Actor) -> dict[str, Any]:
+def _hosts_with_guests(session: Session, config: Config, actor: Actor, guestview: ListView) -> dict[str, Any]:
     hosts = host_service.list_hosts(session)
-    guests, total = list_guests(session, actor, GuestFilter(include_unmanaged=True, limit=MAX_LISTED))
-    by_host: dict[str, list[dict[str, Any]]] = {h.name: [] for h in hosts}
-    for guest in guests:
-        row = guest_to_dict(guest)
-        if row["host"] in by_host:
-            by_host[row["host"]].append(row)
+    guests, total = list_guests(session, actor, guestlist.guest_filter(guestview, unmanaged=True))
     return {
         "hosts": host_service.host_dicts(session, hosts, config.cpu_overcommit),
-        "guests_by_host": by_host,
         "capacity": host_service.capacity(hosts, config.cpu_overcommit, host_service.usage(session, hosts)),
-        "truncated": total > len(guests),
+        "guests": [guest_to_dict(g) for g in guests],
+        "total_guests": total,
+        **guestlist.template_values("host", guestview, total, [h.name for h in hosts]),
     }
 
 
 class OverviewHandler(DashboardHandler):
-    """Public: anyone may see the cloud's capacity; a logged-in user also sees their guests."""
+    """Public: anyone may see the cloud's capacity; a logged-in user also sees their guests, as the URL
+    searches, filters, sorts and pages them (``guestlist``)."""
 
     async def get(self) -> None:
         actor = self.actor if self.current_user is not None else None
-        data = await self.ctx.db.run(_overview, self.ctx.config, actor)
+        guestview = guestlist.parse("mine", actor, self.request.query_arguments) if actor is not None else None
+        data = await self.ctx.db.run(_overview, self.ctx.config, actor, guestview)
+        if guestview is not None and guestview.errors:
+            self.set_status(400)
         self.render("overview.html", **data)
 
 
 class HostsHandler(DashboardHandler):
+    """Every host, and the guests on them in one list (an administrator's: everyone's) that the URL
+    searches, filters (by host too), sorts (by host, at first) and pages."""
+
     @login_required
     async def get(self) -> None:
-        data = await self.ctx.db.run(_hosts_with_guests, self.ctx.config, self.actor)
+        guestview = guestlist.parse("host", self.actor, self.request.query_arguments)
+        data = await self.ctx.db.run(_hosts_with_guests, self.ctx.config, self.actor, guestview)
+        if guestview.errors:
+            self.set_status(400)
         self.render("hosts.html", **data)
 
 

@@ -1,4 +1,5 @@
-"""My reservations: the actor's guests, and every action on a guest's row.
+"""My reservations: the actor's guests (searched, filtered, sorted and paged as ``guestlist`` reads the
+URL), and every action on a guest's row.
 
 Each action is a POST to ``/guests/ID/ACTION`` answered by a redirect back
 with a flash (post, redirect, get: a reload never repeats an action). The
@@ -15,27 +16,32 @@ from sqlalchemy.orm import Session
 
 from fogmachine.db.models import Guest, Step
 from fogmachine.errors import FogmachineError, HostUnreachable
+from fogmachine.services import hosts as host_service
 from fogmachine.services import lifecycle, reservations
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import GuestFilter, get_guest, guest_to_dict, list_guests
-from fogmachine.web.pages import view
+from fogmachine.web.pages import guestlist, view
 from fogmachine.web.pages.common import DashboardHandler, login_required, safe_next
+from fogmachine.web.pages.listview import ListView
 
-ROW_VIEWS = ("reservations", "mine", "admin")
-MAX_LISTED = 1000
+ROW_VIEWS = ("reservations", "mine", "admin", "host")
+MAX_HISTORY = 1000
 
 
-def _my_guests(session: Session, actor: Actor) -> dict[str, Any]:
-    """The actor's live guests, and their retired ones (history, newest retirement first).
+def _my_guests(session: Session, actor: Actor, guestview: ListView) -> dict[str, Any]:
+    """The actor's live guests as the URL lists them, and their retired ones (history, newest retirement
+    first).
 
     Retired rows come from the same service with ``step=retired``: it shows an
     actor only their own, so another user's history never reaches this page.
     """
-    guests, _ = list_guests(session, actor, GuestFilter(owner=actor.username, limit=MAX_LISTED))
-    retired, _ = list_guests(session, actor, GuestFilter(owner=actor.username, step=Step.RETIRED,
-                                                         limit=MAX_LISTED))
-    retired.sort(key=lambda g: (g.retired_at or g.created_at, g.id), reverse=True)
-    return {"guests": [guest_to_dict(g) for g in guests], "history": [guest_to_dict(g) for g in retired]}
+    guests, total = list_guests(session, actor, guestlist.guest_filter(guestview, owner=actor.username))
+    retired, _ = list_guests(session, actor, GuestFilter(owner=actor.username, step=Step.RETIRED, sort="retired",
+                                                         descending=True, limit=MAX_HISTORY))
+    host_names = [h.name for h in host_service.list_hosts(session)]
+    return {"guests": [guest_to_dict(g) for g in guests], "total_guests": total,
+            "history": [guest_to_dict(g) for g in retired],
+            **guestlist.template_values("reservations", guestview, total, host_names)}
 
 
 def _guest(session: Session, actor: Actor, guest_id: int) -> dict[str, Any]:
@@ -45,7 +51,10 @@ def _guest(session: Session, actor: Actor, guest_id: int) -> dict[str, Any]:
 class ReservationsHandler(DashboardHandler):
     @login_required
     async def get(self) -> None:
-        data = await self.ctx.db.run(_my_guests, self.actor)
+        guestview = guestlist.parse("reservations", self.actor, self.request.query_arguments)
+        data = await self.ctx.db.run(_my_guests, self.actor, guestview)
+        if guestview.errors:
+            self.set_status(400)
         self.render("reservations.html", **data)
 
 
@@ -59,7 +68,7 @@ class GuestRowHandler(DashboardHandler):
             row_view = "reservations"
         guest = await self.ctx.db.run(_guest, self.actor, int(guest_id))
         self.render("guest_row.html", guest=guest, row_view=row_view,
-                    back="/admin" if row_view == "admin" else "/guests")
+                    back={"admin": "/admin", "mine": "/", "host": "/hosts"}.get(row_view, "/guests"))
 
 
 class GuestActionHandler(DashboardHandler):

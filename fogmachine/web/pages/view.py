@@ -41,6 +41,10 @@ ACTION_DONE = {
 }
 
 
+# A guest whose lease ends within this much stands out in every guest list (``expiry_badge``).
+EXPIRING_SOON = dt.timedelta(hours=24)
+
+
 def guest_actions(guest: dict[str, Any]) -> list[str]:
     """The actions that make sense for a guest (as ``guest_to_dict`` gives it) right now."""
     if not guest.get("managed", True) or guest.get("step") == Step.RETIRED:
@@ -105,6 +109,23 @@ def time_left(expires_at: dt.datetime | str | None, now: dt.datetime | None = No
     return f"{max(minutes, 1)} min"
 
 
+def expiry_badge(expires_at: dt.datetime | str | None, now: dt.datetime | None = None) -> tuple[str, str]:
+    """A list's time left and its class: "expires in 5 h 10 min" and ``soon`` within ``EXPIRING_SOON``,
+    "expired" and ``expired`` after, else the time left with no class. The words say it, not the colour
+    alone; app.js keeps them true while the page stays open (``data-soon-s``)."""
+    if isinstance(expires_at, str):
+        expires_at = parse_iso(expires_at)
+    left = time_left(expires_at, now)
+    if expires_at is None:
+        return left, ""
+    remaining = expires_at - (now or utcnow())
+    if remaining <= dt.timedelta(0):
+        return left, "expired"
+    if remaining <= EXPIRING_SOON:
+        return f"expires in {left}", "soon"
+    return left, ""
+
+
 def when(value: dt.datetime | str | None) -> str:
     """A UTC time as the pages print it."""
     return _printed(value, "%Y-%m-%d %H:%M UTC")
@@ -146,6 +167,8 @@ NAMESPACE = {
     "action_labels": ACTION_LABELS,
     "all_actions": ALL_ACTIONS,
     "time_left": time_left,
+    "expiry_badge": expiry_badge,
+    "expiring_soon_s": int(EXPIRING_SOON.total_seconds()),
     "when": when,
     "when_exact": when_exact,
     "took": took,

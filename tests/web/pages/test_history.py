@@ -1,6 +1,7 @@
 """Retired guests as history: their owner sees them below the live ones, administrators on the admin page."""
 
 import re
+from html import unescape
 
 from fogmachine.db.models import Step
 from fogmachine.services import expiry
@@ -67,11 +68,17 @@ async def test_nobody_else_sees_them_but_administrators(site):
     assert r.code == 403 and "web1" not in r.text
 
 
-async def test_admin_page_number_out_of_range_is_not_an_error(site):
+async def test_admin_page_number_out_of_range_is_said_never_a_server_error(site):
+    """A page number that is no number (or beyond any integer) is refused with the reason, the list shown
+    from its first page; a page past the end is no error, the way back is a link."""
     root = await site.as_user("root")
     for page in ("99999999999999999999999", "-4", "x"):
         r = await root.get(f"/admin?guests=retired&page={page}")
-        assert r.code == 200 and "No retired guests" in r.text, (page, r.text[:500])
+        assert r.code == 400 and "No retired guests" in r.text, (page, r.text[:500])
+        assert f"page must be a whole number from 1 to 100000, not “{page}”" in unescape(r.text)
+    r = await root.get("/admin?guests=retired&page=7")
+    assert r.code == 200 and "No retired guests on this page" in r.text
+    assert 'href="/admin?guests=retired#guests">last page' in r.text
 
 
 async def test_deleted_guests_are_history_too_on_each_database(site):

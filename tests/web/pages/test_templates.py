@@ -20,13 +20,14 @@ from fogmachine.catalog import CatalogEntry
 from fogmachine.composition import build_context
 from fogmachine.db.models import Guest, Host, User, utcnow
 from fogmachine.placement import Usage
+from fogmachine.services.actor import Actor
 from fogmachine.services.consolelog import ConsoleTail
 from fogmachine.services.guests import guest_to_dict
 from fogmachine.services.guestview import StepRow
 from fogmachine.services.hosts import Capacity, host_to_dict
 from fogmachine.services.sessions import SessionView
 from fogmachine.services.useradmin import UserSummary
-from fogmachine.web.pages import userlist
+from fogmachine.web.pages import guestlist, userlist
 from fogmachine.web.pages.common import DashboardHandler
 from fogmachine.web.pages.forms import FailedForm
 
@@ -89,7 +90,8 @@ PROFILE = {"email": "alice@example.org", "ssh_key": "ssh-ed25519 AAAA x", "descr
                        "state": "active", "created_at": "2026-05-01T10:00:00Z", "expires_at": "2026-07-30T10:00:00Z",
                        "last_used_at": None}],
            "token_form": {"name": "", "scope": "read", "days": "90"}}
-USERLIST = {"total_users": 4, "user_pages": 1, "userview": userlist.parse({})}
+USERLIST = {"total_users": 4, "user_paging": userlist.parse({}).paging(4), "user_heads": userlist.HEADS,
+            "userview": userlist.parse({})}
 THEMES = {"chosen_theme": "dark", "theme_labels": {"system": "As the system", "light": "Light", "dark": "Dark"}}
 NEW_TOKEN = {"id": 6, "name": "laptop", "token": "fm_9f8e7d6c_SECRET",
              "curl": "curl -H 'Authorization: Bearer fm_9f8e7d6c_SECRET' http://fm.example.org/api/v1/guests"}
@@ -105,6 +107,24 @@ EVENTS = [{"id": 12, "at": "2026-05-04T10:30:15.123456Z", "actor": "root", "acti
           {"id": 11, "at": "2026-05-04T10:29:00Z", "actor": "mallory", "action": "user.login",
            "object_type": "user", "object_id": "", "object_name": "mallory", "result": "failed",
            "message": "wrong password", "remote_addr": "2001:db8::1"}]
+
+
+def glist(list_page, user, rows, total=None, **query):
+    """A guest list's values as its handler gives them: ``rows`` on the list of ``list_page`` ("mine",
+    "host", ...) as ``query`` asks it."""
+    view = guestlist.parse(list_page, Actor(user.id, user.username, user.is_admin),
+                           {k: [v.encode()] for k, v in query.items()})
+    total = len(rows) if total is None else total
+    return dict(guests=rows, total_guests=total,
+                **guestlist.template_values(list_page, view, total, [h["name"] for h in HOSTS]))
+
+
+def users_list(view, total):
+    return dict(total_users=total, user_paging=view.paging(total), user_heads=userlist.HEADS, userview=view)
+
+
+SOON = guest(5, "soon1", expires_at=utcnow() + dt.timedelta(hours=5))
+GONE = guest(6, "late1", expires_at=utcnow() - dt.timedelta(hours=1))
 AUDIT_FORM = {"actor": "", "action": "", "object_type": "", "object_id": "", "result": "", "since": "", "until": ""}
 AUDIT_SUGGESTIONS = {"action": ("guest", "guest.start"), "result": ("ok", "failed")}
 
@@ -119,15 +139,20 @@ GUEST_PAGE = dict(
 
 # (template, who is logged in, values, strings the page must contain)
 CASES = [
-    ("overview.html", ALICE, dict(hosts=HOSTS, capacity=CAPACITY, guests=GUESTS[:2]),
-     ["Your guests", "web1", "db1", "hosts taking guests", 'data-host="h2"', "disabled"]),
-    ("overview.html", ALICE, dict(hosts=[], capacity=CAPACITY, guests=[]), ["You have no guests", "No hosts yet"]),
+    ("overview.html", ALICE, dict(hosts=HOSTS, capacity=CAPACITY, **glist("mine", ALICE, GUESTS[:2])),
+     ["Your guests", "web1", "db1", "hosts taking guests", 'data-host="h2"', "disabled", 'role="search"',
+      'data-insert="all"', "1\u20132 of 2 guests",
+      '<th scope="col" aria-sort="ascending"><a class="sort" href="/?sort=-created#guests">Created']),
+    ("overview.html", ALICE, dict(hosts=[], capacity=CAPACITY, **glist("mine", ALICE, [])),
+     ["You have no guests", "No hosts yet"]),
     ("overview.html", None, dict(hosts=HOSTS, capacity=CAPACITY, guests=[]), ["Log in", "h3", "connection refused"]),
-    ("hosts.html", ROOT, dict(hosts=HOSTS, guests_by_host={"h1": GUESTS, "h2": [], "h3": []}, capacity=CAPACITY,
-                              truncated=True),
-     ["Hosts and guests", "Owner", "No guests on this host.", "Only the first 3 guests"]),
-    ("hosts.html", ALICE, dict(hosts=HOSTS, guests_by_host={"h1": GUESTS[:1]}, capacity=CAPACITY, truncated=False),
-     ["Only your own guests are listed", "None of your guests is on this host"]),
+    ("hosts.html", ROOT, dict(hosts=HOSTS, capacity=CAPACITY, **glist("host", ROOT, GUESTS, total=120, page="3")),
+     ["Hosts and guests", 'href="/hosts?sort=owner#guests">Owner', "Everyone's guests", 'data-view="host"',
+      '<th scope="col" aria-sort="ascending"><a class="sort" href="/hosts?sort=-host#guests">Host',
+      'href="/hosts?host=h2#guests"', "101\u2013120 of 120 guests", 'href="/hosts?page=2#guests">previous',
+      'id="gl-owner"', 'data-insert="no"']),
+    ("hosts.html", ALICE, dict(hosts=HOSTS, capacity=CAPACITY, **glist("host", ALICE, [])),
+     ["Only your own guests are listed", "None of your guests is on a host", "list yours"]),
     ("checkout.html", ALICE, dict(entries=ENTRIES, catalog_error="", catalog_stale=False, form=FORM, preview=None,
                                   ),
      ["Pick a profile", "256 MiB", "2 GiB", "20 GB", 'value="profile:f40"', 'value="tiny" checked']),
@@ -155,10 +180,31 @@ CASES = [
     ("checkout.html", ALICE, dict(entries=[], catalog_error="cannot read catalog.conf", catalog_stale=True,
                                   form=FORM, preview=None),
      ["the catalog is empty", "cannot read catalog.conf"]),
-    ("reservations.html", ALICE, dict(guests=GUESTS, history=RETIRED),
+    ("reservations.html", ALICE, dict(history=RETIRED, **glist("reservations", ALICE, GUESTS)),
      ["My reservations", "Pause", "Unpause", "boot failed", "&lt;b&gt;testing&lt;/b&gt;", "History",
       'data-retired-id="7"', "2026-05-04 10:30 UTC", "2026-04-27 09:00 UTC", "reservation expired"]),
-    ("reservations.html", ALICE, dict(guests=[], history=[]), ["You have no guests", "No retired guests."]),
+    ("reservations.html", ALICE, dict(history=[], **glist("reservations", ALICE, [])),
+     ["You have no guests", "No retired guests."]),
+    ("reservations.html", ALICE, dict(history=[], **glist("reservations", ALICE, [], total=3, q="zz", page="4",
+                                                         sort="-expires")),
+     ["No guests on this page: the list has 1 page.", 'href="/guests?q=zz&amp;sort=-expires">last page',
+      'value="zz"', '<input type="hidden" name="sort" value="-expires">']),
+    ("guest_list.html", ROOT, dict(row_view="admin",
+                                   **glist("admin", ROOT, [SOON, GONE], q="web\x01", state="flying", host="h9",
+                                           owner="bob", sort="password_hash", page="0")),
+     ['aria-invalid="true" aria-describedby="gl-q-error"', "the search takes at most 100 characters",
+      'id="gl-state-error">state must be one of the states the list offers, not “flying”',
+      '<option value="h9" selected>',
+      'value="bob"', "sort must be one of name, state", "page must be a whole number from 1 to 100000",
+      "expires in 4 h", 'class="timeleft soon"', 'class="timeleft expired"', "matching guests",
+      "a guest that stops matching stays listed until you reload"]),
+    ("list_heads.html", ROOT, dict(head_cells=userlist.HEADS, sorter=userlist.parse({"user_sort": [b"role"]})),
+     ['<th scope="col" aria-sort="ascending"><a class="sort" href="/admin?user_sort=-role#users">Role',
+      '<th scope="col">Actions</th>', 'aria-sort="none"']),
+    ("pager.html", ROOT, dict(sorter=userlist.parse({"user_page": [b"2"]}), pager_label="Pages of users",
+                              pager_of=userlist.parse({"user_page": [b"2"]}).paging(120)),
+     ['aria-label="Pages of users"', 'rel="prev" href="/admin#users">previous',
+      'rel="next" href="/admin?user_page=3#users">next']),
     ("retired_row.html", ALICE, dict(guest=RETIRED[0], row_view="reservations"),
      ["old1", "tiny", "h1", "reservation expired", "&lt;b&gt;testing&lt;/b&gt;"]),
     ("retired_row.html", ROOT, dict(guest=RETIRED[0], row_view="admin"), ['<td data-label="Owner">alice</td>']),
@@ -179,7 +225,9 @@ CASES = [
      ["No events on this page", "2 pages"]),
     ("guest_row.html", ALICE, dict(guest=GUESTS[0], row_view="reservations", back="/guests"),
      ['data-guest-id="1"', 'action="/guests/1/pause"', 'action="/guests/1/extend"', "data-confirm"]),
-    ("guest_row.html", ALICE, dict(guest=GUESTS[0], row_view="mine", back="/"), ["web1.lab"]),
+    ("guest_row.html", ALICE, dict(guest=GUESTS[0], row_view="mine", back="/"), ["web1.lab", 'data-label="Created"']),
+    ("guest_row.html", ROOT, dict(guest=SOON, row_view="host", back="/hosts"),
+     ['class="timeleft soon"', "expires in 4 h", 'data-soon-s="86400"', '<td data-label="Owner">alice']),
     ("guest_row.html", ROOT, dict(guest=guest(9, "legacy", owner=None, managed=False), row_view="admin",
                                   back="/admin"), ["not managed"]),
     ("host_card.html", ALICE, dict(host=HOSTS[2]), ["connection refused", "state-down"]),
@@ -201,27 +249,27 @@ CASES = [
                           "ssh": "", "steps": [], "events": [], "retired": True,
                           "console": ConsoleTail(note="no longer shown")},
      ["Retired: reservation expired", "No steps recorded.", "Nothing recorded yet.", "no longer shown"]),
-    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=GUESTS, total_guests=450, page=1, pages=3,
-                              retired=False),
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, retired=False, **glist("admin", ROOT, GUESTS, total=150, page="2")),
      ["Administration", "Make admin", "Enable", "you", "previous", "next", 'action="/admin/hosts/h2/enable"',
-      'data-insert="no"', 'href="/admin/audit"', 'href="/admin?guests=retired#guests"']),
-    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=[], guests=[], total_guests=0, page=0, pages=1,
-                              retired=False, failed=FailedForm("new-user", "username", "user dup already exists",
-                                                               {"username": "dup", "email": "d@example.org",
-                                                                "is_admin": "yes"})),
+      'data-insert="no"', 'href="/admin/audit"', 'href="/admin?guests=retired#guests"', "51\u2013100 of 150 guests",
+      'value="/admin?page=2#guests"']),
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, retired=False, **glist("admin", ROOT, GUESTS, total=53, page="2")),
+     ['data-insert="new"']),
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=[], retired=False, **glist("admin", ROOT, []),
+                              failed=FailedForm("new-user", "username", "user dup already exists",
+                                                {"username": "dup", "email": "d@example.org", "is_admin": "yes"})),
      ['id="new-user-username-error">user dup already exists', "No guests.", '<details class="card" open>',
       'value="dup"', 'value="d@example.org"', 'name="is_admin" value="yes" checked']),
-    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=RETIRED, total_guests=201, page=0, pages=2,
-                              retired=True),
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, retired=True, **glist("admin", ROOT, RETIRED, total=201, guests="retired")),
      ["Retired guests (201)", 'data-retired-id="7"', "reservation expired", 'href="/admin#guests"',
-      'href="/admin?guests=retired&amp;page=2#guests"']),
-    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, guests=[], total_guests=0, page=0, pages=1,
-                              retired=True),
+      'href="/admin?guests=retired&amp;page=2#guests"', 'href="/admin?guests=retired&amp;sort=retired#guests">Retired',
+      '<input type="hidden" name="guests" value="retired">']),
+    ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, retired=True, **glist("admin", ROOT, [], guests="retired")),
      ["No retired guests: they are kept for 30 days."]),
-    ("admin.html", ROOT, dict(users=USERS[1:2], total_users=120, user_pages=3, hosts=[], guests=[], total_guests=0,
-                              page=0, pages=1, retired=False,
-                              userview=userlist.parse({"user_q": [b"b"], "user_sort": [b"-guests"],
-                                                       "user_page": [b"2"], "guests": [b"retired"]})),
+    ("admin.html", ROOT, dict(users=USERS[1:2], hosts=[], retired=False,
+                              **glist("admin", ROOT, [], guests="retired"),
+                              **users_list(userlist.parse({"user_q": [b"b"], "user_sort": [b"-guests"],
+                                                           "user_page": [b"2"], "guests": [b"retired"]}), 120)),
      ["120 users match; page 2 of 3", 'aria-sort="descending"', 'href="/admin?guests=retired&amp;user_q=b#users"',
       'href="/admin?guests=retired&amp;user_q=b&amp;user_sort=-guests#users">previous',
       'user_sort=-guests&amp;user_page=3#users">next', 'user_sort=guests#users">Guests',
@@ -270,7 +318,8 @@ def test_template_renders(make_config, template, user, values, expected):
     html = handler.render_string(template, **values).decode()
     for text in expected:
         assert text in html, f"{text!r} missing from {template}"
-    if template not in ("guest_row.html", "host_card.html", "retired_row.html", "console_panel.html"):
+    if template not in ("guest_row.html", "host_card.html", "retired_row.html", "console_panel.html",
+                        "guest_list.html", "list_heads.html", "pager.html"):
         assert html.lstrip().lower().startswith("<!doctype html>")
 
 
