@@ -1,6 +1,6 @@
 """The fleet over a real network round trip: Fogmachine's host calls against raw calls over the same link.
 
-    .venv/bin/python bench/virt_network.py [--hosts 100] [--domains 50] [--rtt-ms 2,20] [--rounds 5]
+    .venv/bin/python bench/virt_network.py [--hosts 100] [--domains 50] [--rtt-ms 2,20] [--rounds 9]
 
 Needs root: it builds bench/delaylink.py's network namespace, with one libvirtd serving every
 host file as its own host and a forwarder that delays each chunk by half the round trip in each
@@ -238,7 +238,7 @@ async def main() -> int:
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--domains", type=int, default=50)
     parser.add_argument("--rtt-ms", default="2,20", help="round trips to measure, in ms, comma-separated")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--actions", type=int, default=10)
     args = parser.parse_args()
     if os.geteuid() != 0:
