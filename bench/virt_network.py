@@ -239,7 +239,7 @@ async def main() -> int:
     parser.add_argument("--domains", type=int, default=50)
     parser.add_argument("--rtt-ms", default="2,20", help="round trips to measure, in ms, comma-separated")
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--actions", type=int, default=10)
+    parser.add_argument("--actions", type=int, default=40)
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root: it makes a network namespace and starts a libvirtd in it", file=sys.stderr)

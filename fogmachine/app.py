@@ -18,7 +18,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from fogmachine import virthosts
+from fogmachine import memtrim, virthosts
 from fogmachine.composition import Component, Components, build
 from fogmachine.config import Config
 from fogmachine.context import Context
@@ -168,6 +168,7 @@ class Server:
 
 async def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly; SIGHUP reads virthosts.conf again."""
+    memtrim.limit_arenas()  # before the server's threads allocate (memtrim.py says why)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

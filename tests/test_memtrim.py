@@ -52,3 +52,40 @@ def test_glibc_trim_is_found_and_callable() -> None:
     block = ctypes.create_string_buffer(1 << 20)  # something to free
     del block
     assert trim(0) in (0, 1)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_the_arenas_are_limited_in_a_process_of_its_own() -> None:
+    """In a child process (the limit is for the whole process): glibc accepts it, and threads that allocate at
+    once then share the limited heaps (glibc's malloc_info lists one <heap> per arena)."""
+    import subprocess
+    import sys
+
+    probe = """
+import ctypes, ctypes.util, os, sys, threading, tempfile
+from fogmachine import memtrim
+if sys.argv[1] == "limit":
+    assert memtrim.limit_arenas(2)
+go = threading.Barrier(16)
+def work():
+    go.wait()
+    for _ in range(200):
+        bufs = [ctypes.create_string_buffer(200_000) for _ in range(4)]
+threads = [threading.Thread(target=work) for _ in range(16)]
+[t.start() for t in threads]; [t.join() for t in threads]
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.fdopen.restype = ctypes.c_void_p
+libc.fdopen.argtypes = [ctypes.c_int, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+with tempfile.TemporaryFile("w+") as out:
+    stream = libc.fdopen(os.dup(out.fileno()), b"w")
+    libc.malloc_info(0, stream); libc.fclose(stream)
+    out.seek(0)
+    print(out.read().count("<heap nr="))
+"""
+    heaps = {}
+    for mode in ("limit", "default"):
+        done = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True)
+        heaps[mode] = int(done.stdout.strip())
+    assert heaps["limit"] <= 2 < heaps["default"], heaps

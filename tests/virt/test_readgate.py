@@ -126,7 +126,7 @@ async def test_a_waiter_cancelled_just_after_it_was_handed_a_place_passes_it_on(
 
 async def test_a_read_that_hangs_gives_its_place_up_once_overdue():
     """A host that stopped answering holds its read until the call timeout; not the others' place."""
-    gate = ReadGate(floor=1, ceiling=1, initial=1)
+    gate = ReadGate(floor=1, ceiling=1, initial=1, overdue_floor=0.25)
     gate.record(wall=0.001, cpu=0.001)
     assert gate.overdue == 0.25  # the floor: ten reads' time is less
     hung = asyncio.Event()
@@ -147,7 +147,7 @@ async def test_a_read_that_hangs_gives_its_place_up_once_overdue():
 
 
 def test_the_least_wall_time_is_that_of_the_recent_window():
-    gate = ReadGate(floor=1, ceiling=1000, window=3)
+    gate = ReadGate(floor=1, ceiling=1000, window=3, overdue_floor=0.25)
     gate.record(wall=0.001, cpu=0.001)  # a fast read, then three slower ones push it out of the window
     for _ in range(3):
         gate.record(wall=0.010, cpu=0.001)
