@@ -64,7 +64,7 @@ class AdminHandler(DashboardHandler):
         guestview = guestlist.parse("admin", self.actor, self.request.query_arguments)
         userview = userlist.parse(self.request.query_arguments)
         data = await self.ctx.db.run(_admin_page, self.ctx.config, self.actor, guestview, userview)
-        if guestview.errors:
+        if guestview.errors or userview.errors:  # the page as asked, with what was refused said where it was
             self.set_status(400)
         self.render("admin.html", **data)
 

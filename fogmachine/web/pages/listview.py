@@ -8,8 +8,8 @@ gives one of them a prefix (``user_``), and each list's links and form keep the 
 they were.
 
 Every value must match its rule whole. ``parse`` never fails: a refused value takes its default and
-the list carries a message for it (``errors``); the guest lists answer 400 with the page and that
-message under its field, the user list simply shows its default.
+the list carries a message for it (``errors``); the pages answer 400 with the list as if that value
+had not been sent, and the message under its field (or above the list when it has none).
 """
 
 from __future__ import annotations

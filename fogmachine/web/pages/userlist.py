@@ -4,8 +4,9 @@ Every choice lives in the query string (``user_q``, ``user_role``,
 ``user_status``, ``user_sort``, ``user_page``) beside the guest list's own
 arguments, so a filtered, sorted page can be reloaded, bookmarked and sent to
 someone; ``listview`` reads and links them as it does the guest lists'. A
-value the page never offers falls back to its default rather than failing:
-these are links and a form of the page itself, not data to store.
+value the page never offers is refused as on the guest lists: the page answers
+400, lists the users as if that value had not been sent, and says what was
+wrong under its field (or above the list, for the order and the page).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ HEADS: list[tuple[str, str | None]] = [("User", "username"), ("Role", "role"), (
 
 
 def parse(arguments: dict[str, list[bytes]]) -> ListView:
-    """The list's choices from the request's query arguments (what is refused simply takes its default)."""
+    """The list's choices from the request's query arguments (what is refused takes its default, and its
+    message is in ``errors``)."""
     return listview.parse(SPEC, arguments, PAGE_SIZE)
 
 

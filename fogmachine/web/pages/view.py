@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from fogmachine.db.models import IN_PROGRESS_STEPS, GuestState, Step, utcnow
+from fogmachine.services.checkout.claim import MAX_PURPOSE
 
 RUNNING_STATES = (GuestState.RUNNING, GuestState.BLOCKED)
 STOPPED_STATES = (GuestState.SHUTOFF, GuestState.SHUTDOWN, GuestState.CRASHED, GuestState.NOSTATE)
@@ -163,6 +164,7 @@ def state_class(state: str | None) -> str:
 
 
 NAMESPACE = {
+    "max_purpose": MAX_PURPOSE,  # the form's maxlength is the service's own limit
     "guest_actions": guest_actions,
     "action_labels": ACTION_LABELS,
     "all_actions": ALL_ACTIONS,

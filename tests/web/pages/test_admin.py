@@ -164,9 +164,14 @@ async def test_the_user_list_searches_filters_sorts_and_pages_in_the_url(site, m
     assert listed(page)[:2] == ["bob", "alice"] and '<th scope="col" aria-sort="descending">' in page
     assert 'href="/admin?user_sort=guests#users">Guests' in page  # pressing it again turns the order round
     assert listed((await root.get("/admin?user_sort=-username")).text) == ["root", "dan_x", "carol", "bob", "alice"]
-    # what the page never offers falls back to its default, nothing fails
+    # what the page never offers is refused, said where it was, and the rest of the list shown
     page = await root.get("/admin?user_sort=password_hash&user_role=god&user_page=x")
-    assert page.code == 200 and listed(page.text) == ["alice", "bob", "carol", "dan_x", "root"]
+    assert page.code == 400 and listed(page.text) == ["alice", "bob", "carol", "dan_x", "root"]
+    assert re.search(r'<p class="field-error" id="ul-role-error">[^<]*god', page.text), page.text[:4000]
+    assert 'aria-describedby="ul-role-error"' in page.text
+    assert "sort must be one of" in page.text and "page must be a whole number" in page.text
+    page = await root.get("/admin?user_q=" + "x" * 101)
+    assert page.code == 400 and re.search(r'id="ul-q-error">[^<]*at most 100 characters', page.text)
 
     monkeypatch.setattr(userlist, "PAGE_SIZE", 2)
     page = (await root.get("/admin?user_status=active&user_page=2")).text

@@ -21,6 +21,7 @@ from fogmachine.composition import build_context
 from fogmachine.db.models import Guest, Host, User, utcnow
 from fogmachine.placement import Usage
 from fogmachine.services.actor import Actor
+from fogmachine.services.checkout.claim import MAX_PURPOSE
 from fogmachine.services.consolelog import ConsoleTail
 from fogmachine.services.guests import guest_to_dict
 from fogmachine.services.guestview import StepRow
@@ -155,7 +156,8 @@ CASES = [
      ["Only your own guests are listed", "None of your guests is on a host", "list yours"]),
     ("checkout.html", ALICE, dict(entries=ENTRIES, catalog_error="", catalog_stale=False, form=FORM, preview=None,
                                   ),
-     ["Pick a profile", "256 MiB", "2 GiB", "20 GB", 'value="profile:f40"', 'value="tiny" checked']),
+     ["Pick a profile", "256 MiB", "2 GiB", "20 GB", 'value="profile:f40"', 'value="tiny" checked',
+      f'maxlength="{MAX_PURPOSE}" required']),
     ("checkout.html", ALICE, dict(entries=ENTRIES, catalog_error="Cobbler down", catalog_stale=True, form=FORM,
                                   preview={"fits": True, "host": "h1", "hosts": [
                                       {"name": "h1", "fits": True, "reason": "", "free_ram_mb": 9000,
