@@ -11,7 +11,7 @@ between fleets:
 * on libvirt's in-process test driver, or a host on the same machine, a read
   is all work: a hundred at once (or sixteen) spend more time handing the GIL
   to one another than reading (bench/virt_fleet_sweep.py: 3.7x the raw calls
-  at sixteen, 1.3x with two).
+  at sixteen, 1.6-1.8x with two, on a quiet machine).
 
 A fixed bound is right for one of them only. So every read reports its wall
 time and the CPU time of its thread (``record``), and the bound is the number
