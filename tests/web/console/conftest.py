@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from fogmachine.db.models import UserSession
 from fogmachine.services.actor import Actor
-from tests.web.pages.conftest import PageClient, Site, password_hash, write_catalog
+from tests.web.pages.conftest import PageClient, Site, with_users, write_catalog
 
 
 @pytest.fixture
@@ -28,15 +28,8 @@ async def console_site(make_config, start_server, tmp_path) -> Site:
 
 async def make_console_site(make_config, start_server, tmp_path) -> Site:
     """A server on one test-driver host with users alice, bob and root (admin)."""
-    from fogmachine.services.users import create_user
-
     config = make_config(hosts={"h1": {"cpus": 8, "memory_mb": 16384}}, local_catalog=write_catalog(tmp_path))
-    srv = await start_server(config)
-    users = {}
-    for name in ("alice", "bob", "root"):
-        user = await srv.ctx.db.run(create_user, name, "x", is_admin=name == "root", password_hash=password_hash())
-        users[name] = user.id
-    return Site(srv, users)
+    return await with_users(await start_server(config))
 
 
 def cookie_header(client: PageClient) -> dict[str, str]:

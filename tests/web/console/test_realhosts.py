@@ -22,7 +22,7 @@ from fogmachine.web.console.socket import CLOSE_TAKEN_OVER
 from tests.support import provisioning as pv
 from tests.support import realhosts as rh
 from tests.web.console.conftest import close_of, open_socket, refused_status
-from tests.web.pages.conftest import PageClient, Site, password_hash
+from tests.web.pages.conftest import PageClient, Site, with_users
 
 pytestmark = pytest.mark.realhosts
 PREFIX = "fmtest-con-"
@@ -33,18 +33,11 @@ TINY = {"virt_type": "qemu", "ram_mb": 256, "vcpus": 1, "boot": "kernel", "kerne
 
 async def real_site(make_config, start_server, tmp_path, **settings: str) -> Site:
     """A server on host rh1 with the tiny guest in its catalog, and users alice, bob and root."""
-    from fogmachine.services.users import create_user
-
     rh.CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
     catalog = pv.write_catalog(tmp_path / "catalog.conf", {"tiny": TINY})
     config = make_config(hosts={}, virthosts=str(rh.write_virthosts(tmp_path / "real-virthosts.conf", ("rh1",))),
                          local_catalog=str(catalog), console_log_dir=str(rh.CONSOLE_DIR), **settings)
-    srv = await start_server(config)
-    users = {}
-    for name in ("alice", "bob", "root"):
-        users[name] = (await srv.ctx.db.run(create_user, name, "x", is_admin=name == "root",
-                                            password_hash=password_hash())).id
-    return Site(srv, users)
+    return await with_users(await start_server(config))
 
 
 async def tiny_guest(site: Site, owner: str = "alice") -> tuple[int, str]:

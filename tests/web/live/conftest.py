@@ -18,7 +18,7 @@ import tornado.websocket
 
 from fogmachine.web.live import Subscriber
 from tests.support import provisioning as pv
-from tests.web.pages.conftest import PageClient, Site, password_hash, write_catalog
+from tests.web.pages.conftest import PageClient, Site, with_users, write_catalog
 
 OTHER_PROCESS = """
 import sys
@@ -48,16 +48,9 @@ async def other_process(url: str, table: str, key: Any, column: str, value: str 
 
 @pytest.fixture
 async def live_site(make_config, start_server, tmp_path, database_url) -> Site:
-    from fogmachine.services.users import create_user
-
     config = make_config(hosts={"h1": {"cpus": 8, "memory_mb": 16384}, "h2": {"cpus": 4, "memory_mb": 8192}},
                          local_catalog=write_catalog(tmp_path), database_connection=database_url)
-    srv = await start_server(config)
-    users = {}
-    for name in ("alice", "bob", "root"):
-        user = await srv.ctx.db.run(create_user, name, "x", is_admin=name == "root", password_hash=password_hash())
-        users[name] = user.id
-    return Site(srv, users)
+    return await with_users(await start_server(config))
 
 
 async def connect(site: Site, username: str | None, origin: str | None = None, guest: int | str | None = None):

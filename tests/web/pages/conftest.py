@@ -225,7 +225,12 @@ async def open_site(make_config, start_server, tmp_path, hosts: dict[str, Any], 
     # X-Forwarded-Proto (test_auth); from anyone else the header counts for nothing (tests/web/test_proxies.py).
     config = make_config(hosts=hosts, local_catalog=write_catalog(tmp_path), trusted_proxies="127.0.0.1",
                          database_connection=database_url, **settings)
-    srv = await start_server(config)
+    return await with_users(await start_server(config))
+
+
+async def with_users(srv: Any) -> Site:
+    """``srv`` with the users every page test knows: alice and bob, and the administrator root (password
+    PASSWORD, hashed once per run)."""
     users = {}
     for name in ("alice", "bob", "root"):
         user = await srv.ctx.db.run(create_user, name, PASSWORD, is_admin=name == "root",
