@@ -10,6 +10,9 @@
   var SESSION_ENDED = 4001;  // the server's word that this session is over (fogmachine/web/live/feed.py)
   var retry = FIRST_RETRY_MS;
   var loading = {};
+  // The last word the server sent on each guest: a row fetched for a guest (insertGuest) may come back after
+  // newer messages about it went by with no row to land on, so it takes the newest, not the one that asked.
+  var latest = {};
 
   function setStatus(text, ok) {
     if (!status) { return; }
@@ -94,7 +97,8 @@
         .then(function (r) { return r.ok ? r.text() : ""; })
         .then(function (html) {
           delete loading[key];
-          if (!html || list.querySelector('[data-guest-id="' + g.id + '"]')) { return; }
+          var now = latest[g.id] || g;
+          if (!html || now.step === "retired" || list.querySelector('[data-guest-id="' + g.id + '"]')) { return; }
           var tbody = list.tBodies[0];
           var holder = document.createElement("tbody");
           holder.innerHTML = html.trim();
@@ -105,7 +109,7 @@
           });
           tbody.insertBefore(row, after || null);
           showEmpty(list);
-          applyGuest(g);
+          applyGuest(now);
           row.classList.add("flash-row");
         })
         .catch(function () { delete loading[key]; });
@@ -363,12 +367,14 @@
     var seenIds = {};
     (message.guests || []).forEach(function (g) {
       seenIds[g.id] = true;
+      latest[g.id] = g;
       noteStep(g);
       if (g.step === "retired") { removeGuest(g.id); return; }
       applyGuest(g);
       insertGuest(g, message.type);
     });
     (message.gone || []).forEach(function (id) {
+      latest[id] = {id: id, step: "retired"};
       removeGuest(id);
       if (String(id) === pageId) { pageGone(); }
     });

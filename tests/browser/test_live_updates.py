@@ -7,6 +7,7 @@ of the service would: the page's login session is still good, so the page must n
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -166,3 +167,47 @@ async def test_a_session_that_ended_says_so_and_only_then(make_config, browser, 
     finally:
         for running in servers:
             await running.stop()
+
+
+async def test_a_row_fetched_late_shows_what_happened_while_it_was_on_its_way(make_config, browser, tmp_path):
+    """A guest the page has no row for makes it fetch one; if the guest gets ready while that fetch is on
+    its way, the "ready" message has no row to land on, and the row that arrives says "booting". The page
+    must put the newest word it heard on the row, not the one that asked for it (CI saw "booting" for good)."""
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    server = Server(make_config(local_catalog=write_catalog(tmp_path), resync_interval="86400"))
+    await server.start()
+    try:
+        dave = (await server.ctx.db.run(create_user, "dave", PASSWORD, password_hash=password_hash())).id
+        base = f"http://127.0.0.1:{server.port}"
+        context = await browser.new_context()
+        page = await context.new_page()
+        await log_in(page, base, "dave")
+        await page.goto(base + "/guests")
+        await expect(page.locator("#live-status")).to_have_text("● live")
+
+        fetched, release = asyncio.Event(), asyncio.Event()
+
+        async def hold_the_row(route: Any) -> None:
+            answer = await route.fetch()  # rendered now, while the guest is booting
+            fetched.set()
+            await release.wait()
+            await route.fulfill(response=answer)
+
+        await page.route("**/guests/*/row*", hold_the_row)
+        await page.evaluate("""() => document.addEventListener("fm:live", e => {
+            if ((e.detail.guests || []).some(g => g.step === "ready")) { window.sawReady = true; }
+        })""")
+        web1 = await server.ctx.db.run(_booting, dave, "web1")
+        await asyncio.wait_for(fetched.wait(), WAIT_MS / 1000)
+        await server.ctx.db.run(_set, web1, step="ready", ip="10.0.0.7")
+        await page.wait_for_function("window.sawReady === true", timeout=WAIT_MS)
+        assert await page.locator("tr.guest-row", has_text="web1").count() == 0  # the row is still on its way
+        release.set()
+        row = page.locator("tr.guest-row", has_text="web1")
+        await expect(row.locator("[data-field=step]")).to_have_text("ready")
+        await expect(row.locator("[data-field=ip]")).to_have_text("10.0.0.7")
+        await context.close()
+    finally:
+        await server.stop()
