@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration's revision. A new migration changes it; tests/db/test_migrations.py checks
 # that it is the head Alembic finds in MIGRATIONS_DIR.
-HEAD = "0008"
+HEAD = "0009"
 VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
 
 

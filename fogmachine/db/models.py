@@ -70,6 +70,9 @@ class Step(enum.StrEnum):
     """Where a guest is in its provisioning; ``READY`` and ``FAILED`` are final."""
 
     PLACING = "placing"
+    # A guest of an environment's later tier: its capacity is claimed, its provisioning waits until every
+    # guest of the tiers before it is ready (services/environments).
+    WAITING = "waiting"
     REGISTERING = "registering"
     DEFINING = "defining"
     BOOTING = "booting"
@@ -188,11 +191,80 @@ class Guest(Base):
     # decided on an earlier read (a resync that read the row before reconciliation marked it failed)
     # is refused instead of overwriting what happened since.
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # A guest checked out as part of an environment: which one, which tier (0 first) and its place in the
+    # tier (0 first: what ``{{ db.ip }}`` names). NULL for a guest of its own.
+    environment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("environments.id", ondelete="SET NULL"), default=None, index=True)
+    tier: Mapped[int | None] = mapped_column(Integer, default=None)
+    tier_index: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The environment's variables as resolved for this guest when its tier started (JSON object of
+    # strings; "" before): what its installer got and what ``GET /guest/MAC/env`` answers.
+    env_vars: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     __mapper_args__ = {"version_id_col": version}
 
     owner: Mapped[User | None] = relationship(back_populates="guests")
     host: Mapped[Host | None] = relationship(back_populates="guests")
+    environment: Mapped[Environment | None] = relationship(back_populates="guests")
+
+
+class EnvTemplate(Base):
+    """An environment template: ordered tiers of catalog entries (services/envtemplates).
+
+    ``spec`` is the validated template as JSON (``{"tiers": [...]}``), the same shape the API and the
+    YAML files speak; a template is read and written whole. ``owner_id`` NULL: a shared template,
+    managed by administrators; set: a user's private one (when the settings allow them).
+    """
+
+    __tablename__ = "env_templates"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None, index=True)
+    spec: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[User | None] = relationship()
+
+
+class Environment(Base):
+    """Several guests checked out as one, in ordered tiers, for one lease (services/environments).
+
+    ``spec`` is the template's spec as it was at checkout (a later edit of the template changes no
+    running environment). ``step`` is the environment's own: provisioning (``tier`` says which tier is
+    on its way), ready, failed (``step_reason`` names the guest and its step) or retired. ``live_name``
+    is ``name`` while the environment is live, NULL once retired, as for guests.
+    """
+
+    __tablename__ = "environments"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), index=True)
+    live_name: Mapped[str | None] = mapped_column(String(63), unique=True, default=None)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None, index=True)
+    template_id: Mapped[int | None] = mapped_column(
+        ForeignKey("env_templates.id", ondelete="SET NULL"), default=None, index=True)
+    template_name: Mapped[str] = mapped_column(String(63), default="")
+    spec: Mapped[str] = mapped_column(Text, default="")
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None, index=True)
+    step: Mapped[str] = mapped_column(String(16), default="provisioning", index=True)
+    step_reason: Mapped[str] = mapped_column(Text, default="")
+    tier: Mapped[int] = mapped_column(Integer, default=0)
+    keep_failed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow, index=True)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
+
+    owner: Mapped[User | None] = relationship()
+    guests: Mapped[list[Guest]] = relationship(back_populates="environment")
 
 
 class ApiToken(Base):

@@ -29,7 +29,9 @@ TIMELINE_LIMIT = 50
 # from a catalog source that keeps no record of it starts at defining, one without a phone-home skips
 # installing: the numbers stay the same, so step 3 always means booting.
 PROVISIONING = (Step.REGISTERING, Step.DEFINING, Step.BOOTING, Step.INSTALLING, Step.READY)
-DOING: dict[str, str] = {Step.PLACING: "Waiting for a host", Step.REGISTERING: "Registering with the catalog",
+DOING: dict[str, str] = {Step.PLACING: "Waiting for a host",
+         Step.WAITING: "Waiting for its environment's earlier tiers to be ready",
+         Step.REGISTERING: "Registering with the catalog",
          Step.DEFINING: "Defining its virtual machine", Step.BOOTING: "Booting",
          Step.INSTALLING: "Installing"}
 READY_STATES: dict[str, str] = {
