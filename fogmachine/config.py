@@ -227,6 +227,9 @@ class Config:
     expiry_interval: float = setting(_positive_float, "20", "seconds between passes that retire expired guests")
     notice_interval: float = setting(_positive_float, "60", "seconds between passes that send expiry warnings")
     reconcile_interval: float = setting(_positive_float, "300", "seconds between reconciliation passes")
+    environment_interval: float = setting(
+        _positive_float, "10", "seconds between passes over live environments (a tier whose guests got ready in "
+        "another process starts the next; a failed environment is torn down; one with no guests left is retired)")
     open_registration: bool = setting(_bool, "true", "anyone may register an account")
     session_idle_minutes: int = setting(_positive_int, "720", "a login session ends after this many minutes unused")
     session_max_days: int = setting(_positive_int, "14", "a login session ends this many days after it began")
