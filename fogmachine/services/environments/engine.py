@@ -42,8 +42,8 @@ from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.catalog import CatalogEntry
 from fogmachine.context import Context
-from fogmachine.db.models import Environment, Guest, GuestStep, Step, utcnow
-from fogmachine.errors import FogmachineError
+from fogmachine.db.models import Environment, Guest, GuestStep, Step, TargetKind, utcnow
+from fogmachine.errors import FogmachineError, ValidationError
 from fogmachine.services import audit
 from fogmachine.services.actor import Actor
 from fogmachine.services.environments import spec as specs
@@ -319,6 +319,8 @@ async def _start_tier(ctx: Context, env_id: int, start: _Start) -> bool:
     try:
         entry = await catalog.resolve(tier.target)
         values = variables.render(start.spec, start.tier, start.reported, start.env, start.owner)
+        if entry.boot == "kernel" and entry.kind == TargetKind.LOCAL:
+            _fit_for_cmdline(tier.name, values)
     except FogmachineError as exc:
         if exc.status >= 500:  # the catalog source is away: try again with the next sweep
             raise
@@ -339,6 +341,15 @@ async def _start_tier(ctx: Context, env_id: int, start: _Start) -> bool:
         ctx.provisioner.spawn(guest_id, provision(ctx, job))
     log.info("environment %s: tier %s (%d guest(s)) started", start.env.name, tier.name, len(begun))
     return False
+
+
+def _fit_for_cmdline(tier: str, values: dict[str, str]) -> None:
+    """A local entry's guests get their variables on the kernel command line (``bootline``), which has no way
+    to carry a double quote inside a value."""
+    for name, value in sorted(values.items()):
+        if '"' in value:
+            raise ValidationError(f"variable {name} of tier {tier} holds a double quote, which a kernel command "
+                                  "line cannot carry", field=f"variables.{name}")
 
 
 def _begin_tier(session: Session, env_id: int, tier: int, entry: CatalogEntry, values: dict[str, str],
