@@ -10,15 +10,20 @@ rows; on SQLite the caller takes the write lock at BEGIN).
 
 What counts as used: every guest on the host that is not failed or retired,
 whatever its power state (a shut-off guest can be started again any time) and
-whether or not it is still being provisioned; domains Fogmachine found but did
-not create count too. Memory is not overcommitted; vCPUs are, by
+whether or not it is still being provisioned or waiting for its environment's
+earlier tiers (an environment claims every tier's capacity at once); domains
+Fogmachine found but did not create count too.
+
+Several guests placed together (an environment's, ``place_group``) go one by
+one, each seeing what the ones before it took, with anti-affinity as one more
+reason a host cannot take a guest. Memory is not overcommitted; vCPUs are, by
 ``cpu_overcommit`` per physical CPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -167,6 +172,73 @@ def no_room_message(demand: Demand, candidates: list[Room]) -> str:
         return f"no host can take {asked}: no enabled, reachable host runs {demand.virt_type} guests"
     return (f"no host has room for {asked}; the most any host has free is {best['ram_mb']} MiB "
             f"(on {best['host']}) and {best['vcpus']} vCPU(s)")
+
+
+# -- several guests placed together ------------------------------------------------------------------
+
+def grown(usage: Mapping[int, Usage], host_id: int, demand: Demand) -> dict[int, Usage]:
+    """``usage`` with one more guest of ``demand`` on ``host_id``: what a group's later members see of the
+    earlier ones, which are not rows yet when the group is placed."""
+    before = usage.get(host_id, Usage())
+    return {**usage, host_id: Usage(before.ram_mb + demand.ram_mb, before.vcpus + demand.vcpus, before.guests + 1)}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One guest of a group placed together: what it needs and which hosts cannot take it.
+
+    ``apart``: members with the same non-empty ``apart`` go to distinct hosts (a tier's anti-affinity; the
+    text names the group in the refusal, "tier web"). ``excluded``: ids of hosts that already have a
+    domain of its name. ``unfit``: host name -> why it cannot take this guest at all (``rooms``).
+    """
+
+    demand: Demand
+    apart: str = ""
+    excluded: frozenset[int] = frozenset()
+    unfit: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GroupPlacement:
+    """Where each member goes (``chosen``, in the members' order), or the first member no host can take
+    (``refused``, its index) with that member's rooms as they were then (``candidates``, for the 409)."""
+
+    chosen: tuple[Room, ...]
+    refused: int | None = None
+    candidates: tuple[Room, ...] = ()
+
+
+def apart_reason(group: str) -> str:
+    return f"takes another guest of {group} (anti-affinity)"
+
+
+def place_group(hosts: Sequence[Any], usage: Mapping[int, Usage], members: Sequence[Member],
+                cpu_overcommit: float, policy: str) -> GroupPlacement:
+    """Place every member in order, or say which one fits nowhere.
+
+    Each member goes where ``choose`` puts it given the usage the members before it added (``grown``) and
+    the hosts its ``apart`` group already took. Greedy, without backtracking: the order is the caller's
+    (an environment's tiers, which is also the order a user reads the refusal in), and each member is placed
+    by the same rule as a guest of its own. It can refuse a group that another arrangement would fit (a
+    large guest after small ones took the roomiest host, or ``pack`` filling the host an anti-affinity
+    group needed); searching every arrangement grows exponentially with the group, under the hosts' locks.
+    """
+    used: dict[int, Usage] = dict(usage)
+    taken: dict[str, set[str]] = {}  # apart group -> names of the hosts its members went to
+    chosen: list[Room] = []
+    for index, member in enumerate(members):
+        unfit = dict(member.unfit)
+        for host_name in taken.get(member.apart, set()):  # "" (no group) is never a key
+            unfit.setdefault(host_name, apart_reason(member.apart))
+        candidates = rooms(hosts, used, member.demand, cpu_overcommit, excluded=member.excluded, unfit=unfit)
+        room = choose(candidates, policy)
+        if room is None:
+            return GroupPlacement(tuple(chosen), index, tuple(candidates))
+        chosen.append(room)
+        used = grown(used, room.host_id, member.demand)
+        if member.apart:
+            taken.setdefault(member.apart, set()).add(room.name)
+    return GroupPlacement(tuple(chosen))
 
 
 # -- inside the caller's transaction ---------------------------------------------------------------

@@ -113,3 +113,72 @@ def test_unfit_hosts_are_passed_over_and_named_when_none_is_left() -> None:
     assert placement.choose(rooms, "spread") is None
     assert placement.no_room_message(demand, rooms) == (
         "no host can take 1024 MiB and 1 vCPU(s) (kvm): big: no storage pool; small: no storage pool")
+
+
+def test_usage_counts_guests_waiting_for_their_environments_earlier_tiers() -> None:
+    """A later tier's guest holds its capacity from the environment's claim on, before it has a domain."""
+    assert placement.usage_of([G(1, 1024, 1, Step.WAITING), G(1, 512, 1, Step.DEFINING)]) == {1: Usage(1536, 2, 2)}
+
+
+def test_grown_adds_one_guest_to_one_host_and_leaves_the_input_alone() -> None:
+    usage = {1: Usage(1024, 1, 1)}
+    assert placement.grown(usage, 1, Demand(512, 2, "kvm")) == {1: Usage(1536, 3, 2)}
+    assert placement.grown(usage, 2, Demand(512, 2, "kvm")) == {1: Usage(1024, 1, 1), 2: Usage(512, 2, 1)}
+    assert usage == {1: Usage(1024, 1, 1)}
+
+
+def _member(ram: int = 1024, **kw: object) -> placement.Member:
+    return placement.Member(Demand(ram, 1, "kvm"), **kw)  # type: ignore[arg-type]
+
+
+def test_a_group_sees_the_room_its_earlier_members_took() -> None:
+    hosts = [H(1, "a", 2048), H(2, "b", 3072)]
+    placed = placement.place_group(hosts, {}, [_member() for _ in range(5)], 1.0, "spread")
+    assert placed.refused is None
+    assert [r.name for r in placed.chosen] == ["b", "a", "b", "a", "b"]
+    # A sixth does not fit: refused at its index, with the rooms as the first five left them.
+    placed = placement.place_group(hosts, {2: Usage(1024, 1, 1)}, [_member() for _ in range(5)], 1.0, "spread")
+    assert placed.refused == 4 and len(placed.chosen) == 4
+    assert [(r.name, r.free_ram_mb, r.reason) for r in placed.candidates] == [("a", 0, "0 MiB free"),
+                                                                               ("b", 0, "0 MiB free")]
+
+
+def test_pack_fills_one_host_before_the_next() -> None:
+    placed = placement.place_group([H(1, "a", 4096), H(2, "b", 2048)], {}, [_member() for _ in range(3)], 1.0,
+                                   "pack")
+    assert [r.name for r in placed.chosen] == ["b", "b", "a"]
+
+
+def test_anti_affinity_puts_a_group_on_distinct_hosts_and_names_itself_when_it_cannot() -> None:
+    hosts = [H(1, "a", 65536), H(2, "b", 4096)]
+    web = [_member(apart="tier web") for _ in range(2)]
+    placed = placement.place_group(hosts, {}, [_member(), *web], 1.0, "spread")
+    # db and the first web guest both go to the roomiest host; the second web guest may not.
+    assert [r.name for r in placed.chosen] == ["a", "a", "b"]
+    placed = placement.place_group(hosts, {}, [*web, _member(apart="tier web")], 1.0, "spread")
+    assert placed.refused == 2 and [r.name for r in placed.chosen] == ["a", "b"]
+    reasons = {r.name: r.reason for r in placed.candidates}
+    assert reasons == {"a": "takes another guest of tier web (anti-affinity)",
+                       "b": "takes another guest of tier web (anti-affinity)"}
+    demand = Demand(1024, 1, "kvm")
+    assert placement.most_free(placed.candidates, demand)["host"] is None
+    assert placement.no_room_message(demand, list(placed.candidates)) == (
+        "no host can take 1024 MiB and 1 vCPU(s) (kvm): a: takes another guest of tier web (anti-affinity); "
+        "b: takes another guest of tier web (anti-affinity)")
+    # Another group, or none, is not kept apart from it.
+    placed = placement.place_group(hosts, {}, [*web, _member(apart="tier app"), _member()], 1.0, "spread")
+    assert placed.refused is None and [r.name for r in placed.chosen] == ["a", "b", "a", "a"]
+
+
+def test_a_members_own_exclusions_and_unfit_hosts_stand_before_anti_affinity() -> None:
+    hosts = [H(1, "a", 65536), H(2, "b", 8192), H(3, "c", 4096)]
+    members = [_member(apart="tier web", excluded=frozenset({1})),
+               _member(apart="tier web", unfit={"b": "no storage pool"})]
+    placed = placement.place_group(hosts, {}, members, 1.0, "spread")
+    assert [r.name for r in placed.chosen] == ["b", "a"]
+    members = [_member(apart="tier web"), _member(apart="tier web", unfit={"a": "no storage pool"}),
+               _member(apart="tier web", unfit={"a": "no storage pool"})]
+    placed = placement.place_group(hosts[:2], {}, members, 1.0, "spread")
+    assert placed.refused == 2
+    assert {r.name: r.reason for r in placed.candidates} == {
+        "a": "no storage pool", "b": "takes another guest of tier web (anti-affinity)"}

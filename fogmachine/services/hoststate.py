@@ -34,8 +34,9 @@ How domains map to guest rows:
   admins, never touched by Fogmachine, removed again when the domain goes;
 * a managed guest whose domain is gone while its host answers becomes
   ``missing`` (never deleted: someone has to look at it); while the host is
-  down its guests are ``unknown``; a guest still being provisioned (state
-  ``undefined``) is left alone until its domain appears.
+  down its guests are ``unknown``; a guest still being provisioned, or
+  waiting for its environment's earlier tiers (state ``undefined``), is left
+  alone until its domain appears.
 
 At about 410 lines this is one thing, the mapping of one host's snapshot onto
 its rows: the plan and the conditional write share the row model and the

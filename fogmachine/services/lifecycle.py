@@ -38,6 +38,7 @@ from fogmachine.errors import (
 )
 from fogmachine.services import audit, expiry, notices, teardown
 from fogmachine.services.actor import Actor
+from fogmachine.services.environments import waiting
 from fogmachine.services.guests import get_guest
 
 log = logging.getLogger(__name__)
@@ -60,13 +61,15 @@ class _Target:
     step: str
     state: str
     holdings: teardown.Holdings
+    waiting_for: str = ""  # a later tier's guest (step waiting): "tier db of environment lab1"
 
 
 def _load(session: Session, actor: Actor, guest_id: int) -> _Target:
     guest = get_guest(session, actor, guest_id)
     host = guest.host.name if guest.host is not None else None
     return _Target(guest.id, guest.name, guest.domain_name, host, guest.owner_id, guest.managed, guest.step,
-                   guest.state, teardown.Holdings.of(guest))
+                   guest.state, teardown.Holdings.of(guest),
+                   waiting.waiting_for(guest) if guest.step == Step.WAITING else "")
 
 
 def _loaded(session: Session, guest_id: int) -> Guest:
@@ -107,6 +110,10 @@ def _allowed(actor: Actor, target: _Target, action: str, force: bool = False) ->
         raise Conflict(f"guest {target.name} was not created by Fogmachine; it is shown, never touched")
     if target.step == Step.RETIRED:
         raise Conflict(f"guest {target.name} is retired" + ("; its record is kept as history" if deleting else ""))
+    if target.step == Step.WAITING and not deleting:
+        # No domain yet, nothing to act on; deleting it removes only its row (it holds nothing else).
+        raise Conflict(f"guest {target.name} is waiting for {target.waiting_for} to be ready; its own provisioning "
+                       "has not begun")
     if deleting:
         if target.step in IN_PROGRESS_STEPS and not force:
             raise Conflict(f"guest {target.name} is still being provisioned; delete it once it is ready or failed "

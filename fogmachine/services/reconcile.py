@@ -23,6 +23,11 @@ repairs what crashes and outages leave behind:
 * a guest whose domain vanished (state ``missing``): left in place for its
   owner to see, with the reason on the row and in the audit log.
 
+A guest of an environment's later tier waiting for its turn (step
+``waiting``) has no worker, domain, token or record by design: it is not an
+interrupted checkout, and nothing of it is on a host to find. It is left
+alone; starting its tier, or failing it, is the environment engine's.
+
 Every repair is logged and audited under the actor ``reconcile``.
 """
 

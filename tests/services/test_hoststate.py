@@ -135,6 +135,22 @@ def test_down_host_makes_guests_unknown_and_back(db):
         assert s.scalar(select(Host.state)) == "up"
 
 
+def test_a_guest_waiting_for_its_tier_has_no_domain_to_miss(db):
+    """An environment's later tier holds its host's capacity before it has a domain: neither missing nor
+    unknown, whatever the host says or does."""
+    hid = host_id(db)
+    with db.session() as s:
+        s.add(Guest(name="lab1-web1", live_name="lab1-web1", domain_name=None, host_id=hid, step=Step.WAITING,
+                    state=GuestState.UNDEFINED))
+    apply(db, snap(dom("a")))
+    with db.session() as s:
+        hoststate.apply_down(s, hid, "connection lost")
+    apply(db, snap(dom("a")))
+    with db.session() as s:
+        guest = s.scalar(select(Guest).where(Guest.name == "lab1-web1"))
+        assert (guest.step, guest.state, guest.domain_name) == (Step.WAITING, GuestState.UNDEFINED, None)
+
+
 def test_missing_managed_and_vanished_unmanaged(db):
     hid = host_id(db)
     with db.session() as s:

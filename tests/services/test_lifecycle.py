@@ -1,12 +1,13 @@
 """Lifecycle actions through the real hypervisor layer on test-driver hosts, on each database."""
 
 import asyncio
+import json
 
 import pytest
 from sqlalchemy import select
 
 from fogmachine.catalog import CobblerCatalog
-from fogmachine.db.models import AuditEvent, Guest, GuestState, Step
+from fogmachine.db.models import AuditEvent, Environment, Guest, GuestState, Step
 from fogmachine.errors import Conflict, HostUnreachable, NotFound, PermissionDenied, ValidationError
 from fogmachine.services import lifecycle
 from fogmachine.services.actor import Actor
@@ -135,6 +136,45 @@ async def test_a_guest_on_a_down_host_is_unreachable(cloud):
         await lifecycle.delete(cloud.ctx, cloud.ann, gid)
     assert await cloud.guest_row("lost") is not None  # nothing was changed
     assert [r for _, r, _, _ in await audit_log(cloud)] == ["failed", "failed"]
+
+
+async def make_waiting_guest(running, owner_id, host="a"):
+    """A later tier's guest as an environment's claim leaves it: its capacity held, no domain yet."""
+    host_row = await running.host_row(host)
+    spec = {"tiers": [{"name": "db", "target": "unit"}, {"name": "web", "target": "unit"}]}
+
+    def add(s):
+        env = Environment(name="lab1", live_name="lab1", owner_id=owner_id, template_name="db-and-web",
+                          spec=json.dumps(spec), step="provisioning", tier=0)
+        guest = Guest(name="lab1-web1", live_name="lab1-web1", domain_name=None, owner_id=owner_id,
+                      host_id=host_row.id, step=Step.WAITING, state=GuestState.UNDEFINED, environment=env, tier=1,
+                      tier_index=0, ram_mb=256, vcpus=1)
+        s.add(guest)
+        s.flush()
+        return guest.id
+
+    return await running.db(add)
+
+
+@pytest.mark.parametrize("action", ["start", "stop", "pause"])
+async def test_a_guest_waiting_for_its_tier_is_a_conflict_naming_that_tier(cloud, action):
+    gid = await make_waiting_guest(cloud, cloud.ann.user_id)
+    with pytest.raises(Conflict) as info:
+        await lifecycle.perform(cloud.ctx, cloud.ann, gid, action)
+    message = ("guest lab1-web1 is waiting for tier db of environment lab1 to be ready; its own provisioning has "
+               "not begun")
+    assert info.value.status == 409 and info.value.message == message
+    assert (await audit_log(cloud))[-1] == (f"guest.{action}", "failed", "ann", message)
+    assert (await row(cloud, gid)).step == Step.WAITING
+
+
+async def test_deleting_a_waiting_guest_removes_its_row_even_while_its_host_is_down(cloud):
+    """It has nothing on any host yet, so its host (here one that is down) is not asked."""
+    gid = await make_waiting_guest(cloud, cloud.ann.user_id, host="gone")
+    await lifecycle.delete(cloud.ctx, cloud.ann, gid)
+    guest = await row(cloud, gid)
+    assert (guest.step, guest.live_name, guest.step_reason) == (Step.RETIRED, None, "deleted by ann")
+    assert (await audit_log(cloud))[-1][:3] == ("guest.delete", "ok", "ann")
 
 
 async def test_missing_domain_is_a_conflict(cloud):

@@ -9,10 +9,6 @@ PostgreSQL database (the capacity claim is one transaction with row locks).
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -25,19 +21,16 @@ from fogmachine.config import Config
 from fogmachine.db.models import Guest, Host, Step
 from fogmachine.errors import NoCapacity
 from fogmachine.services import checkout as co
-from tests.support import databases
+from tests.support import checkout_worker, databases
 from tests.support import provisioning as pv
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 HOSTS = {f"n{i:02d}": {"cpus": 16, "memory_mb": 5120} for i in range(10)}  # 10 guests of 512 MiB each
 PROFILES = {"unit": {"virt_type": "kvm", "ram_mb": 512, "vcpus": 1, "boot": "network", "network": "user"}}
 
 
 def _settings(make_config: Callable[..., Config], tmp_path: Path, url: str) -> dict[str, str]:
-    catalog = pv.write_catalog(tmp_path / "catalog.conf", PROFILES)
-    config = make_config(hosts=HOSTS, local_catalog=str(catalog), database_connection=url, db_threads="8")
-    return {"data_dir": config.data_dir, "virthosts": config.virthosts, "listen_port": "0",
-            "local_catalog": str(catalog), "database_connection": url, "db_threads": "8"}
+    return checkout_worker.shared_settings(make_config, HOSTS, pv.write_catalog(tmp_path / "catalog.conf", PROFILES),
+                                           url)
 
 
 def _check_database(ctx: Any, placed: dict[str, str]) -> None:
@@ -98,25 +91,8 @@ async def test_two_processes_sharing_one_database(make_config: Callable[..., Con
         alice = pv.add_user(srv.ctx, "alice")
         spec = {"settings": {**settings, "data_dir": str(tmp_path / "data-b")}, "user": "alice", "target": "unit",
                 "names": [f"b{i:03d}" for i in range(100)]}
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.support.checkout_worker", json.dumps(spec), cwd=str(ROOT),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
-        try:
-            assert worker.stdout is not None and worker.stdin is not None
-            line = await asyncio.wait_for(worker.stdout.readline(), 120)
-            assert line.strip() == b"ready", line + (await worker.stderr.read() if worker.stderr else b"")
-            worker.stdin.write(b"go\n")
-            await worker.stdin.drain()
-            mine = asyncio.ensure_future(_burst(srv.ctx, alice, [f"a{i:03d}" for i in range(100)]))
-            out, err = await asyncio.wait_for(worker.communicate(), 300)
-            placed, refused, errors = await mine
-        finally:
-            if worker.returncode is None:
-                worker.kill()
-                await worker.wait()
-        assert worker.returncode == 0, err.decode()[-3000:]
-        theirs = json.loads(out.decode().strip().splitlines()[-1])
+        (placed, refused, errors), theirs = await checkout_worker.race(
+            spec, lambda: _burst(srv.ctx, alice, [f"a{i:03d}" for i in range(100)]))
         await pv.settle(srv.ctx)
         assert errors == [] and theirs["errors"] == []
         both = {**placed, **theirs["placed"]}

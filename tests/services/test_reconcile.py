@@ -30,7 +30,8 @@ def add_guest(session, name, *, step, worker="", created_at=None, state=GuestSta
         owner = User(username="ann")
         session.add(owner)
     host = session.scalar(select(Host).where(Host.name == "h1"))
-    guest = Guest(name=name, live_name=name, domain_name=name, owner=owner, host=host, step=step, worker=worker,
+    kw.setdefault("domain_name", name)
+    guest = Guest(name=name, live_name=name, owner=owner, host=host, step=step, worker=worker,
                   state=state, ram_mb=256, vcpus=1, created_at=created_at or utcnow(),
                   expires_at=utcnow() + dt.timedelta(days=1), **kw)
     session.add(guest)
@@ -118,6 +119,22 @@ async def test_a_process_never_takes_itself_for_dead(database_url, make_config, 
     assert report.failed_provisioning == ["orphaned"]
     rows = {g.id: g for g in await ctx.db.run(lambda s: s.scalars(select(Guest)).all())}
     assert rows[mine].step == Step.DEFINING and rows[theirs].step == Step.FAILED
+
+
+async def test_a_guest_waiting_for_its_tier_is_neither_interrupted_nor_late_nor_missing(database_url, make_config,
+                                                                                         start_server):
+    """An environment's later tier waits, by design, with no worker, no domain and no deadline of its own."""
+    srv = await start_server(make_config(provision_timeout="600", database_connection=database_url))
+    ctx = srv.ctx
+    await srv.tasks.wait_started()
+    gid = await ctx.db.run(add_guest, "lab1-web1", step=Step.WAITING, domain_name=None,
+                           created_at=utcnow() - dt.timedelta(seconds=3600))
+    assert not (await reconcile.fix_interrupted(ctx)).failed_provisioning
+    report = await reconcile.reconcile(ctx)
+    assert (report.failed_provisioning, report.missing) == ([], [])
+    await ctx.hosts.get("h1").resync()
+    g = await ctx.db.run(lambda s: s.get(Guest, gid))
+    assert (g.step, g.state, g.step_reason) == (Step.WAITING, GuestState.UNDEFINED, "")
 
 
 async def test_domain_left_behind_by_a_failed_guest_is_removed(database_url, make_config, start_server):

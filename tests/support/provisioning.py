@@ -29,6 +29,18 @@ def write_catalog(path: Path, profiles: dict[str, dict[str, Any]]) -> Path:
     return path
 
 
+async def start_with_catalog(start_server: Callable[..., Any], make_config: Callable[..., Any], catalog: Path,
+                             profiles: dict[str, dict[str, Any]], hosts: dict[str, Any], database_url: str,
+                             **settings: str) -> Any:
+    """A running server over ``hosts`` (test driver) with a local catalog of ``profiles``, and alice, a user
+    to check out as (``srv.alice``)."""
+    write_catalog(catalog, profiles)
+    settings.setdefault("database_connection", database_url)
+    srv = await start_server(make_config(hosts=hosts, local_catalog=str(catalog), **settings))
+    srv.alice = add_user(srv.ctx, "alice")
+    return srv
+
+
 def add_user(ctx: Context, username: str, *, admin: bool = False, email: str = "") -> Actor:
     def add(session: Session) -> int:
         user = User(username=username, is_admin=admin, email=email or f"{username}@example.org")

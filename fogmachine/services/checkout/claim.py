@@ -6,6 +6,13 @@ insert its row with its capacity, so concurrent checkouts, from this process
 or another sharing the database, never overcommit a host. The new row goes
 to the ``engine`` to be provisioned in the background; ``preview`` answers
 the same placement question without claiming anything.
+
+The parts of the claim that a guest of an environment shares with a guest of
+its own are public, so both are made by the same code: ``new_guest`` (the
+row), ``audit_checkout``, ``in_savepoint`` (a name the database refuses, said
+as the check says it), ``record_refusal`` and ``start_provisioning``.
+``services/environments/claim`` places all of an environment's guests in one
+transaction with them.
 """
 
 from __future__ import annotations
@@ -14,9 +21,9 @@ import datetime as dt
 import re
 import secrets
 import uuid as uuidmod
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +44,7 @@ from fogmachine.services.tokens import hash_token
 NAME_RE = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")  # always fullmatch: "$" lets a final "\n" in
 MAX_PURPOSE = 2000
 MAC_PREFIX = "52:54:00"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,24 +88,106 @@ def new_mac() -> str:
 
 # -- the claim: one transaction -------------------------------------------------------------------
 
-def _name_taken(session: Session, name: str) -> bool:
-    return session.scalar(select(Guest.id).where(Guest.live_name == name)) is not None
+def refuse_taken_name(session: Session, name: str) -> None:
+    """ValidationError (field ``name``) when a live guest already has ``name``."""
+    if session.scalar(select(Guest.id).where(Guest.live_name == name)) is not None:
+        raise ValidationError(f"a guest named {name} already exists", field="name")
 
 
-def _unique_mac(session: Session) -> str:
+def unique_mac(session: Session, avoid: Collection[str] = ()) -> str:
+    """A MAC no guest row has, nor any of ``avoid`` (those given to guests of the same claim, not yet
+    flushed)."""
     for _ in range(20):
         mac = new_mac()
-        if session.scalar(select(Guest.id).where(Guest.mac == mac)) is None:
+        if mac not in avoid and session.scalar(select(Guest.id).where(Guest.mac == mac)) is None:
             return mac
     raise RuntimeError("could not find a free MAC address in 20 tries")
 
 
+@dataclass(frozen=True)
+class Launch:
+    """What a guest provisioned right after its claim gets in the claim itself: the hash of its phone-home
+    token, the process that provisions it (``worker``, how reconciliation tells a dead process's checkouts)
+    and its record with the catalog source ("" when the source keeps none)."""
+
+    token_hash: str
+    worker: str
+    record: str
+
+
+def new_guest(session: Session, actor: Actor, name: str, entry: CatalogEntry, host: Host, purpose: str,
+              expires_at: dt.datetime, launch: Launch | None, avoid_macs: Collection[str] = ()) -> Guest:
+    """THE row a checkout makes, added to the session: a guest of its own's, and each of an environment's.
+
+    With a ``launch`` the guest is provisioned as soon as the claim commits (step registering or defining).
+    Without one it is a later tier's guest: capacity held on ``host`` (step waiting), no domain name, token,
+    catalog record or worker until its tier starts, so that until then there is nothing of it anywhere but
+    this row (reconciliation, teardown and the host resyncs have nothing to find).
+    """
+    guest = Guest(
+        name=name, live_name=name, managed=True, owner_id=actor.user_id, host_id=host.id,
+        target=entry.name, target_kind=entry.kind, ram_mb=entry.ram_mb, vcpus=entry.vcpus, disk_gb=entry.disk_gb,
+        purpose=purpose, expires_at=expires_at, state=GuestState.UNDEFINED, uuid=str(uuidmod.uuid4()),
+        mac=unique_mac(session, avoid_macs))
+    if launch is None:
+        guest.step, guest.domain_name, guest.phonehome_token_hash, guest.worker = Step.WAITING, None, "", ""
+    else:
+        guest.step = Step.REGISTERING if launch.record else Step.DEFINING
+        guest.domain_name, guest.phonehome_token_hash, guest.worker = name, launch.token_hash, launch.worker
+        # Recorded before the record exists: reconciliation removes Fogmachine-made records no guest names.
+        guest.cobbler_system = launch.record
+        # The record will carry the phone-home token until the install is finished (diskboot).
+        guest.cobbler_token_pending = bool(launch.record)
+    session.add(guest)
+    guest.host = host
+    return guest
+
+
+def audit_checkout(session: Session, actor: Actor, guest: Guest, entry: CatalogEntry, days: int,
+                   note: str = "") -> None:
+    """The "guest.checkout" line of a flushed guest row (``note``: what else to say, as its environment)."""
+    host = guest.host.name if guest.host is not None else "?"
+    audit.record(session, actor, "guest.checkout", object_type="guest", object_id=guest.id, object_name=guest.name,
+                 message=f"{entry.kind} {entry.name} on {host} for {days} day(s): "
+                         f"{entry.ram_mb} MiB, {entry.vcpus} vCPU(s){note}")
+
+
+def in_savepoint(session: Session, claim: Callable[[], T], refuse_twins: Callable[[], None]) -> T:
+    """Run ``claim`` in a savepoint; a unique name the database refuses is then said as the claim's own check
+    says it (``refuse_twins`` raises). Defence in depth: the unique ``live_name`` columns are the database's
+    own guard against a twin that slipped past the check (no host to lock, so no turn taken)."""
+    try:
+        with session.begin_nested():
+            return claim()
+    except IntegrityError:
+        refuse_twins()
+        raise
+
+
+def record_refusal(session: Session, actor: Actor, kind: str, name: str, what: str, message: str) -> None:
+    """The audit line of a checkout (``kind`` guest or environment) refused for want of room."""
+    audit.record(session, actor, f"{kind}.checkout", object_type=kind, object_name=name, result="refused",
+                 message=f"{what}: {message}")
+
+
+def start_provisioning(ctx: Context, guest: Guest, entry: CatalogEntry, token: str) -> None:
+    """Hand a claimed guest (its claim committed) to the engine, in the background."""
+    assert guest.host is not None  # every claim places its guests on a host
+    job = Job(guest.id, guest.name, guest.host.name, guest.host.virt_type, guest.mac or "", str(guest.uuid), entry,
+              token, guest.cobbler_system)
+    ctx.provisioner.spawn(guest.id, provision(ctx, job))
+
+
+def requested(demand: placement.Demand) -> dict[str, Any]:
+    """What a refused guest asked for, as the 409's details say it."""
+    return {"ram_mb": demand.ram_mb, "vcpus": demand.vcpus, "virt_type": demand.virt_type}
+
+
 def _claim(session: Session, actor: Actor, config: Config, name: str, entry: CatalogEntry, days: int,
-           purpose: str, token_hash: str, worker: str, record: str, unfit: Mapping[str, str]) -> Guest:
+           purpose: str, launch: Launch, unfit: Mapping[str, str]) -> Guest:
     demand = placement.Demand(entry.ram_mb, entry.vcpus, entry.virt_type)
     hosts = placement.lock_hosts(session)  # from here on, checkouts take turns
-    if _name_taken(session, name):
-        raise ValidationError(f"a guest named {name} already exists", field="name")
+    refuse_taken_name(session, name)
     usage = placement.usage_by_host(session, [h.id for h in hosts])
     # A host that already has a domain of this name (someone else's) cannot take ours.
     clashing = {h for h in session.scalars(select(Guest.host_id).where(Guest.domain_name == name)) if h is not None}
@@ -105,45 +195,14 @@ def _claim(session: Session, actor: Actor, config: Config, name: str, entry: Cat
     chosen = placement.choose(candidates, config.placement_policy)
     if chosen is None:
         raise NoCapacity(placement.no_room_message(demand, candidates), details={
-            "requested": {"ram_mb": demand.ram_mb, "vcpus": demand.vcpus, "virt_type": demand.virt_type},
+            "requested": requested(demand),
             "most_free": placement.most_free(candidates, demand),
             "hosts": {r.name: r.reason for r in candidates}})
     host = next(h for h in hosts if h.id == chosen.host_id)
-    guest = Guest(
-        name=name, live_name=name, domain_name=name, managed=True, owner_id=actor.user_id, host_id=host.id,
-        target=entry.name, target_kind=entry.kind, ram_mb=entry.ram_mb, vcpus=entry.vcpus, disk_gb=entry.disk_gb,
-        purpose=purpose, expires_at=utcnow() + dt.timedelta(days=days), state=GuestState.UNDEFINED,
-        step=Step.REGISTERING if record else Step.DEFINING, uuid=str(uuidmod.uuid4()),
-        mac=_unique_mac(session), phonehome_token_hash=token_hash, worker=worker,
-        # Recorded before the record exists: reconciliation removes Fogmachine-made records no guest names.
-        cobbler_system=record,
-        # The record will carry the phone-home token until the install is finished (diskboot).
-        cobbler_token_pending=bool(record),
-    )
-    session.add(guest)
+    guest = new_guest(session, actor, name, entry, host, purpose, utcnow() + dt.timedelta(days=days), launch)
     session.flush()
-    audit.record(session, actor, "guest.checkout", object_type="guest", object_id=guest.id, object_name=name,
-                 message=f"{entry.kind} {entry.name} on {host.name} for {days} day(s): "
-                         f"{entry.ram_mb} MiB, {entry.vcpus} vCPU(s)")
-    guest.host = host
+    audit_checkout(session, actor, guest, entry, days)
     return guest
-
-
-def _claim_or_explain(session: Session, *args: Any) -> Guest:
-    try:
-        with session.begin_nested():
-            return _claim(session, *args)
-    except IntegrityError:
-        # Defence in depth: the unique live_name column is the database's own guard against a twin.
-        name = args[3]
-        if _name_taken(session, name):
-            raise ValidationError(f"a guest named {name} already exists", field="name") from None
-        raise
-
-
-def _record_refusal(session: Session, actor: Actor, name: str, target: str, message: str) -> None:
-    audit.record(session, actor, "guest.checkout", object_type="guest", object_name=name, result="refused",
-                 message=f"{target}: {message}")
 
 
 # -- the public entry points ----------------------------------------------------------------------
@@ -159,17 +218,19 @@ async def checkout(ctx: Context, actor: Actor, req: CheckoutRequest) -> Guest:
     entry = await catalog.resolve(req.target)
     unfit = await diskimages.hosts_without_pool(ctx, entry)
     token = secrets.token_urlsafe(32)
-    record = catalog.record_for(name)
+    launch = Launch(hash_token(token), ctx.process_id, catalog.record_for(name))
+
+    def claim(session: Session) -> Guest:
+        return in_savepoint(session, lambda: _claim(session, actor, ctx.config, name, entry, days, purpose, launch,
+                                                    unfit),
+                            lambda: refuse_taken_name(session, name))
+
     try:
-        guest = await ctx.db.run(_claim_or_explain, actor, ctx.config, name, entry, days, purpose,
-                                 hash_token(token), ctx.process_id, record, unfit, lock=True)
+        guest = await ctx.db.run(claim, lock=True)
     except NoCapacity as exc:
-        await ctx.db.run(_record_refusal, actor, name, entry.name, exc.message)
+        await ctx.db.run(record_refusal, actor, "guest", name, entry.name, exc.message)
         raise
-    assert guest.host is not None  # _claim always places the guest on a host
-    job = Job(guest.id, name, guest.host.name, guest.host.virt_type, guest.mac or "", str(guest.uuid), entry, token,
-              record)
-    ctx.provisioner.spawn(guest.id, provision(ctx, job))
+    start_provisioning(ctx, guest, entry, token)
     return guest
 
 

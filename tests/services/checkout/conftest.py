@@ -45,12 +45,9 @@ async def server(make_config: Callable[..., Config], start_server: Callable[...,
     """A server on each of the three databases: checkout is the write every user makes."""
 
     async def start(hosts: dict[str, Any] | None = None, **settings: str) -> Any:
-        catalog = pv.write_catalog(tmp_path / "catalog.conf", PROFILES)
         hosts = hosts if hosts is not None else {"h1": {"cpus": 4, "memory_mb": 8192}}
-        settings.setdefault("database_connection", database_url)
-        srv = await start_server(make_config(hosts=hosts, local_catalog=str(catalog), **settings))
-        srv.alice = pv.add_user(srv.ctx, "alice")
-        return srv
+        return await pv.start_with_catalog(start_server, make_config, tmp_path / "catalog.conf", PROFILES, hosts,
+                                           database_url, **settings)
 
     return start
 
