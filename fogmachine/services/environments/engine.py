@@ -43,9 +43,11 @@ from sqlalchemy.orm import Session, joinedload
 from fogmachine.catalog import CatalogEntry
 from fogmachine.context import Context
 from fogmachine.db.models import Environment, Guest, GuestStep, Step, TargetKind, utcnow
-from fogmachine.errors import FogmachineError, ValidationError
+from fogmachine.errors import BackendError, DatabaseUnavailable, FogmachineError, ValidationError
 from fogmachine.services import audit
 from fogmachine.services.actor import Actor
+from fogmachine.services.checkout.claim import Launch, apply_launch
+from fogmachine.services.checkout.engine import Job, provision
 from fogmachine.services.environments import spec as specs
 from fogmachine.services.environments import variables
 from fogmachine.services.tokens import hash_token
@@ -321,9 +323,9 @@ async def _start_tier(ctx: Context, env_id: int, start: _Start) -> bool:
         values = variables.render(start.spec, start.tier, start.reported, start.env, start.owner)
         if entry.boot == "kernel" and entry.kind == TargetKind.LOCAL:
             _fit_for_cmdline(tier.name, values)
+    except (BackendError, DatabaseUnavailable):  # the catalog source (or the database) is away: the sweep
+        raise                                     # tries again; the tier is not lost for that
     except FogmachineError as exc:
-        if exc.status >= 500:  # the catalog source is away: try again with the next sweep
-            raise
         return bool(await ctx.db.run(
             _mark_failed, env_id, f"tier {tier.name} could not start: {exc.message}", lock=True))
     tokens = {guest_id: secrets.token_urlsafe(32) for guest_id, _name in start.guests}
@@ -333,8 +335,6 @@ async def _start_tier(ctx: Context, env_id: int, start: _Start) -> bool:
                              lock=True)
     if begun is None:
         return True  # the environment moved meanwhile (another process): look again
-    from fogmachine.services.checkout.engine import Job, provision
-
     for guest_id, name, host, host_type, mac, uuid in begun:
         job = Job(guest_id, name, host, host_type, mac, uuid, entry, tokens[guest_id], records[guest_id],
                   variables=values, environment_id=env_id)
@@ -370,12 +370,7 @@ def _begin_tier(session: Session, env_id: int, tier: int, entry: CatalogEntry, v
     for guest in guests:
         if guest.tier != tier or guest.step != Step.WAITING or guest.host is None:
             continue
-        record = records[guest.id]
-        guest.step = Step.REGISTERING if record else Step.DEFINING
-        guest.step_reason = ""
-        guest.worker = worker
-        guest.phonehome_token_hash = token_hashes[guest.id]
-        guest.cobbler_system, guest.cobbler_token_pending = record, bool(record)
+        apply_launch(guest, Launch(token_hashes[guest.id], worker, records[guest.id]))
         guest.env_vars = payload
         begun.append((guest.id, guest.name, guest.host.name, guest.host.virt_type, guest.mac or "", str(guest.uuid)))
     env.tier = tier
