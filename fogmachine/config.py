@@ -228,6 +228,9 @@ class Config:
     notice_interval: float = setting(_positive_float, "60", "seconds between passes that send expiry warnings")
     reconcile_interval: float = setting(_positive_float, "300", "seconds between reconciliation passes")
     open_registration: bool = setting(_bool, "true", "anyone may register an account")
+    user_templates: bool = setting(
+        _bool, "false", "users may keep private environment templates of their own; administrators always "
+        "manage the shared ones")
     session_idle_minutes: int = setting(_positive_int, "720", "a login session ends after this many minutes unused")
     session_max_days: int = setting(_positive_int, "14", "a login session ends this many days after it began")
     password_min_score: int = setting(
