@@ -188,6 +188,56 @@ def cmd_cobbler_install_snippets(config: Config, args: argparse.Namespace) -> in
     return 0
 
 
+def cmd_env_template_import(config: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fogmachine.catalog import build_source
+    from fogmachine.composition import build_context, release_context
+    from fogmachine.services.actor import Actor
+    from fogmachine.services.environments import files, templates
+
+    path = Path(args.file)
+    with path.open("rb") as fh:
+        raw = fh.read(files.MAX_FILE_BYTES + 1)  # load refuses what is longer; no need to read a huge file
+    named, description, spec_data = files.load(raw)
+    name = args.name or named
+    if not name:
+        raise CliError(f"{path} has no name: add 'name: NAME' to it, or give --name NAME")
+
+    async def run() -> templates.TemplateView:
+        catalog = build_source(config)  # the targets are checked against the catalog the server uses
+        db = _database(config)
+        ctx = build_context(config, db, catalog=catalog)
+        try:
+            migrate.ensure_schema(db.engine)
+            await catalog.start()
+            return await templates.save(ctx, Actor.system("cli"), name, description, spec_data)
+        finally:
+            await catalog.stop()
+            release_context(ctx)
+            db.dispose()
+
+    view = asyncio.run(run())
+    print(f"environment template {view.name} saved (shared): {len(view.spec.tiers)} tier(s), "
+          f"{view.spec.guest_count} guest(s)")
+    return 0
+
+
+def cmd_env_template_export(config: Config, args: argparse.Namespace) -> int:
+    from fogmachine.services.actor import Actor
+    from fogmachine.services.environments import files, templates
+
+    db = _database(config)
+    try:
+        migrate.ensure_schema(db.engine)
+        with db.session() as session:
+            view = templates.get_template(session, Actor.system("cli"), args.name)
+    finally:
+        db.dispose()
+    sys.stdout.write(files.dump(view.name, view.description, view.spec))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fogmachine", description="Fogmachine, a self-service mini-cloud.")
     parser.add_argument("--version", action="version", version=f"fogmachine {__version__}")
@@ -231,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     snip = add("install-snippets", cmd_cobbler_install_snippets,
                "install ks_scripts/ kickstarts and snippets into Cobbler through its API", cobbler_sub)
     snip.add_argument("--from", dest="directory", help="folder with kickstarts/ and snippets/ (default: ks_scripts)")
+
+    envt = sub.add_parser("env-template", help="environment templates", description="environment templates")
+    envt_sub = envt.add_subparsers(dest="env_template_command", required=True, metavar="COMMAND")
+    imp = add("import", cmd_env_template_import, "save an environment template from its YAML file (create or "
+              "replace; a shared template, as an administrator)", envt_sub)
+    imp.add_argument("file", help="the YAML file (samples/environments/db-web.yaml shows one)")
+    imp.add_argument("--name", help="save it under this name (default: the file's name)")
+    exp = add("export", cmd_env_template_export, "print an environment template as its YAML file", envt_sub)
+    exp.add_argument("name")
     return parser
 
 

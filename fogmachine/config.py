@@ -231,6 +231,9 @@ class Config:
         _positive_float, "10", "seconds between passes over live environments (a tier whose guests got ready in "
         "another process starts the next; a failed environment is torn down; one with no guests left is retired)")
     open_registration: bool = setting(_bool, "true", "anyone may register an account")
+    user_templates: bool = setting(
+        _bool, "false", "users may keep private environment templates of their own; administrators always "
+        "manage the shared ones")
     session_idle_minutes: int = setting(_positive_int, "720", "a login session ends after this many minutes unused")
     session_max_days: int = setting(_positive_int, "14", "a login session ends this many days after it began")
     password_min_score: int = setting(

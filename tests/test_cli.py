@@ -26,7 +26,8 @@ def workdir(tmp_path):
 
 
 @pytest.mark.parametrize("sub", [[], ["serve"], ["db"], ["db", "upgrade"], ["db", "current"], ["user", "add"],
-                                 ["hosts", "sync"], ["hosts", "list"], ["config", "check"]])
+                                 ["hosts", "sync"], ["hosts", "list"], ["config", "check"],
+                                 ["env-template", "import"], ["env-template", "export"]])
 def test_help_for_each_command(sub, workdir):
     r = run([*sub, "--help"], cwd=workdir)
     assert r.returncode == 0
@@ -97,3 +98,33 @@ def test_serve_refuses_old_schema(workdir, monkeypatch):
     r = run(["serve"], cwd=workdir)
     assert r.returncode == 1
     assert "fogmachine: error: the database is at revision zzzz" in r.stderr
+
+
+def test_env_template_import_and_export_round_trip_and_refusals_name_the_tier_and_variable(workdir):
+    catalog = ROOT / "catalog.conf"
+    (workdir / "fogmachine.conf").write_text(f"[fogmachine]\ndata_dir = data\nlocal_catalog = {catalog}\n")
+    sample = ROOT / "samples" / "environments" / "db-web.yaml"
+    r = run(["env-template", "import", str(sample)], cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert "environment template db-web saved (shared): 2 tier(s), 3 guest(s)" in r.stdout
+    r = run(["env-template", "export", "db-web"], cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    exported = r.stdout
+    assert exported.startswith("name: db-web\n") and "db_host: '{{ db.ip }}'" in exported
+    # The export imports back as it is, also under another name; importing twice replaces.
+    (workdir / "copy.yaml").write_text(exported)
+    for _ in range(2):
+        r = run(["env-template", "import", "copy.yaml", "--name", "db-web-2"], cwd=workdir)
+        assert r.returncode == 0, r.stderr
+    r = run(["env-template", "export", "db-web-2"], cwd=workdir)
+    assert r.stdout == exported.replace("name: db-web\n", "name: db-web-2\n", 1)
+    bad = exported.replace("{{ db.ip }}", "{{ web.ip }}", 1)
+    (workdir / "bad.yaml").write_text(bad)
+    r = run(["env-template", "import", "bad.yaml"], cwd=workdir)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "tiers[1] (web), variable db_host: it names its own tier web" in r.stderr
+    (workdir / "nameless.yaml").write_text("tiers: []\n")
+    r = run(["env-template", "import", "nameless.yaml"], cwd=workdir)
+    assert r.returncode == 1 and "has no name" in r.stderr
+    r = run(["env-template", "export", "nosuch"], cwd=workdir)
+    assert r.returncode == 1 and "no environment template named nosuch" in r.stderr

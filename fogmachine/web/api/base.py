@@ -63,6 +63,11 @@ class Op:
     alternatives: tuple[tuple[int, Obj], ...] = ()
     # Also accepts the user's password as HTTP Basic: only for making a first token with curl.
     basic_auth: bool = False
+    # Media types the body may come in besides JSON (the handler's ``decode_body`` decodes them into what
+    # the JSON would have been, and ``body`` checks that), and ones the success answer may come in, with
+    # their schema: YAML template files (web/api/envtemplates.py).
+    also_accepts: tuple[str, ...] = ()
+    also_answers: tuple[tuple[str, Obj], ...] = ()
 
     def all_errors(self, method: str, path_params: bool) -> tuple[int, ...]:
         """Every error status this operation can answer, for the document."""
@@ -168,11 +173,21 @@ class ApiHandler(JsonHandler):
         schema = op.body or EMPTY
         if raw:
             content_type = self.request.headers.get("Content-Type", "")
-            if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            media_type = content_type.split(";", 1)[0].strip().lower()
+            if media_type in op.also_accepts:
+                return schema.check(self.decode_body(media_type, raw))
+            if media_type != "application/json":
+                expected = ", ".join(("application/json", *op.also_accepts))
                 raise UnsupportedMediaType(
-                    f"send the request body as application/json, not {content_type or 'without a Content-Type'}",
-                    details={"expected": "application/json"})
+                    f"send the request body as {expected}, not {content_type or 'without a Content-Type'}",
+                    details={"expected": expected})
         return schema.parse(raw)
+
+    def decode_body(self, media_type: str, raw: bytes) -> Any:
+        """A body in one of the operation's ``also_accepts`` media types, decoded into what its JSON would be;
+        a handler that declares such types says how."""
+        raise UnsupportedMediaType(f"{media_type} is declared but not decoded here", details={"expected":
+                                                                                            "application/json"})
 
     def path_id(self, value: str, what: str) -> int:
         """A numeric id from the path; one beyond any real id is simply not found."""

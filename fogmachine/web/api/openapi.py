@@ -27,7 +27,7 @@ REASONS = {
     405: "Method not allowed",
     409: "The object's state does not allow this (e.g. the guest is already running)",
     413: "The request body is too large",
-    415: "The request body must be application/json",
+    415: "The request body must be application/json (or another media type the operation lists)",
     429: "Too many requests; try again later",
     502: "A hypervisor host or Cobbler failed or could not be reached",
     503: "The database is unreachable",
@@ -115,11 +115,15 @@ def operation(method: str, path: str, params: list[tuple[str, str]], op: Op, ref
         doc["parameters"] = parameters
     if method.upper() in BODY_METHODS:
         body = op.body or EMPTY
+        schema = body.reference(refs)
         doc["requestBody"] = {"required": any(f.required for f in body.fields),
-                              "content": {"application/json": {"schema": body.reference(refs)}}}
+                              "content": {media: {"schema": schema}
+                                          for media in ("application/json", *op.also_accepts)}}
     success: dict[str, Any] = {"description": op.summary}
     if op.status != 204 and op.response is not None:
         success["content"] = {"application/json": {"schema": op.response.reference(refs)}}
+        for media, answer in op.also_answers:
+            success["content"][media] = {"schema": answer.reference(refs)}
     if op.location:
         success["headers"] = {"Location": {"description": "the URL of the object", "schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(op.status): success}

@@ -121,6 +121,13 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_docu
         r = await api.call("POST", "/api/v1/guests", as_=who,
                            body={"name": f"{who}-vm", "target": "small", "days": 2, "purpose": "fuzz"})
         assert r.code == 202
+    # Environment templates under the short names the fuzzer tries first, so that it reads them (as JSON and
+    # as YAML files), replaces and deletes them, not only misses.
+    for name in ("a", "aa", "a0", "a-a", "b"):
+        r = await api.call("PUT", f"/api/v1/environment-templates/{name}", as_="admin", body={
+            "tiers": [{"name": "db", "target": "small"},
+                      {"name": "web", "target": "small", "variables": {"db_host": "{{ db.ip }}"}}]})
+        assert r.code == 200, r.body
     failures, calls = await asyncio.to_thread(_fuzz, api.srv.base_url, tokens)
     print(f"schemathesis: {calls} calls, {len(failures)} failures")
     assert calls > 200

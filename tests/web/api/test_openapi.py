@@ -14,7 +14,7 @@ from fogmachine.web.api.openapi import HTTP_METHODS, RouteError, build_document,
 from fogmachine.web.base import NotFoundHandler
 
 # A value for each path parameter name, to turn a documented path into a real URL.
-SAMPLES = {"host_name": "h1", "ref": "52:54:00:aa:bb:cc"}
+SAMPLES = {"host_name": "h1", "ref": "52:54:00:aa:bb:cc", "template_name": "db-web"}
 
 
 def _sample(name: str, schema: dict) -> str:
