@@ -9,9 +9,9 @@ tier -1. The engine moves it on, one decision at a time:
   phone-home (``variables.render``), each of its guests gets a phone-home token
   and those variables, and its provisioning starts, through the checkout's
   engine like any guest's; after the last tier the environment is ready;
-- a guest of a tier that has started failed, or went (deleted) while the
-  environment was provisioning: the environment fails, the reason naming the
-  guest and the step it failed at; unless its owner asked to keep a failed
+- a guest of a tier that has started failed: the environment fails, the
+  reason naming the guest and the step it failed at (a guest its owner
+  deleted is no failure: the environment goes on without it); unless its owner asked to keep a failed
   environment, every guest it holds is deleted (``lifecycle.delete``, forced:
   the one teardown path); kept, only its waiting guests go (nothing of them exists);
 - every guest of it is retired (deleted, or their common lease ended): the
@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from fogmachine.catalog import CatalogEntry
 from fogmachine.context import Context
-from fogmachine.db.models import Environment, Guest, GuestStep, Step, TargetKind, utcnow
+from fogmachine.db.models import Environment, Guest, GuestStep, Host, Step, TargetKind, utcnow
 from fogmachine.errors import BackendError, DatabaseUnavailable, FogmachineError, ValidationError
 from fogmachine.services import audit
 from fogmachine.services.actor import Actor
@@ -187,17 +187,16 @@ def _failed_at(session: Session, guest: Guest) -> str:
 
 
 def _broken(session: Session, env: Environment, guests: Sequence[Guest]) -> str | None:
-    """Why the environment cannot become ready (a started guest failed or went), or None."""
+    """Why the environment cannot become ready (a guest of a tier that has started failed), or None.
+
+    A guest deleted by its owner (retired) is not a failure: the environment goes on without it (a later
+    tier's variable that needs it then fails to render, and says so)."""
     for guest in guests:
-        if guest.tier is None or guest.tier > env.tier:
+        if guest.tier is None or guest.tier > env.tier or guest.step != Step.FAILED:
             continue
-        if guest.step == Step.FAILED:
-            at = _failed_at(session, guest)
-            return (f"guest {guest.name} (tier {_tier_name(env, guest.tier)}) failed"
-                    f"{' at ' + at if at else ''}: {guest.step_reason or 'no reason given'}")
-        if guest.step == Step.RETIRED:
-            return (f"guest {guest.name} (tier {_tier_name(env, guest.tier)}) went while the environment was "
-                    f"being provisioned: {guest.step_reason or 'retired'}")
+        at = _failed_at(session, guest)
+        return (f"guest {guest.name} (tier {_tier_name(env, guest.tier)}) failed"
+                f"{' at ' + at if at else ''}: {guest.step_reason or 'no reason given'}")
     return None
 
 
@@ -229,20 +228,19 @@ def _decide(session: Session, env_id: int) -> _Decision:
     if env.step != PROVISIONING:
         return None
     spec = _spec(env)
-    current = [g for g in guests if g.tier == env.tier]
-    if any(g.step != Step.READY for g in current):
+    if any(g.step not in (Step.READY, Step.RETIRED) for g in guests if g.tier == env.tier):
         return None
     if env.tier + 1 >= len(spec.tiers):
         return _Mark(READY)
     nxt = env.tier + 1
     reported: dict[str, list[variables.GuestFacts]] = {}
     for guest in guests:
-        if guest.tier is not None and guest.tier < nxt:
+        if guest.tier is not None and guest.tier < nxt and guest.step == Step.READY:
             reported.setdefault(spec.tiers[guest.tier].name, []).append(variables.GuestFacts(
                 name=guest.name, ip=guest.ip, hostname=guest.hostname, mac=guest.mac or ""))
     owner = env.owner
     return _Start(
-        tier=nxt, spec=spec, guests=tuple((g.id, g.name) for g in guests if g.tier == nxt),
+        tier=nxt, spec=spec, guests=tuple((g.id, g.name) for g in guests if g.tier == nxt and g.step == Step.WAITING),
         reported=reported,
         env=variables.EnvFacts(name=env.name, purpose=env.purpose, template=env.template_name),
         owner=variables.OwnerFacts(username=owner.username if owner else "", email=owner.email if owner else ""))
@@ -360,19 +358,22 @@ def _begin_tier(session: Session, env_id: int, tier: int, entry: CatalogEntry, v
     env = _locked(session, env_id)
     if env is None or env.step != PROVISIONING or env.tier != tier - 1:
         return None
-    guests = list(session.scalars(select(Guest).options(joinedload(Guest.host))
-                                  .where(Guest.environment_id == env_id).order_by(Guest.tier, Guest.tier_index)
-                                  .with_for_update(of=Guest)))
-    if any(g.step != Step.READY for g in guests if g.tier == tier - 1):
+    # The guests alone are locked: MariaDB has no FOR UPDATE OF, so a join would lock their hosts too, which
+    # every checkout locks first (placement.lock_hosts): the other order, a deadlock.
+    guests = list(session.scalars(select(Guest).where(Guest.environment_id == env_id)
+                                  .order_by(Guest.tier, Guest.tier_index).with_for_update()))
+    hosts = {h.id: h for h in session.scalars(select(Host).where(Host.id.in_({g.host_id for g in guests})))}
+    if any(g.step not in (Step.READY, Step.RETIRED) for g in guests if g.tier == tier - 1):
         return None
     begun = []
     payload = json.dumps(values, sort_keys=True)
     for guest in guests:
-        if guest.tier != tier or guest.step != Step.WAITING or guest.host is None:
+        host = hosts.get(guest.host_id) if guest.host_id is not None else None
+        if guest.tier != tier or guest.step != Step.WAITING or host is None:
             continue
         apply_launch(guest, Launch(token_hashes[guest.id], worker, records[guest.id]))
         guest.env_vars = payload
-        begun.append((guest.id, guest.name, guest.host.name, guest.host.virt_type, guest.mac or "", str(guest.uuid)))
+        begun.append((guest.id, guest.name, host.name, host.virt_type, guest.mac or "", str(guest.uuid)))
     env.tier = tier
     spec = _spec(env)
     _record(session, env, "environment.tier",
