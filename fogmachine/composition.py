@@ -7,7 +7,8 @@ elsewhere, and ``Components.in_start_order`` is the order the server starts them
 in and stops them in reverse: first the hashing pool and the token cache
 (requests use them), then the hosts (provisioning and the pages use them), the
 catalog source, the provisioner (stopped before the hosts and Cobbler, so
-running provisioning finishes or is undone first), the periodic tasks, the
+running provisioning finishes or is undone first), the environments' moves
+(stopped before the provisioner: no tier starts while it stops), the periodic tasks, the
 live feed (it only reads the database; pages subscribe once the server
 listens). The trimming of freed memory (``memtrim``) is one of the periodic
 tasks; it serves the process, not a request.
@@ -32,6 +33,7 @@ from fogmachine.services import leases
 from fogmachine.services.accounts import HashingPool
 from fogmachine.services.checkout import Provisioner
 from fogmachine.services.consoles import ConsoleBroker
+from fogmachine.services.environments.engine import EnvironmentWork
 from fogmachine.services.hostwatch import HostManager
 from fogmachine.services.tokens import TokenCache
 from fogmachine.tasks import TaskRegistry, build_registry
@@ -61,7 +63,8 @@ class Components:
 
     def in_start_order(self) -> list[Component]:
         ctx = self.ctx
-        return [ctx.accounts, ctx.tokens, self.hosts, self.catalog, ctx.provisioner, self.tasks, self.live]
+        return [ctx.accounts, ctx.tokens, self.hosts, self.catalog, ctx.provisioner, ctx.environments, self.tasks,
+                self.live]
 
 
 def build_context(config: Config, db: Database, *, hosts: HostManager | None = None,
@@ -72,7 +75,8 @@ def build_context(config: Config, db: Database, *, hosts: HostManager | None = N
     tokens.watch(db.sessionmaker)
     return Context(
         config=config, db=db, process_id=leases.new_process_id(), accounts=HashingPool(), tokens=tokens,
-        provisioner=Provisioner(), consoles=ConsoleBroker(), hosts=hosts, catalog=catalog,
+        provisioner=Provisioner(), consoles=ConsoleBroker(), environments=EnvironmentWork(), hosts=hosts,
+        catalog=catalog,
         cobbler=catalog.cobbler if isinstance(catalog, CobblerCatalog) else None, schema_revision=schema_revision)
 
 

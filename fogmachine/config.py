@@ -227,6 +227,9 @@ class Config:
     expiry_interval: float = setting(_positive_float, "20", "seconds between passes that retire expired guests")
     notice_interval: float = setting(_positive_float, "60", "seconds between passes that send expiry warnings")
     reconcile_interval: float = setting(_positive_float, "300", "seconds between reconciliation passes")
+    environment_interval: float = setting(
+        _positive_float, "10", "seconds between passes over live environments (a tier whose guests got ready in "
+        "another process starts the next; a failed environment is torn down; one with no guests left is retired)")
     open_registration: bool = setting(_bool, "true", "anyone may register an account")
     user_templates: bool = setting(
         _bool, "false", "users may keep private environment templates of their own; administrators always "

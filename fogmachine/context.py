@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from fogmachine.services.accounts import HashingPool
     from fogmachine.services.checkout.engine import Provisioner
     from fogmachine.services.consoles import ConsoleBroker
+    from fogmachine.services.environments.engine import EnvironmentWork
     from fogmachine.services.hostwatch import HostManager
     from fogmachine.services.tokens import TokenCache
 
@@ -44,6 +45,8 @@ class Context:
     provisioner: Provisioner
     # Who holds each guest's serial console in this process, and the unredeemed VNC tickets.
     consoles: ConsoleBroker
+    # The moves of environments under way in this process (services/environments/engine.py).
+    environments: EnvironmentWork
     # The hosts, watched. None only in a context built without them (unit tests, tools): services that
     # reach a host then skip that part.
     hosts: HostManager | None = None

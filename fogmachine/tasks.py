@@ -161,6 +161,7 @@ def build_registry(ctx: Context) -> TaskRegistry:
     """The server's periodic tasks: expiry, notices, reconciliation, history and login-session purges."""
     from fogmachine.notify import Mailer
     from fogmachine.services import diskboot, expiry, notices, reconcile, sessions
+    from fogmachine.services.environments import engine as environments
 
     registry = TaskRegistry(ctx)
     mailer = Mailer(ctx.config)
@@ -178,6 +179,10 @@ def build_registry(ctx: Context) -> TaskRegistry:
     # done, also at start (a restart must not forget them) and as soon as their host answers again.
     registry.add(PeriodicTask("diskboot", config.diskboot_retry_interval, lambda: diskboot.retry_all(ctx)))
     registry.at_start.append("diskboot")
+    # Environments: a tier whose guests got ready in another process, or before a restart, starts the next;
+    # a failed one is torn down; one whose guests are all gone is retired. Also at start.
+    registry.add(PeriodicTask("environments", config.environment_interval, lambda: environments.sweep(ctx)))
+    registry.at_start.append("environments")
     hosts = ctx.hosts
     if hosts is not None:
         hosts.on_up.append(lambda host_name: diskboot.schedule_host(ctx, host_name))

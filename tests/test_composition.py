@@ -26,8 +26,8 @@ def test_build_makes_every_part_once_and_hands_the_services_the_same_ones(
         assert ctx.cobbler is None  # the local file has no Cobbler client
         assert parts.tasks.process_id == ctx.process_id and parts.live.ctx is ctx and parts.guest_lists.db is db
         order = parts.in_start_order()
-        assert order == [ctx.accounts, ctx.tokens, parts.hosts, parts.catalog, ctx.provisioner, parts.tasks,
-                         parts.live]
+        assert order == [ctx.accounts, ctx.tokens, parts.hosts, parts.catalog, ctx.provisioner, ctx.environments,
+                         parts.tasks, parts.live]
         assert not parts.tasks.tasks["memtrim"].exclusive  # the process's own memory, trimmed in every process
         assert not parts.hosts.all() and not parts.live.started  # built, not started
         release_context(ctx)

@@ -35,6 +35,9 @@ from fogmachine.errors import CobblerError, ConfigError
 SERVER_KEY = "fogmachine_server"
 TOKEN_KEY = "fogmachine_token"
 MAC_KEY = "fogmachine_mac"
+# An environment's variables, one key each (fogmachine_var_db_host): kickstart templates and snippets read
+# them as $fogmachine_var_db_host.
+VARIABLE_PREFIX = "fogmachine_var_"
 
 
 def made_by(system: dict[str, Any], server: str) -> bool:
@@ -102,7 +105,8 @@ class CobblerCatalog:
 
     async def register(self, guest: Registration) -> None:
         entry = guest.entry
-        meta = {SERVER_KEY: self.config.server_url, TOKEN_KEY: guest.token, MAC_KEY: guest.mac}
+        meta = {SERVER_KEY: self.config.server_url, TOKEN_KEY: guest.token, MAC_KEY: guest.mac,
+                **{f"{VARIABLE_PREFIX}{name}": value for name, value in guest.variables.items()}}
         await self.cobbler.create_system(SystemSpec(
             name=self.record_for(guest.name), mac=guest.mac, hostname=guest.name,
             profile=entry.name if entry.kind == "profile" else None,

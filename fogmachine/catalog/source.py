@@ -17,7 +17,8 @@ making the record and writing that it did still leaves it found and removed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from fogmachine.catalog.entry import CatalogEntry, CatalogView, split_target
@@ -32,6 +33,9 @@ class Registration:
     mac: str
     token: str  # the phone-home token, in clear: the installer reads it from the record
     entry: CatalogEntry
+    # A guest of an environment: its tier's variables, resolved (services/environments); the record carries
+    # each as ``fogmachine_var_NAME`` where the installer's templates can read it.
+    variables: Mapping[str, str] = field(default_factory=dict)
 
 
 class CatalogSource(Protocol):

@@ -96,8 +96,7 @@ POSTGRES_RETRY_STATES = ("40P01", "40001")
 DEADLOCK_RETRIES = 3
 
 
-def is_deadlock(exc: BaseException) -> bool:
-    """True when the database rolled this transaction back to break a deadlock (run it again)."""
+def _is_deadlock_itself(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", None)
     if orig is None:
         return False
@@ -105,6 +104,23 @@ def is_deadlock(exc: BaseException) -> bool:
         return True
     args: tuple[Any, ...] = getattr(orig, "args", ())
     return bool(args) and args[0] == MYSQL_DEADLOCK and "mysql" in type(orig).__module__.lower()
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """True when the database rolled this transaction back to break a deadlock (run it again).
+
+    Also when the error at hand was raised while a deadlock was being handled: inside a savepoint
+    (``begin_nested``) MariaDB's deadlock rolls the WHOLE transaction back, so the savepoint's own
+    rollback then fails with 1305 "SAVEPOINT ... does not exist", and that error, not the deadlock,
+    reaches the caller (found by two processes claiming environments while tiers started)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if _is_deadlock_itself(current):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class Database:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import ipaddress
+import json
 import logging
 import re
 from typing import Any
@@ -169,6 +170,10 @@ async def announce(ctx: Context, mac: str, token: str, ip: str, hostname: str, r
         raise
     if guest.diskboot_pending or guest.cobbler_token_pending:
         diskboot.schedule(ctx, guest.id)
+    if guest.environment_id is not None:  # its tier may be complete: the next one may start
+        from fogmachine.services.environments import engine  # environments build on this module
+
+        engine.poke(ctx, guest.environment_id)
     return guest
 
 
@@ -214,6 +219,29 @@ async def owner(ctx: Context, mac: str, token: str, remote_addr: str) -> dict[st
     except Refused as refused:
         await _audited(ctx, refused, remote_addr)
         raise
+
+
+async def environment(ctx: Context, mac: str, token: str, remote_addr: str) -> dict[str, Any]:
+    """``environment_of`` for the env route, with a refusal audited."""
+    try:
+        return await ctx.db.run(environment_of, mac, token, remote_addr)
+    except Refused as refused:
+        await _audited(ctx, refused, remote_addr)
+        raise
+
+
+def environment_of(session: Session, mac: str, token: str, remote_addr: str) -> dict[str, Any]:
+    """The guest's environment, tier and variables (as its tier resolved them when it started), for its
+    installer: the same token, in the same window, as the phone-home. A guest of no environment gets
+    empty values, so one snippet serves every guest."""
+    guest = _guest_by_token(session, mac, token, remote_addr, False, utcnow())
+    env = guest.environment
+    tier = ""
+    if env is not None and guest.tier is not None:
+        tiers = json.loads(env.spec or "{}").get("tiers") or []
+        tier = str(tiers[guest.tier].get("name", "")) if guest.tier < len(tiers) else ""
+    return {"environment": env.name if env is not None else "", "tier": tier, "index": guest.tier_index,
+            "variables": json.loads(guest.env_vars) if guest.env_vars else {}}
 
 
 def owner_of(session: Session, mac: str, token: str, remote_addr: str) -> dict[str, Any]:

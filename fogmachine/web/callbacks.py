@@ -1,4 +1,5 @@
-"""The routes guests call from their installer: ``/guest/<mac>/set`` and ``/guest/<mac>/getuser``.
+"""The routes guests call from their installer: ``/guest/<mac>/set``, ``/guest/<mac>/getuser`` and
+``/guest/<mac>/env`` (an environment's variables, as its tier resolved them).
 
 These keep the 2009 original's paths so existing kickstart snippets work with
 one change (the token). Guests are not browsers: no session, no XSRF cookie;
@@ -57,7 +58,13 @@ class GetUserHandler(GuestCallbackHandler):
         await self.get(mac)
 
 
+class EnvHandler(GuestCallbackHandler):
+    async def get(self, mac: str) -> None:
+        self.write_json(await phonehome.environment(self.ctx, mac, self.arg("token"), self.request.remote_ip or ""))
+
+
 default_handlers = [
+    (rf"/guest/{MAC_PATTERN}/env", EnvHandler),
     (rf"/guest/{MAC_PATTERN}/set", SetHandler),
     (rf"/guest/{MAC_PATTERN}/getuser", GetUserHandler),
 ]

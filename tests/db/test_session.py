@@ -38,7 +38,11 @@ def _add_users(db: Database, *names: str) -> list[int]:
     return db.run_sync(add)
 
 
-def test_two_units_that_lock_in_opposite_orders_both_commit(db: Database, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("in_savepoint", [False, True], ids=["plain", "in-savepoint"])
+def test_two_units_that_lock_in_opposite_orders_both_commit(db: Database, caplog: pytest.LogCaptureFixture,
+                                                            in_savepoint: bool) -> None:
+    """Also when the lock that closes the cycle is taken inside a savepoint: MariaDB then rolls the whole
+    transaction back, and the savepoint's rollback fails with 1305, which must still be known for a deadlock."""
     first, second = _add_users(db, "ann", "bob")
     both_hold_one = threading.Barrier(2, timeout=20)
     errors: list[BaseException] = []
@@ -46,16 +50,23 @@ def test_two_units_that_lock_in_opposite_orders_both_commit(db: Database, caplog
     def unit(order: tuple[int, int], label: str) -> None:
         attempts = 0
 
+        def lock_and_write(session: Session, user_id: int) -> None:
+            user = session.scalar(select(User).where(User.id == user_id).with_for_update())
+            assert user is not None
+            user.email = f"{user.email}{label}"
+            session.flush()
+
         def work(session: Session) -> None:
             nonlocal attempts
             attempts += 1
-            for position, user_id in enumerate(order):
-                user = session.scalar(select(User).where(User.id == user_id).with_for_update())
-                assert user is not None
-                user.email = f"{user.email}{label}"
-                session.flush()
-                if position == 0 and attempts == 1 and db.backend != "sqlite":
-                    both_hold_one.wait()  # each holds its first row: the second lock closes the cycle
+            lock_and_write(session, order[0])
+            if attempts == 1 and db.backend != "sqlite":
+                both_hold_one.wait()  # each holds its first row: the second lock closes the cycle
+            if in_savepoint:
+                with session.begin_nested():
+                    lock_and_write(session, order[1])
+            else:
+                lock_and_write(session, order[1])
 
         try:
             # SQLite has no row locks: lock=True serializes the two units instead (no deadlock to lose).

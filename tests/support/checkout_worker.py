@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +31,7 @@ from sqlalchemy import select
 from fogmachine import config as configmod
 from fogmachine.app import Server
 from fogmachine.context import Context
-from fogmachine.db.models import User
+from fogmachine.db.models import Environment, User
 from fogmachine.errors import NoCapacity
 from fogmachine.services import checkout as co
 from fogmachine.services.actor import Actor
@@ -90,6 +91,20 @@ def _checkout(ctx: Context, actor: Actor, spec: dict[str, Any]) -> Callable[[str
     return guest
 
 
+async def _settled(ctx: Context, environments: list[str], deadline: float = 120) -> None:
+    """This process's provisioning done, and each environment it claimed past its last tier's start (its
+    tiers start here, one after the other, as each gets ready)."""
+    end = time.monotonic() + deadline
+    while True:
+        await ctx.environments.wait()
+        await ctx.provisioner.wait()
+        steps = ctx.db.run_sync(lambda s: list(s.scalars(select(Environment.step).where(
+            Environment.name.in_(environments)))))
+        if all(step != "provisioning" for step in steps) or time.monotonic() > end:
+            return
+        await asyncio.sleep(0.1)
+
+
 async def main(spec: dict[str, Any]) -> dict[str, Any]:
     config = configmod.load(None, environ={}, **spec["settings"])
     server = Server(config)
@@ -103,7 +118,8 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         one = _checkout(ctx, actor, spec)
         results = await asyncio.gather(*(one(n) for n in spec["names"]), return_exceptions=True)
-        await ctx.provisioner.wait()
+        await _settled(ctx, [n for n, r in zip(spec["names"], results, strict=True)
+                             if not isinstance(r, BaseException)] if spec.get("template") else [])
         placed = {n: r for n, r in zip(spec["names"], results, strict=True) if not isinstance(r, BaseException)}
         refused = sum(isinstance(r, NoCapacity) for r in results)
         errors = [f"{type(r).__name__}: {r}" for r in results

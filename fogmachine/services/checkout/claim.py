@@ -132,15 +132,22 @@ def new_guest(session: Session, actor: Actor, name: str, entry: CatalogEntry, ho
     if launch is None:
         guest.step, guest.domain_name, guest.phonehome_token_hash, guest.worker = Step.WAITING, None, "", ""
     else:
-        guest.step = Step.REGISTERING if launch.record else Step.DEFINING
-        guest.domain_name, guest.phonehome_token_hash, guest.worker = name, launch.token_hash, launch.worker
-        # Recorded before the record exists: reconciliation removes Fogmachine-made records no guest names.
-        guest.cobbler_system = launch.record
-        # The record will carry the phone-home token until the install is finished (diskboot).
-        guest.cobbler_token_pending = bool(launch.record)
+        apply_launch(guest, launch)
     session.add(guest)
     guest.host = host
     return guest
+
+
+def apply_launch(guest: Guest, launch: Launch) -> None:
+    """The guest is provisioned from now on: its step, domain name, token, worker and catalog record, in the
+    unit of work that claims it (a guest of its own) or starts its tier (an environment's)."""
+    guest.step = Step.REGISTERING if launch.record else Step.DEFINING
+    guest.step_reason = ""
+    guest.domain_name, guest.phonehome_token_hash, guest.worker = guest.name, launch.token_hash, launch.worker
+    # Recorded before the record exists: reconciliation removes Fogmachine-made records no guest names.
+    guest.cobbler_system = launch.record
+    # The record will carry the phone-home token until the install is finished (diskboot).
+    guest.cobbler_token_pending = bool(launch.record)
 
 
 def audit_checkout(session: Session, actor: Actor, guest: Guest, entry: CatalogEntry, days: int,

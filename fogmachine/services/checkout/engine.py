@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -58,6 +58,10 @@ class Job:
     entry: CatalogEntry
     token: str
     record: str  # the guest's record with the catalog source ("" when it keeps none); the row's cobbler_system
+    # A guest of an environment: its tier's variables (to its installer), and the environment to move on
+    # (services/environments/engine.py) once this guest is ready or has failed.
+    variables: Mapping[str, str] = field(default_factory=dict)
+    environment_id: int | None = None
 
 
 class _Gone(Exception):
@@ -163,7 +167,8 @@ async def provision(ctx: Context, job: Job) -> None:
             domain_type=placement.domain_type(job.host_type, entry.virt_type), mac=job.mac, network=entry.network,
             disk_path=disk_path, boot=entry.boot,
             kernel=entry.kernel or None, initrd=entry.initrd or None,
-            cmdline=kernel_cmdline(config, entry, job.name, job.mac, job.token) if entry.boot == "kernel" else "",
+            cmdline=kernel_cmdline(config, entry, job.name, job.mac, job.token, job.variables)
+            if entry.boot == "kernel" else "",
             serial_log=f"{config.console_log_dir.rstrip('/')}/{job.name}.log" if config.console_log_dir else None,
             vnc_listen=config.vnc_listen, vnc_password=new_vnc_password(), guest_id=job.guest_id,
         )
@@ -184,6 +189,8 @@ async def provision(ctx: Context, job: Job) -> None:
         await ctx.db.run(_advance, job, final, state=GuestState.RUNNING, worker="", lock=True)
         log.info("guest %s started on %s; %s", job.name, job.host,
                  "waiting for its phone-home" if entry.phonehome else "ready")
+        if not entry.phonehome:
+            _environment_moves(ctx, job)
     except _Gone:
         _, trouble = await made.tear_down(ctx)
         log.info("guest %s was deleted while being provisioned; torn down%s", job.name,
@@ -200,8 +207,16 @@ async def provision(ctx: Context, job: Job) -> None:
 
 
 async def _register(ctx: Context, job: Job, made: _Made) -> None:
-    await ctx.need_catalog().register(Registration(job.name, job.mac, job.token, job.entry))
+    await ctx.need_catalog().register(Registration(job.name, job.mac, job.token, job.entry, job.variables))
     made.cobbler_system = job.record
+
+
+def _environment_moves(ctx: Context, job: Job) -> None:
+    """A guest of an environment is ready or failed: the environment may move on (its next tier, or its end)."""
+    if job.environment_id is not None:
+        from fogmachine.services.environments import engine  # environments build on checkout, not the reverse
+
+        engine.poke(ctx, job.environment_id)
 
 
 async def _give_up(ctx: Context, made: _Made, reason: str) -> None:
@@ -219,6 +234,7 @@ async def _give_up(ctx: Context, made: _Made, reason: str) -> None:
         return
     if marked:
         log.warning("guest %s failed: %s", job.name, reason)
+        _environment_moves(ctx, job)
     else:
         log.info("guest %s failed (%s) after its row went; torn down", job.name, reason)
 

@@ -15,24 +15,20 @@ rolls back, so nothing of the environment exists, and the refusal is
 audited as a guest's is. Two processes sharing the database take turns on
 the same host rows, so an environment is always whole or absent.
 
-Tier 0's guests are rows exactly as a guest of its own gets (``checkout.claim
-.new_guest``) and are provisioned by the same engine once the claim commits.
-The later tiers' guests hold their capacity at step ``waiting``: no domain
-name, phone-home token, catalog record or worker yet, so nothing outside the
-row exists to reconcile or tear down.
-
-Not here: starting a later tier once every guest of the tier before it is
-ready (the environment engine, a later part of issue 14). Starting one means,
-in one locked write per guest: a new token's hash, ``worker``, the catalog
-record and ``domain_name``, and the step ``registering`` or ``defining``;
-then ``checkout.claim.start_provisioning`` with the token.
+Every guest is a row as a guest of its own gets (``checkout.claim.new_guest``),
+holding its capacity at step ``waiting``: no domain name, phone-home token,
+catalog record or worker yet, so nothing outside the row exists to reconcile
+or tear down; the environment is at tier -1. Once the claim commits, the
+environment engine (``engine``) is poked and starts tier 0, as it starts
+every later tier once the one before is ready: one way to start a tier, and
+tier 0's variables (``{{ env.name }}``, ``{{ owner.username }}``) are rendered
+like any tier's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,19 +46,17 @@ from fogmachine.services import audit, diskimages
 from fogmachine.services.actor import Actor
 from fogmachine.services.checkout.claim import (
     NAME_RE,
-    Launch,
     audit_checkout,
     in_savepoint,
     new_guest,
     record_refusal,
     requested,
-    start_provisioning,
     validate_name,
     validate_purpose,
 )
+from fogmachine.services.environments import engine
 from fogmachine.services.environments import spec as specmod
 from fogmachine.services.reservations import validate_days
-from fogmachine.services.tokens import hash_token
 
 MAX_TEMPLATE_NAME = 63  # env_templates.name
 PROVISIONING = "provisioning"  # the environment's step while its tiers are on their way
@@ -89,8 +83,7 @@ class StoredTemplate:
 @dataclass(frozen=True)
 class Seat:
     """One guest of the environment, decided before the transaction: its name, tier, place in the tier
-    (0 first), catalog entry, the hosts that cannot hold its disk, and its ``launch`` (tier 0's guests;
-    None for a later tier's, which waits)."""
+    (0 first), catalog entry and the hosts that cannot hold its disk."""
 
     name: str
     tier: int
@@ -99,7 +92,6 @@ class Seat:
     anti_affinity: bool
     entry: CatalogEntry
     unfit: Mapping[str, str]
-    launch: Launch | None
 
     @property
     def demand(self) -> placement.Demand:
@@ -189,22 +181,15 @@ async def _entries(ctx: Context, template: specmod.TemplateSpec) -> dict[str, tu
     return found
 
 
-def _seats(ctx: Context, template: specmod.TemplateSpec, names: list[list[str]],
-           entries: Mapping[str, tuple[CatalogEntry, dict[str, str]]]) -> tuple[tuple[Seat, ...], dict[str, str]]:
-    """Every guest's seat in tier order, and the phone-home tokens of tier 0's (guest name -> token): only
-    their hashes go into the rows; a later tier's token is made when that tier starts."""
-    catalog = ctx.need_catalog()
-    tokens: dict[str, str] = {}
+def _seats(template: specmod.TemplateSpec, names: list[list[str]],
+           entries: Mapping[str, tuple[CatalogEntry, dict[str, str]]]) -> tuple[Seat, ...]:
+    """Every guest's seat, in tier order."""
     seats: list[Seat] = []
     for number, (tier, tier_guests) in enumerate(zip(template.tiers, names, strict=True)):
         entry, unfit = entries[tier.target]
         for index, guest_name in enumerate(tier_guests):
-            launch = None
-            if number == 0:
-                tokens[guest_name] = secrets.token_urlsafe(32)
-                launch = Launch(hash_token(tokens[guest_name]), ctx.process_id, catalog.record_for(guest_name))
-            seats.append(Seat(guest_name, number, tier.name, index, tier.anti_affinity, entry, unfit, launch))
-    return tuple(seats), tokens
+            seats.append(Seat(guest_name, number, tier.name, index, tier.anti_affinity, entry, unfit))
+    return tuple(seats)
 
 
 # -- the claim: one transaction -------------------------------------------------------------------
@@ -259,14 +244,14 @@ def _claim(session: Session, actor: Actor, config: Config, order: _Order) -> Env
     env = Environment(
         name=order.name, live_name=order.name, owner_id=actor.user_id, template_id=template.id,
         template_name=template.name, spec=json.dumps(template.spec.to_dict()), purpose=order.purpose,
-        expires_at=expires_at, step=PROVISIONING, step_reason="", tier=0, keep_failed=order.keep_failed,
+        expires_at=expires_at, step=PROVISIONING, step_reason="", tier=-1, keep_failed=order.keep_failed,
         guests=[])  # loaded (empty) now, so the caller gets the guests the loop below appends
     session.add(env)
     host_by_id = {h.id: h for h in hosts}
     guests: list[Guest] = []
     for seat, room in zip(order.seats, placed.chosen, strict=True):
         guest = new_guest(session, actor, seat.name, seat.entry, host_by_id[room.host_id], order.purpose, expires_at,
-                          seat.launch, [g.mac or "" for g in guests])
+                          None, [g.mac or "" for g in guests])
         guest.environment, guest.tier, guest.tier_index = env, seat.tier, seat.index
         guests.append(guest)
     session.flush()
@@ -294,7 +279,7 @@ async def checkout_environment(ctx: Context, actor: Actor, req: EnvironmentReque
     template = await ctx.db.run(load_template, actor, template_name)
     names = guest_names(template.spec, name)
     entries = await _entries(ctx, template.spec)
-    seats, tokens = _seats(ctx, template.spec, names, entries)
+    seats = _seats(template.spec, names, entries)
     order = _Order(name, days, purpose, keep_failed, template, seats)
 
     def claim(session: Session) -> Environment:
@@ -306,8 +291,5 @@ async def checkout_environment(ctx: Context, actor: Actor, req: EnvironmentReque
     except NoCapacity as exc:
         await ctx.db.run(record_refusal, actor, "environment", name, f"template {template.name}", exc.message)
         raise
-    seat_of = {seat.name: seat for seat in order.seats}
-    for guest in env.guests:
-        if guest.name in tokens:  # tier 0's
-            start_provisioning(ctx, guest, seat_of[guest.name].entry, tokens[guest.name])
+    engine.poke(ctx, env.id)  # tier 0 starts at once, as every tier does (the engine)
     return env

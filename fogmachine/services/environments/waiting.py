@@ -31,6 +31,8 @@ def waiting_for(guest: Guest) -> str:
     own = guest.tier or 0
     if env is None:
         return "the tiers before its own"
+    if own == 0:
+        return f"the start of environment {env.name}"
     current = env.tier if env.tier < own else max(own - 1, 0)
     names = _tier_names(env.spec)
     tier = names[current] if current < len(names) else str(current)

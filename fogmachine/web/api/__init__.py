@@ -11,10 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 from fogmachine.web import legacy
-from fogmachine.web.api import audit, catalog, envtemplates, guests, hosts, meta, openapi, tokens, users
+from fogmachine.web.api import (
+    audit,
+    catalog,
+    environments,
+    envtemplates,
+    guests,
+    hosts,
+    meta,
+    openapi,
+    tokens,
+    users,
+)
 
 API_PREFIX = "/api/v1"
-MODULES = (meta, hosts, guests, catalog, envtemplates, users, tokens, audit, openapi)
+MODULES = (meta, hosts, guests, environments, envtemplates, catalog, users, tokens, audit, openapi)
 
 
 def routes() -> list[tuple[Any, ...]]:

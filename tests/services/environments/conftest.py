@@ -18,7 +18,14 @@ from fogmachine.services.environments.claim import EnvironmentRequest
 from tests.support import provisioning as pv
 
 UNIT = {"virt_type": "kvm", "ram_mb": 1024, "vcpus": 1, "boot": "network", "network": "user"}
-PROFILES = {"unit": UNIT, "big": {**UNIT, "ram_mb": 6144, "vcpus": 2}}
+PROFILES = {
+    "unit": UNIT,
+    "big": {**UNIT, "ram_mb": 6144, "vcpus": 2},
+    "vm-xen": {**UNIT, "virt_type": "xen"},
+    # A guest that phones home: its kernel command line carries the URL with its token (and its tier's variables).
+    "announce": {**UNIT, "boot": "kernel", "kernel": "/boot/vmlinuz", "initrd": "/boot/initrd.img",
+                 "cmdline": "console=ttyS0 fm.hostname={name} fm.phonehome={phonehome_url}", "phonehome": "yes"},
+}
 TWO_HOSTS = {"h1": {"cpus": 4, "memory_mb": 8192}, "h2": {"cpus": 4, "memory_mb": 8192}}
 # The example: a database, then two web servers on distinct hosts.
 DB_AND_WEB = {"tiers": [{"name": "db", "target": "unit"},
