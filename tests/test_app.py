@@ -95,8 +95,9 @@ async def test_stopping_the_server_stops_the_parts_it_built(make_config):
     live_hooks = server.parts.live._watch  # the live feed's commit wake (web/live/commits.py)
     assert live_hooks is not None and event.contains(ctx.db.sessionmaker, "after_commit", live_hooks._after_commit)
     assert [type(c).__name__ for c in server.components] == [
-        "HashingPool", "TokenCache", "HostManager", "LocalCatalog", "Provisioner", "TaskRegistry", "LiveFeed"]
-    assert "memtrim" in server.components[5].tasks  # type: ignore[attr-defined]  # freed memory, periodically
+        "HashingPool", "TokenCache", "HostManager", "LocalCatalog", "Provisioner", "EnvironmentWork", "TaskRegistry",
+        "LiveFeed"]
+    assert "memtrim" in server.components[6].tasks  # type: ignore[attr-defined]  # freed memory, periodically
     await server.stop()
     assert ctx.accounts.executor._shutdown and not _hashing_threads() - others
     assert not event.contains(ctx.db.sessionmaker, "after_commit", ctx.tokens._clear_if_changed)
