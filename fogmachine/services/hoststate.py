@@ -77,7 +77,14 @@ _PLANNED = ("domain_name", "host_id", "state", "uuid", "mac", "vnc_port", "ram_m
 _READ = tuple(_GUESTS.c[name] for name in ("id", "version", "name", "managed", "step", *_PLANNED))
 _HOST_READ = select(*(_HOSTS.c[name] for name in ("last_seen_at", "state", "state_reason", "free_memory_mb",
                                                     *_FACTS))).where(_HOSTS.c.id == bindparam("host_id"))
-_ROWS_OF_HOST = select(*_READ).where(_GUESTS.c.host_id == bindparam("host_id"))
+# In id order, so that two reads of unchanged rows compare equal (``Unchanged``), whichever plan the
+# database picks; ``_ROWS_OF_HOSTS`` reads several hosts' rows at once (``plan_snapshots``).
+_ROWS_OF_HOST = select(*_READ).where(_GUESTS.c.host_id == bindparam("host_id")).order_by(_GUESTS.c.id)
+_HOSTS_READ = select(_HOSTS.c.id, *_HOST_READ.selected_columns).where(
+    _HOSTS.c.id.in_(bindparam("host_ids", expanding=True)))
+_ROWS_OF_HOSTS = select(*_READ).where(_GUESTS.c.host_id.in_(bindparam("host_ids", expanding=True))).order_by(
+    _GUESTS.c.id)
+_HOST_ID_AT = _READ.index(_GUESTS.c.host_id)
 _ROWS_BY_ID = select(*_READ).where(_GUESTS.c.id.in_(bindparam("ids", expanding=True)))
 _MAC_HOLDERS = select(_GUESTS.c.id, _GUESTS.c.mac).where(_GUESTS.c.mac.in_(bindparam("macs", expanding=True)))
 
@@ -272,13 +279,41 @@ def plan_snapshot(session: Session, host_id: int, snapshot: HostSnapshot, *, see
     host = session.execute(_HOST_READ, {"host_id": host_id}).first()
     if host is None:
         return None
-    plan = Plan(host_id, snapshot, seen_at or utcnow(), free_slack_mb)
     read = [tuple(row) for row in session.execute(_ROWS_OF_HOST, {"host_id": host_id})]
-    if unchanged is not None and unchanged.holds_for(snapshot.domains, read):
-        plan.unchanged = unchanged
+    return _plan_from(session, host, read, PlanRequest(host_id, snapshot, seen_at, free_slack_mb, unchanged))
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """One host's snapshot to plan, as ``plan_snapshot`` takes it (``plan_snapshots`` takes several)."""
+
+    host_id: int
+    snapshot: HostSnapshot
+    seen_at: dt.datetime | None = None
+    free_slack_mb: int = 0
+    unchanged: Unchanged | None = None
+
+
+def plan_snapshots(session: Session, requests: list[PlanRequest]) -> list[Plan | None]:
+    """``plan_snapshot`` for several hosts in one unit of work and two queries (their host rows, all their
+    guest rows), in the order asked; what the hosts' many rechecks at once cost (every host after a restart
+    of the server, each DB_RECHECK), the work per host is the planning alone."""
+    ids = sorted({r.host_id for r in requests})
+    hosts = {row.id: row for row in session.execute(_HOSTS_READ, {"host_ids": ids})}
+    rows: dict[int, list[tuple[Any, ...]]] = {host_id: [] for host_id in ids}
+    for row in session.execute(_ROWS_OF_HOSTS, {"host_ids": ids}):
+        rows[row[_HOST_ID_AT]].append(tuple(row))
+    return [_plan_from(session, hosts[r.host_id], rows[r.host_id], r) if r.host_id in hosts else None
+            for r in requests]
+
+
+def _plan_from(session: Session, host: Any, read: list[tuple[Any, ...]], request: PlanRequest) -> Plan:
+    plan = Plan(request.host_id, request.snapshot, request.seen_at or utcnow(), request.free_slack_mb)
+    if request.unchanged is not None and request.unchanged.holds_for(request.snapshot.domains, read):
+        plan.unchanged = request.unchanged
     else:
         _plan_rows(session, plan, read)
-    plan.facts = _fact_changes(host, snapshot, free_slack_mb)
+    plan.facts = _fact_changes(host, request.snapshot, request.free_slack_mb)
     plan.last_seen_due = _last_seen_due(host.last_seen_at, plan.seen_at)
     return plan
 

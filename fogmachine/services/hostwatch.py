@@ -59,6 +59,54 @@ RECHECK_NOW = float("-inf")  # applied_at that makes the next resync write, what
 TABLE_POLL = 10.0
 
 
+class PlanBatches:
+    """Plans of many hosts' snapshots made together: one unit of work for all that wait at once.
+
+    A forced recheck of the whole fleet (every ``DB_RECHECK``, after a restart) asked the database once per
+    host: a hundred units, each a thread hop, a session, two queries and a commit, most of that recheck's cost
+    (bench/virt_fleet_sweep.py, issue 12). Here a unit takes every request waiting when it starts; those
+    that arrive while it runs wait for it and go together in the next (``hoststate.plan_snapshots``: two
+    queries for all of them). No timer: a lone recheck waits for nothing, a burst costs a few units.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._waiting: list[tuple[hoststate.PlanRequest, asyncio.Future[hoststate.Plan | None]]] = []
+        self._draining = False
+        self._task: asyncio.Task[None] | None = None
+        self.units = 0  # units of work run (tests and benchmarks read it)
+
+    async def plan(self, request: hoststate.PlanRequest) -> hoststate.Plan | None:
+        future: asyncio.Future[hoststate.Plan | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((request, future))
+        if not self._draining:
+            self._draining = True
+            self._task = asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                self.units += 1
+                try:
+                    plans = await self.db.run(hoststate.plan_snapshots, [request for request, _ in batch])
+                except asyncio.CancelledError:  # the loop is going away: so are the waiters
+                    for _, future in [*batch, *self._waiting]:
+                        future.cancel()
+                    raise
+                except Exception as exc:  # each waiter gets the unit's error, as its own unit would raise it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), plan in zip(batch, plans, strict=True):
+                    if not future.done():
+                        future.set_result(plan)
+        finally:
+            self._draining = False
+
+
 def _watched_hosts(session: Session) -> list[tuple[int, str, str]]:
     watched = or_(Host.in_config.is_(True), guests_live_on(Host.id))
     rows = session.execute(select(Host.id, Host.name, Host.uri).where(watched).order_by(Host.name))
@@ -80,6 +128,7 @@ class HostManager:
         self.on_up: list[Callable[[str], None]] = []
         # By host id: what its last plan that changed no row was decided from (hoststate.Unchanged).
         self._unchanged: dict[int, hoststate.Unchanged] = {}
+        self.plans = PlanBatches(db)
 
     # ------------------------------------------------------------------ component
 
@@ -196,8 +245,8 @@ class HostManager:
         own changes are decided again on the write's read; a row inserted meanwhile by another process is
         an IntegrityError, and the caller plans again.
         """
-        plan = await self.db.run(hoststate.plan_snapshot, host_id, snapshot, seen_at=seen_at,
-                                 free_slack_mb=slack, unchanged=self._unchanged.get(host_id))
+        plan = await self.plans.plan(hoststate.PlanRequest(host_id, snapshot, seen_at, slack,
+                                                           self._unchanged.get(host_id)))
         if plan is not None and plan.unchanged is not None:
             self._unchanged[host_id] = plan.unchanged
         else:

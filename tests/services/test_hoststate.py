@@ -1,5 +1,6 @@
 """Applying host snapshots to rows: only real changes are written; down hosts make guests unknown."""
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -303,3 +304,57 @@ async def test_resyncs_survive_many_concurrent_deletes_through_the_api(database_
     assert {d.name for d in await conn.list_domains()} & {f"del{i}" for i in range(count)} == set()
     host = pv.host_row(ctx, "h1")
     assert host.state == "up" and host.guest_count == 0
+
+
+def _plans_equal(a, b):
+    """Two plans decide the same writes (the snapshot objects and read times aside)."""
+    if a is None or b is None:
+        return a is b
+    return ((a.host_id, a.writes, a.inserts, a.changes, a.facts, a.last_seen_due, a.unchanged is not None)
+            == (b.host_id, b.writes, b.inserts, b.changes, b.facts, b.last_seen_due, b.unchanged is not None))
+
+
+def test_several_hosts_planned_in_one_unit_decide_what_each_would_alone(db):
+    """plan_snapshots (the fleet's rechecks together) is plan_snapshot per host: same writes, same inserts, the
+    same Unchanged skip; a host row gone is None; asked order kept."""
+    with db.session() as s:
+        s.add(Host(name="h2", uri="test:///h2", virt_type="test"))
+    with db.session() as s:
+        h1, h2 = host_id(db), s.scalar(select(Host.id).where(Host.name == "h2"))
+    one = snap(dom("a", mac="52:54:00:00:00:01", vnc=5900), dom("b", "shutoff"))
+    two = snap(dom("c", mac="52:54:00:00:00:03"))
+    with db.session() as s:
+        hoststate.apply_snapshot(s, h1, one)
+        hoststate.apply_snapshot(s, h2, two)
+    changed = snap(dom("a", "paused", mac="52:54:00:00:00:01", vnc=5900), dom("new", "running"))
+    with db.session() as s:
+        alone = [hoststate.plan_snapshot(s, h2, two), hoststate.plan_snapshot(s, h1, changed),
+                 hoststate.plan_snapshot(s, 9999, two)]
+        together = hoststate.plan_snapshots(s, [hoststate.PlanRequest(h2, two), hoststate.PlanRequest(h1, changed),
+                                                hoststate.PlanRequest(9999, two)])
+    assert together[2] is None and together[1].writes and together[1].inserts and together[0].unchanged is not None
+    assert all(_plans_equal(a, b) for a, b in zip(alone, together, strict=True))
+    # The Unchanged of a plan made alone lets the batched plan skip its rows, and the other way round.
+    with db.session() as s:
+        again = hoststate.plan_snapshots(s, [hoststate.PlanRequest(h2, two, unchanged=alone[0].unchanged)])
+    assert again[0].unchanged is alone[0].unchanged
+
+
+async def test_plans_asked_at_once_share_units_of_work(db):
+    """hostwatch.PlanBatches: what waits when a unit starts goes in it; what comes while it runs, in the next."""
+    from fogmachine.services.hostwatch import PlanBatches
+
+    with db.session() as s:
+        s.add_all(Host(name=f"m{i}", uri=f"test:///m{i}", virt_type="test") for i in range(20))
+    with db.session() as s:
+        ids = list(s.scalars(select(Host.id).where(Host.name.like("m%")).order_by(Host.id)))
+    batches = PlanBatches(db)
+    requests = [hoststate.PlanRequest(i, snap(dom(f"d{n}", mac=f"52:54:00:00:01:{n:02x}"))) for n, i in enumerate(ids)]
+    first = [asyncio.ensure_future(batches.plan(r)) for r in requests[:10]]
+    await asyncio.sleep(0)  # the first unit has started (on a database thread) with those ten
+    later = [asyncio.ensure_future(batches.plan(r)) for r in requests[10:]]
+    plans = await asyncio.gather(*first, *later)
+    assert [p.host_id for p in plans] == ids and all(len(p.inserts) == 1 for p in plans)
+    assert batches.units == 2
+    lone = await batches.plan(requests[0])
+    assert lone.inserts and batches.units == 3
