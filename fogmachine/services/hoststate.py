@@ -85,6 +85,10 @@ _HOSTS_READ = select(_HOSTS.c.id, *_HOST_READ.selected_columns).where(
 _ROWS_OF_HOSTS = select(*_READ).where(_GUESTS.c.host_id.in_(bindparam("host_ids", expanding=True))).order_by(
     _GUESTS.c.id)
 _HOST_ID_AT = _READ.index(_GUESTS.c.host_id)
+# What ``Unchanged`` compares: each row's id and version (every write raises the version), two columns
+# instead of thirteen, so a fleet of unchanged hosts is rechecked on a light read.
+_KEYS_OF_HOSTS = select(_GUESTS.c.host_id, _GUESTS.c.id, _GUESTS.c.version).where(
+    _GUESTS.c.host_id.in_(bindparam("host_ids", expanding=True))).order_by(_GUESTS.c.id)
 _ROWS_BY_ID = select(*_READ).where(_GUESTS.c.id.in_(bindparam("ids", expanding=True)))
 _MAC_HOLDERS = select(_GUESTS.c.id, _GUESTS.c.mac).where(_GUESTS.c.mac.in_(bindparam("macs", expanding=True)))
 
@@ -219,20 +223,22 @@ class RowWrite:
 
 @dataclass(frozen=True, eq=False)
 class Unchanged:
-    """What a plan that changed no row was decided from: the snapshot's domains and the host's rows as read.
+    """What a plan that changed no row was decided from: the snapshot's domains and the host's rows as read,
+    each row by its id and version.
 
     The row writes are a function of the two alone when every domain's row and MAC holder is among the host's own
-    rows (``plan_snapshot`` keeps one only then). So the next recheck of the same domains that reads the same
-    rows (each with its version, which every write raises) needs no planning: it changes no row either. The
-    rows are still read and compared every time, and the host row's facts decided again; only the Python work
-    of planning the rows is saved, which was most of a forced resync's cost (bench/virt_fleet_sweep.py).
+    rows (``plan_snapshot`` keeps one only then). So the next recheck of the same domains that finds the same
+    rows at the same versions (every write raises a row's version: the ORM's version_id_col, and the bulk
+    writes here by hand) needs no planning: it changes no row either. The keys are still read and compared
+    every time, and the host row's facts decided again; only the full rows' read and the Python work of
+    planning them are saved, which were most of a forced resync's cost (bench/virt_fleet_sweep.py).
     """
 
     domains: tuple[DomainInfo, ...]
-    rows: list[tuple[Any, ...]]
+    keys: list[tuple[int, int]]
 
-    def holds_for(self, domains: tuple[DomainInfo, ...], rows: list[tuple[Any, ...]]) -> bool:
-        return (self.domains is domains or self.domains == domains) and self.rows == rows
+    def holds_for(self, domains: tuple[DomainInfo, ...], keys: list[tuple[int, int]]) -> bool:
+        return (self.domains is domains or self.domains == domains) and self.keys == keys
 
 
 @dataclass
@@ -280,7 +286,13 @@ def plan_snapshot(session: Session, host_id: int, snapshot: HostSnapshot, *, see
     if host is None:
         return None
     read = [tuple(row) for row in session.execute(_ROWS_OF_HOST, {"host_id": host_id})]
-    return _plan_from(session, host, read, PlanRequest(host_id, snapshot, seen_at, free_slack_mb, unchanged))
+    return _plan_from(session, host, read, _keys(read), PlanRequest(host_id, snapshot, seen_at, free_slack_mb,
+                                                                    unchanged))
+
+
+def _keys(read: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
+    """The (id, version) of each row as read (``_READ`` begins with them)."""
+    return [(row[0], row[1]) for row in read]
 
 
 @dataclass(frozen=True)
@@ -295,23 +307,34 @@ class PlanRequest:
 
 
 def plan_snapshots(session: Session, requests: list[PlanRequest]) -> list[Plan | None]:
-    """``plan_snapshot`` for several hosts in one unit of work and two queries (their host rows, all their
-    guest rows), in the order asked; what the hosts' many rechecks at once cost (every host after a restart
-    of the server, each DB_RECHECK), the work per host is the planning alone."""
+    """``plan_snapshot`` for several hosts in one unit of work, in the order asked: what the hosts' many
+    rechecks at once cost (every host after a restart of the server, each DB_RECHECK). Two light queries
+    (their host rows; their guest rows' ids and versions), and the full rows only of the hosts whose
+    ``Unchanged`` no longer holds."""
     ids = sorted({r.host_id for r in requests})
     hosts = {row.id: row for row in session.execute(_HOSTS_READ, {"host_ids": ids})}
-    rows: dict[int, list[tuple[Any, ...]]] = {host_id: [] for host_id in ids}
-    for row in session.execute(_ROWS_OF_HOSTS, {"host_ids": ids}):
-        rows[row[_HOST_ID_AT]].append(tuple(row))
-    return [_plan_from(session, hosts[r.host_id], rows[r.host_id], r) if r.host_id in hosts else None
-            for r in requests]
+    keys: dict[int, list[tuple[int, int]]] = {host_id: [] for host_id in ids}
+    for host_id, guest_id, version in session.execute(_KEYS_OF_HOSTS, {"host_ids": ids}).all():
+        keys[host_id].append((guest_id, version))
+    stale = sorted({r.host_id for r in requests if r.host_id in hosts
+                    and not (r.unchanged is not None and r.unchanged.holds_for(r.snapshot.domains, keys[r.host_id]))})
+    rows: dict[int, list[tuple[Any, ...]]] = {host_id: [] for host_id in stale}
+    if stale:
+        for row in session.execute(_ROWS_OF_HOSTS, {"host_ids": stale}).all():
+            rows[row[_HOST_ID_AT]].append(tuple(row))
+    return [_plan_from(session, hosts[r.host_id], rows.get(r.host_id), keys[r.host_id], r) if r.host_id in hosts
+            else None for r in requests]
 
 
-def _plan_from(session: Session, host: Any, read: list[tuple[Any, ...]], request: PlanRequest) -> Plan:
+def _plan_from(session: Session, host: Any, read: list[tuple[Any, ...]] | None, keys: list[tuple[int, int]],
+               request: PlanRequest) -> Plan:
+    """The plan from the host row and its guest rows' keys; ``read``, the full rows, is None only where the
+    request's ``Unchanged`` holds for the keys (then the rows need no planning)."""
     plan = Plan(request.host_id, request.snapshot, request.seen_at or utcnow(), request.free_slack_mb)
-    if request.unchanged is not None and request.unchanged.holds_for(request.snapshot.domains, read):
+    if request.unchanged is not None and request.unchanged.holds_for(request.snapshot.domains, keys):
         plan.unchanged = request.unchanged
     else:
+        assert read is not None
         _plan_rows(session, plan, read)
     plan.facts = _fact_changes(host, request.snapshot, request.free_slack_mb)
     plan.last_seen_due = _last_seen_due(host.last_seen_at, plan.seen_at)
@@ -368,7 +391,7 @@ def _plan_rows(session: Session, plan: Plan, read: list[tuple[Any, ...]]) -> Non
     plan.inserts = [guest.inserted() for guest in new]
     plan.changes = len(plan.writes) + len(plan.inserts)
     if not plan.changes and not marked_elsewhere and not macs.asked_others:
-        plan.unchanged = Unchanged(snapshot.domains, read)
+        plan.unchanged = Unchanged(snapshot.domains, _keys(read))
 
 
 def write_plan(session: Session, plan: Plan) -> Applied:

@@ -338,6 +338,14 @@ def test_several_hosts_planned_in_one_unit_decide_what_each_would_alone(db):
     with db.session() as s:
         again = hoststate.plan_snapshots(s, [hoststate.PlanRequest(h2, two, unchanged=alone[0].unchanged)])
     assert again[0].unchanged is alone[0].unchanged
+    # A row changed by another writer (its version raised): the keys differ, the rows are read and planned.
+    with db.session() as s:
+        row = s.scalar(select(Guest).where(Guest.name == "c"))
+        row.state = GuestState.SHUTOFF
+    with db.session() as s:
+        moved = hoststate.plan_snapshots(s, [hoststate.PlanRequest(h2, two, unchanged=alone[0].unchanged)])
+    assert moved[0].unchanged is not alone[0].unchanged
+    assert [w.values for w in moved[0].writes] == [{"state": GuestState.RUNNING}]
 
 
 async def test_plans_asked_at_once_share_units_of_work(db):
