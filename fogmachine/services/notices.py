@@ -10,6 +10,12 @@ Warnings: of the configured thresholds (``warn_hours``, default 72, 24 and 1
 hours before expiry) only the most imminent one that is due is sent; larger
 ones passed at the same time are recorded as skipped, so a one-day checkout
 does not get a "3 days left" mail.
+
+An environment's guests share one lease: their notices of a kind go out as
+ONE mail about the environment (its guests listed, the environment's extend
+in it), each guest's notice still recorded, so the exactly-once rule holds
+per guest. Its "ready" mail waits until the environment is ready (every
+tier), not each guest.
 """
 
 from __future__ import annotations
@@ -22,13 +28,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.config import Config
-from fogmachine.db.models import Guest, GuestNotice, Step, utcnow
+from fogmachine.db.models import Environment, Guest, GuestNotice, Step, utcnow
 from fogmachine.notify import Mail, Mailer
 
 
 @dataclass(frozen=True)
 class Pending:
-    notice_id: int
+    notice_ids: tuple[int, ...]  # one per guest the mail is about (an environment's: all of them)
     mail: Mail
 
 
@@ -90,6 +96,33 @@ def warning_mail(guest: Guest, base: str, now: dt.datetime) -> Mail:
                 f"-d '{{\"days\": 1}}' {base}/api/v1/guests/{guest.id}/extend\n\n{base}/\n")
 
 
+def _guest_lines(guests: list[Guest]) -> str:
+    return "".join(f"  {g.name}: {g.ip or 'no address yet'}{' (' + g.hostname + ')' if g.hostname else ''}\n"
+                   for g in sorted(guests, key=lambda g: (g.tier or 0, g.tier_index or 0, g.name)))
+
+
+def environment_mail(env: Environment, kind: str, guests: list[Guest], base: str, now: dt.datetime) -> Mail:
+    """The one mail about an environment's guests for a notice of ``kind`` (ready, retired, warn-...)."""
+    assert env.owner is not None
+    listed = _guest_lines(guests)
+    if kind == "ready":
+        return Mail(env.owner.email, f"[Fogmachine] environment {env.name} is ready",
+                    f"Every tier of your environment {env.name} is ready.\n\nIts guests:\n{listed}\n"
+                    f"Expires: {_when(env.expires_at)}\n\n{base}/environments/{env.id}\n")
+    if kind == "retired":
+        return Mail(env.owner.email, f"[Fogmachine] environment {env.name} was retired",
+                    f"Your environment {env.name} reached the end of its reservation: its guests were powered "
+                    f"off and removed.\n\n{listed}\nPurpose: {env.purpose}\n\n{base}/\n")
+    expires = env.expires_at or guests[0].expires_at or now
+    left = _left(expires, now)
+    return Mail(env.owner.email, f"[Fogmachine] environment {env.name} expires in {left}",
+                f"Your environment {env.name} expires at {_when(expires)}, in {left}.\n"
+                f"Its guests will then be powered off and removed:\n{listed}\n"
+                f"Extend it (all its guests) from the dashboard or with\n"
+                f"  curl -X POST -H 'Authorization: Bearer TOKEN' -H 'Content-Type: application/json' "
+                f"-d '{{\"days\": 1}}' {base}/api/v1/environments/{env.id}/extend\n\n{base}/\n")
+
+
 def collect(session: Session, config: Config, now: dt.datetime | None = None) -> list[Pending]:
     """Record the notices due now and return the mails to send for them."""
     now = now or utcnow()
@@ -98,7 +131,8 @@ def collect(session: Session, config: Config, now: dt.datetime | None = None) ->
     horizon = now + dt.timedelta(hours=max(config.warn_hours, default=0))
     live = Guest.step != Step.RETIRED
     candidates = list(session.scalars(
-        select(Guest).options(joinedload(Guest.owner)).where(
+        select(Guest).options(joinedload(Guest.owner), joinedload(Guest.environment).joinedload(Environment.owner))
+        .where(
             Guest.managed.is_(True), Guest.owner_id.is_not(None),
             (live & (Guest.expires_at <= horizon))
             | ((Guest.step == Step.READY) & ~exists().where(GuestNotice.guest_id == Guest.id,
@@ -111,13 +145,19 @@ def collect(session: Session, config: Config, now: dt.datetime | None = None) ->
         select(GuestNotice.guest_id, GuestNotice.kind).where(GuestNotice.guest_id.in_(ids))
     )) if ids else set()
     pending: list[Pending] = []
+    # An environment's notices of a kind: its guests, and whether the kind is mailed (a skipped warning is not).
+    grouped: dict[tuple[int, str], tuple[list[Guest], bool]] = {}
 
     def claim(guest: Guest, kind: str, mail: Mail | None) -> None:
         if (guest.id, kind) in existing:
             return
+        if guest.environment is not None:
+            members, mailed = grouped.get((guest.environment.id, kind), ([], False))
+            grouped[(guest.environment.id, kind)] = ([*members, guest], mailed or mail is not None)
+            return
         notice_id = _claim(session, guest.id, kind, delivered=mail is None)
         if notice_id is not None and mail is not None:
-            pending.append(Pending(notice_id, mail))
+            pending.append(Pending((notice_id,), mail))
 
     for guest in candidates:
         owner = guest.owner
@@ -126,7 +166,8 @@ def collect(session: Session, config: Config, now: dt.datetime | None = None) ->
             if owner.notify_expiry:
                 claim(guest, "retired", retired_mail(guest, base))
             continue
-        if guest.step == Step.READY and owner.notify_ready:
+        env_ready = guest.environment is None or guest.environment.step == "ready"
+        if guest.step == Step.READY and owner.notify_ready and env_ready:
             claim(guest, "ready", ready_mail(guest, base))
         if guest.expires_at is None or guest.expires_at <= now or not owner.notify_expiry:
             continue
@@ -136,14 +177,21 @@ def collect(session: Session, config: Config, now: dt.datetime | None = None) ->
         nearest = min(due)
         for hours in due:
             claim(guest, warn_kind(hours), warning_mail(guest, base, now) if hours == nearest else None)
+
+    for (_env_id, kind), (members, mailed) in grouped.items():
+        env = members[0].environment
+        assert env is not None
+        claimed = [n for n in (_claim(session, g.id, kind, delivered=not mailed) for g in members) if n is not None]
+        if claimed and mailed and env.owner is not None:
+            pending.append(Pending(tuple(claimed), environment_mail(env, kind, members, base, now)))
     return pending
 
 
-def _mark(session: Session, notice_id: int, delivered: bool) -> None:
+def _mark(session: Session, notice_ids: tuple[int, ...], delivered: bool) -> None:
     if delivered:
-        session.execute(update(GuestNotice).where(GuestNotice.id == notice_id).values(delivered=True))
+        session.execute(update(GuestNotice).where(GuestNotice.id.in_(notice_ids)).values(delivered=True))
     else:
-        session.execute(delete(GuestNotice).where(GuestNotice.id == notice_id))
+        session.execute(delete(GuestNotice).where(GuestNotice.id.in_(notice_ids)))
 
 
 async def run(db, config: Config, mailer: Mailer) -> int:  # type: ignore[no-untyped-def]
@@ -152,9 +200,9 @@ async def run(db, config: Config, mailer: Mailer) -> int:  # type: ignore[no-unt
     sent = 0
     for item in pending:
         if not mailer.enabled or not item.mail.to:
-            await db.run(_mark, item.notice_id, True)  # recorded, nowhere to send: done
+            await db.run(_mark, item.notice_ids, True)  # recorded, nowhere to send: done
             continue
         ok = await mailer.send(item.mail)
-        await db.run(_mark, item.notice_id, ok)
+        await db.run(_mark, item.notice_ids, ok)
         sent += ok
     return sent

@@ -92,3 +92,62 @@ async def test_opt_out_and_smtp_down_retries(make_config, smtp):
     finally:
         mailer.close()
         db.dispose()
+
+
+def _environment(db, step: str, hours_left: float, *names: str) -> int:
+    """An environment of ann's whose guests (all ready) share its lease."""
+    from fogmachine.db.models import Environment
+
+    with db.session() as s:
+        owner = s.scalar(select(User).where(User.username == "ann"))
+        if owner is None:
+            owner = User(username="ann", email="ann@example.org")
+            s.add(owner)
+        expires = utcnow() + dt.timedelta(hours=hours_left)
+        env = Environment(name="lab1", live_name="lab1", owner=owner, template_name="db-web", spec="{}",
+                          purpose="tests", expires_at=expires, step=step, tier=1)
+        s.add(env)
+        for tier, name in enumerate(names):
+            s.add(Guest(name=name, live_name=name, domain_name=name, owner=owner, step=Step.READY,
+                        ip=f"10.0.0.{tier + 5}", hostname=f"{name}.lab", expires_at=expires, environment=env,
+                        tier=tier, tier_index=0))
+        s.flush()
+        return env.id
+
+
+async def test_an_environments_guests_get_one_mail_of_each_kind(make_config, smtp, database_url):
+    """One lease, one mail: ready when every tier is, the warning and the retirement about the environment,
+    each guest's notice still recorded once (on each database: the notices are writes)."""
+    from fogmachine.db.models import Environment
+
+    inbox, port = smtp
+    config = make_config(smtp_host="127.0.0.1", smtp_port=str(port), database_connection=database_url)
+    db = Database(config.database_url, threads=2)
+    migrate.ensure_schema(db.engine)
+    mailer = Mailer(config)
+    try:
+        env_id = _environment(db, "provisioning", 20, "lab1-db1", "lab1-web1")
+        # its guests are ready but the environment is not: a warning, and no "ready" yet
+        assert await notices.run(db, config, mailer) == 1
+        assert len(inbox.messages) == 1 and inbox.subjects()[0].startswith("[Fogmachine] environment lab1 expires in ")
+        body = inbox.messages[0].get_payload()
+        assert "lab1-db1: 10.0.0.5" in body and "lab1-web1: 10.0.0.6" in body
+        assert f"/api/v1/environments/{env_id}/extend" in body
+        with db.session() as s:
+            s.get(Environment, env_id).step = "ready"
+        assert await notices.run(db, config, mailer) == 1
+        assert inbox.subjects()[-1] == "[Fogmachine] environment lab1 is ready"
+        assert await notices.run(db, config, mailer) == 0  # once
+        with db.session() as s:
+            kinds = sorted((n.guest_id, n.kind, n.delivered) for n in s.scalars(select(GuestNotice)))
+            ids = sorted(g.id for g in s.scalars(select(Guest)))
+        assert kinds == sorted((gid, kind, True) for gid in ids for kind in ("ready", "warn-24h", "warn-72h"))
+        with db.session() as s:
+            for guest in s.scalars(select(Guest)):
+                guest.step, guest.retired_at, guest.live_name = Step.RETIRED, utcnow(), None
+        assert await notices.run(db, config, mailer) == 1
+        assert inbox.subjects()[-1] == "[Fogmachine] environment lab1 was retired"
+        assert len(inbox.messages) == 3
+    finally:
+        mailer.close()
+        db.dispose()

@@ -331,8 +331,8 @@ async def _start_tier(ctx: Context, env_id: int, start: _Start) -> bool:
     begun = await ctx.db.run(_begin_tier, env_id, start.tier, entry, values,
                              {gid: hash_token(token) for gid, token in tokens.items()}, records, ctx.process_id,
                              lock=True)
-    if begun is None:
-        return True  # the environment moved meanwhile (another process): look again
+    if not begun:  # None: the environment moved meanwhile (another process); []: its guests were all deleted
+        return True  # either way, look again at once
     for guest_id, name, host, host_type, mac, uuid in begun:
         job = Job(guest_id, name, host, host_type, mac, uuid, entry, tokens[guest_id], records[guest_id],
                   variables=values, environment_id=env_id)
