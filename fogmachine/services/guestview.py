@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fogmachine.db.models import AuditEvent, Guest, GuestState, GuestStep, Step
+from fogmachine.services import envview
 from fogmachine.services.actor import Actor
 from fogmachine.services.guests import get_guest, guest_to_dict
 from fogmachine.timestamps import iso_utc
@@ -138,4 +139,6 @@ def guest_page(session: Session, actor: Actor, guest_id: int) -> dict[str, Any]:
         "events_limited": len(events) >= TIMELINE_LIMIT,
         # The console log is named after the guest; once retired its name may belong to a new guest.
         "console_name": guest.name if guest.managed and guest.live_name == guest.name else "",
+        # A guest of an environment says which and in which tier ("Part of environment lab1 (tier web)").
+        "environment": envview.membership(guest),
     }

@@ -9,15 +9,19 @@ server never serves it (the browser context bypasses the pages' CSP for that one
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fogmachine.db.models import Environment
 from fogmachine.services import tokens, useradmin
 from fogmachine.services.actor import Actor
 from fogmachine.services.checkout import CheckoutRequest, checkout
+from fogmachine.services.environments import templates
+from fogmachine.services.environments.claim import EnvironmentRequest, checkout_environment
 from fogmachine.services.users import create_user
 from tests.browser.test_audit import ready
 from tests.browser.test_dashboard import WAIT_MS, log_in
@@ -32,11 +36,14 @@ ALWAYS = {"heading-order", "page-has-heading-one"}
 PAGES = {
     "visitor": ("/", "/login", "/register", "/no-such-page"),
     # /guests/1 is dave's guest (made first below); /guests/1/destroy asks before powering it off.
+    # /environments/1 is dave's environment of the shared template db-web (its guests are 3 to 5).
     "user": ("/", "/checkout", "/guests", "/guests/1", "/guests/1/destroy", "/guests/1/console", "/profile",
-             "/hosts", "/api/v1/docs", "/no-such-page", "/admin"),
+             "/hosts", "/api/v1/docs", "/no-such-page", "/admin", "/environments", "/environments/new",
+             "/environments/1", "/environments/1/delete", "/environment-templates"),
     "admin": ("/", "/checkout", "/guests", "/guests/1", "/guests/2", "/profile", "/hosts", "/admin",
               "/admin?guests=retired",
-              "/admin/audit", "/admin/audit?since=nonsense", "/api/v1/docs"),
+              "/admin/audit", "/admin/audit?since=nonsense", "/api/v1/docs", "/environments",
+              "/environment-templates", "/environment-templates/new", "/environment-templates/db-web/edit"),
 }
 # Swagger UI's own markup (static/vendor/, not ours to change): each operation's summary is a button holding
 # the copy-link and lock buttons, and its tag headings are h3 under an h2. Only these nodes, only on the docs
@@ -64,6 +71,14 @@ async def server(make_config, start_server, tmp_path):
     for actor, name in ((dave, "dave-web"), (root, "root-db")):
         guest = await checkout(srv.ctx, actor, CheckoutRequest(name, "tiny", 3, "accessibility"))
         await ready(srv, guest.id)
+    await templates.save(srv.ctx, root, "db-web", "a database,\nthen two web servers", {"tiers": [
+        {"name": "db", "target": "tiny"},
+        {"name": "web", "target": "tiny", "count": 2, "anti_affinity": True, "variables": {"db_host": "{{ db.ip }}"}}]})
+    env = await checkout_environment(srv.ctx, dave, EnvironmentRequest("db-web", "lab1", 3, "accessibility"))
+    deadline = asyncio.get_running_loop().time() + 60  # each tier is ready once its guests boot (no phone-home)
+    while (step := await srv.ctx.db.run(lambda s: s.get(Environment, env.id).step)) != "ready":
+        assert step == "provisioning" and asyncio.get_running_loop().time() < deadline, step
+        await asyncio.sleep(0.05)
     await srv.ctx.db.run(useradmin.set_active, root, users["erin"], False)
     await srv.ctx.db.run(tokens.create_token, dave, tokens.NewToken("nightly-ci", "write", 30))
     return srv

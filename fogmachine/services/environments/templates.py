@@ -133,6 +133,16 @@ def _require_may_change(actor: Actor, row: EnvTemplate) -> None:
                    details={"field": "name"})
 
 
+def may_write(actor: Actor, config: Config, view: TemplateView | None = None) -> bool:
+    """Whether ``save`` would let ``actor`` write ``view`` (None: a new template): the same rules, for a page
+    to offer its editor and import only to whom they are allowed. ``save`` still checks them itself."""
+    try:
+        _require_may_keep(actor, config)
+    except PermissionDenied:
+        return False
+    return view is None or actor.is_admin or (view.owner is not None and view.owner == actor.username)
+
+
 def _may_see(actor: Actor, row: EnvTemplate) -> bool:
     return actor.is_admin or row.owner_id is None or row.owner_id == actor.user_id
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime as dt
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ from fogmachine.context import Context
 from fogmachine.db.models import AuditEvent, Environment, EnvTemplate, User
 from fogmachine.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from fogmachine.services.actor import Actor
+from fogmachine.services.environments import spec as specmod
 from fogmachine.services.environments import templates
 
 DB_WEB: dict[str, Any] = {"tiers": [
@@ -186,9 +188,27 @@ def test_the_unique_name_turns_a_lost_race_into_a_conflict(make_ctx: Any, monkey
     """The unit itself, as if the twin had been committed between its look-up and its insert."""
     ctx = _ctx(make_ctx)
     root = _users(ctx)["root"]
-    spec = templates.specmod.parse(DB_WEB)
+    spec = specmod.parse(DB_WEB)
     ctx.db.run_sync(templates._save, root, "twin", "", spec)
     monkeypatch.setattr(templates, "_find", lambda session, name: None)
     with pytest.raises(Conflict, match="just created by someone else"):
         ctx.db.run_sync(templates._save, root, "twin", "", spec)
     assert _count(ctx) == 1
+
+
+def test_may_write_offers_what_save_allows(make_config: Any) -> None:
+    """The pages offer the editor by ``may_write``: the same rules ``save`` checks (above, through it)."""
+    spec = specmod.parse(DB_WEB)
+    now = dt.datetime(2026, 5, 4)
+
+    def view(owner: str | None) -> templates.TemplateView:
+        return templates.TemplateView(1, "t", "", owner, spec, now, now)
+
+    root, ann, reader = Actor(1, "root", is_admin=True), Actor(2, "ann"), Actor(2, "ann", scope="read")
+    off, on = make_config(), make_config(user_templates="true")
+    assert templates.may_write(root, off) and templates.may_write(root, off, view(None))
+    assert templates.may_write(root, off, view("ann"))
+    assert not templates.may_write(ann, off) and not templates.may_write(ann, off, view("ann"))
+    assert templates.may_write(ann, on) and templates.may_write(ann, on, view("ann"))
+    assert not templates.may_write(ann, on, view(None)) and not templates.may_write(ann, on, view("bob"))
+    assert not templates.may_write(reader, on) and not templates.may_write(Actor(None, "x"), on)

@@ -23,6 +23,8 @@ from fogmachine.placement import Usage
 from fogmachine.services.actor import Actor
 from fogmachine.services.checkout.claim import MAX_PURPOSE
 from fogmachine.services.consolelog import ConsoleTail
+from fogmachine.services.environments import spec as specmod
+from fogmachine.services.environments.templates import TemplateView
 from fogmachine.services.guests import guest_to_dict
 from fogmachine.services.guestview import StepRow
 from fogmachine.services.hosts import Capacity, host_to_dict
@@ -136,7 +138,33 @@ GUEST_PAGE = dict(
     events=[{"at": "2026-05-04T10:30:00Z", "actor": "alice", "action": "guest.checkout", "result": "ok",
              "message": "local tiny on h1", "remote_addr": ""}],
     events_limited=False, retired=False, console_name="web1", back="/guests/1",
-    console=ConsoleTail(text="<tty> login:", path="/var/log/fm/web1.log"))
+    console=ConsoleTail(text="<tty> login:", path="/var/log/fm/web1.log"), environment=None)
+
+DB_WEB = specmod.parse({"tiers": [{"name": "db", "target": "tiny"},
+                                  {"name": "web", "target": "f40", "count": 2, "anti_affinity": True,
+                                   "variables": {"db_host": "{{ db.ip }}"}}]})
+TEMPLATE_VIEWS = [TemplateView(1, "db-web", "a <db>\nthen web", None, DB_WEB, utcnow(), utcnow()),
+                  TemplateView(2, "alice-lab", "", "alice", DB_WEB, utcnow(), utcnow())]
+ENV_ROWS = [{"id": 4, "name": "lab1", "owner": "alice", "template": "db-web", "purpose": "<b>demo</b>",
+             "step": "provisioning", "reason": "", "progress": "tier 2 of 2: web",
+             "expires_at": "2026-05-10T10:00:00Z", "created_at": "2026-05-04T10:00:00Z"},
+            {"id": 5, "name": "lab2", "owner": "alice", "template": "db-web", "purpose": "", "step": "failed",
+             "reason": "guest lab2-web1 (tier web) failed at booting: <no>", "progress": "failed in tier 2 of 2: web",
+             "expires_at": None, "created_at": "2026-05-04T10:00:00Z"}]
+ENV = {"id": 4, "name": "lab1", "owner": "alice", "template": "db-web", "purpose": "<b>demo</b>",
+       "step": "provisioning", "step_reason": "", "tier": 1, "keep_failed": False,
+       "created_at": "2026-05-04T10:00:00Z", "expires_at": "2026-05-10T10:00:00Z", "retired_at": None,
+       "tiers": [{"index": 0, "name": "db", "target": "tiny", "count": 1, "anti_affinity": False, "variables": [],
+                  "state": "ready", "guests": [guest(11, "lab1-db1")]},
+                 {"index": 1, "name": "web", "target": "f40", "count": 2, "anti_affinity": True,
+                  "variables": ["db_host"], "state": "provisioning",
+                  "guests": [guest(12, "lab1-web1", step="booting"), guest(13, "lab1-web2", step="retired")]}]}
+ENV_PAGE = dict(env=ENV, tiers=ENV["tiers"], sentence="Provisioning tier 2 of 2 (web)", reason="", retired=False,
+                following=True, guest_ids=[11, 12, 13], back="/environments/4", env_extend="env-extend-4")
+RETIRED_ENV = {**ENV, "step": "retired", "step_reason": "deleted by alice", "retired_at": "2026-05-05T10:00:00Z",
+               "tiers": [{**ENV["tiers"][0], "state": "retired", "guests": []}]}
+EDITOR = dict(form={"name": "", "description": "", "tiers": "tiers:\n  - name: db\n    target: tiny\n"},
+              max_bytes=65536, max_description=2000)
 
 # (template, who is logged in, values, strings the page must contain)
 CASES = [
@@ -251,6 +279,78 @@ CASES = [
                           "ssh": "", "steps": [], "events": [], "retired": True,
                           "console": ConsoleTail(note="no longer shown")},
      ["Retired: reservation expired", "No steps recorded.", "Nothing recorded yet.", "no longer shown"]),
+    ("guest.html", ALICE, {**GUEST_PAGE, "environment": {"id": 4, "name": "lab1", "tier": "web"}},
+     ['Part of environment <a href="/environments/4">lab1</a> (tier web)']),
+    ("environments.html", ALICE, dict(environments=ENV_ROWS),
+     ['href="/environments/4"', "tier 2 of 2: web", "&lt;b&gt;demo&lt;/b&gt;", "step-failed",
+      "failed at booting: &lt;no&gt;", 'href="/environments/new"', 'href="/environment-templates"',
+      'data-expires="2026-05-10T10:00:00Z"']),
+    ("environments.html", ROOT, dict(environments=ENV_ROWS), ['<td data-label="Owner">alice</td>']),
+    ("environments.html", ALICE, dict(environments=[]), ["You have no environments."]),
+    ("environment_new.html", ALICE, dict(form={"template": "db-web", "name": "lab1", "days": "3", "purpose": "x",
+                                               "keep_failed": "yes"}, env_templates=TEMPLATE_VIEWS,
+                                         total_templates=3, may_write=False),
+     ['<option value="db-web" selected>db-web — 3 guests in 2 tiers</option>', "a &lt;db&gt;\nthen web",
+      "<strong>web</strong>: 2 \u00d7 f40, on different hosts; variables db_host", "private: alice",
+      'name="keep_failed" value="yes" checked', "The first 2 of 3 are listed."]),
+    ("environment_new.html", ALICE, dict(form={"template": "gone", "name": "lab1", "days": "3", "purpose": "x",
+                                               "keep_failed": ""}, env_templates=TEMPLATE_VIEWS,
+                                         total_templates=2, may_write=False,
+                                         failed=FailedForm("new-environment", "", "tier web cannot be placed", {})),
+     ['<option value="gone" selected>gone</option>',
+      'id="new-environment-error" tabindex="-1">tier web cannot be placed</p>']),
+    ("environment_new.html", ALICE, dict(form={"template": "", "name": "", "days": "3", "purpose": "",
+                                               "keep_failed": ""}, env_templates=[], total_templates=0,
+                                         may_write=True),
+     ["There is no environment template you can use yet.", 'href="/environment-templates/new"']),
+    ("environment.html", ALICE, ENV_PAGE,
+     ["<h1>lab1</h1>", 'id="env-sentence" aria-live="polite">Provisioning tier 2 of 2 (web)<',
+      'data-guest-ids="11 12 13"', 'data-following="yes"', 'data-tier-state="0">ready<',
+      'data-tier-state="1">provisioning<', '<tr data-guest-id="12" data-view="mine"', 'href="/guests/13"',
+      "2 \u00d7 f40", "on different hosts", "db_host", 'action="/environments/4/start"',
+      'action="/environments/4/stop"',
+      'action="/environments/4/delete" data-confirm="Delete lab1?', 'action="/environments/4/extend"', "+7 days",
+      "&lt;b&gt;demo&lt;/b&gt;", "environment.js"]),
+    ("environment.html", ALICE, {**ENV_PAGE, "failed": FailedForm("env-extend-4", "days", "days must be between",
+                                                                  {"days": "45"})},
+     ['id="env-extend-4-days-error">days must be between', 'value="45"']),
+    ("environment.html", ROOT, {**ENV_PAGE, "env": RETIRED_ENV, "tiers": RETIRED_ENV["tiers"], "retired": True,
+                                "sentence": "Retired: deleted by alice", "following": False},
+     ["Retired: deleted by alice", "No guests left in this tier.", "Retired</dt>", 'data-following="no"']),
+    ("environment.html", ALICE, {**ENV_PAGE, "env": {**ENV, "step": "failed", "keep_failed": True,
+                                                     "step_reason": "guest lab1-web1 failed at booting: <x>"},
+                                 "sentence": "Failed: its guests are kept for inspection",
+                                 "reason": "guest lab1-web1 failed at booting: <x>", "following": False},
+     ['class="status-sentence step-failed" id="env-sentence" aria-live="polite">Failed: its guests are kept',
+      '<p class="reason" id="env-reason"><strong>Reason:</strong> <span id="env-reason-text">guest lab1-web1 '
+      'failed at booting: &lt;x&gt;</span>', "its guests are kept for inspection</dd>"]),
+    ("environment_confirm.html", ALICE, dict(env=ENV),
+     ["<h1>Delete lab1?</h1>", "every guest of it (2)", 'action="/environments/4/delete"', 'value="yes"',
+      'href="/environments/4">Keep it']),
+    ("env_templates.html", ROOT, dict(env_templates=TEMPLATE_VIEWS, total_templates=2, may_write=True,
+                                      writable={"db-web", "alice-lab"}, max_file_kb=64),
+     ['href="/environment-templates/new"', 'action="/environment-templates/import"',
+      'href="/environment-templates/alice-lab/edit"', 'href="/environment-templates/db-web/export" download',
+      'href="/environments/new?template=db-web"', "Templates you save are shared", "Templates (2)"]),
+    ("env_templates.html", ALICE, dict(env_templates=TEMPLATE_VIEWS[:1], total_templates=1, may_write=False,
+                                       writable=set(), max_file_kb=64),
+     ["Administrators write them.", 'href="/environment-templates/db-web/export"']),
+    ("env_templates.html", ROOT, dict(env_templates=[], total_templates=0, may_write=True, writable=set(),
+                                      max_file_kb=64,
+                                      failed=FailedForm("import", "file", "tiers[1] (web), variable db_host: no", {})),
+     ["No environment templates yet.", '<details class="card" id="import" open>',
+      'id="import-file-error">tiers[1] (web), variable db_host: no']),
+    ("env_template_card.html", ROOT, dict(t=TEMPLATE_VIEWS[1], card_links=True, writable={"alice-lab"}),
+     ['<h3 id="tpl-alice-lab-title">alice-lab</h3>', "private: alice", 'href="/environment-templates/alice-lab/edit"']),
+    ("env_template_edit.html", ROOT, dict(existing=None, **EDITOR),
+     ["New environment template", 'name="name"', "tiers:\n  - name: db", 'action="/environment-templates/new"',
+      "db_host: \"{{ db.ip }}\""]),
+    ("env_template_edit.html", ROOT, dict(existing="db-web", **EDITOR,
+                                          failed=FailedForm("template", "tiers", "tiers[1] (web), variable db_host: x",
+                                                            {})),
+     ["Edit db-web", 'action="/environment-templates/db-web/edit"', 'href="/environment-templates/db-web/export"',
+      'id="template-tiers-error">tiers[1] (web), variable db_host: x',
+      'aria-invalid="true" aria-describedby="template-tiers-error" autofocus>']),
     ("admin.html", ROOT, dict(**USERLIST, users=USERS, hosts=HOSTS, retired=False,
                               **glist("admin", ROOT, GUESTS, total=150, page="2")),
      ["Administration", "Make admin", "Enable", "you", "previous", "next", 'action="/admin/hosts/h2/enable"',
@@ -325,7 +425,7 @@ def test_template_renders(make_config, template, user, values, expected):
     for text in expected:
         assert text in html, f"{text!r} missing from {template}"
     if template not in ("guest_row.html", "host_card.html", "retired_row.html", "console_panel.html",
-                        "guest_list.html", "list_heads.html", "pager.html"):
+                        "guest_list.html", "list_heads.html", "pager.html", "env_template_card.html"):
         assert html.lstrip().lower().startswith("<!doctype html>")
 
 
