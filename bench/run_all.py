@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MARK = "VERDICT "
 BENCHMARKS = ("api_schema", "api_guests_list", "live_updates", "virt_fleet_sweep", "virt_freshness", "virt_memory",
-              "checkout_overhead", "e2e_ready", "virt_network", "console_echo")
+              "checkout_overhead", "e2e_ready", "env_critical_path", "virt_network", "console_echo")
 TIMEOUT = 1800.0
 
 

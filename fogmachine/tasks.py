@@ -91,17 +91,20 @@ class TaskRegistry:
             log.exception("periodic task %s failed", name)
         return True
 
-    def _tick(self, name: str) -> Callable[[], Awaitable[None]]:
-        async def tick() -> None:
+    def _tick(self, name: str) -> Callable[[], Awaitable[bool]]:
+        async def tick() -> bool:
+            """One turn of the task; True when it ran (False: another process holds its lease, or the
+            database did not answer)."""
             current = asyncio.current_task()
             if current is not None:
                 self._running.add(current)
             try:
-                await self.run_once(name)
+                return await self.run_once(name)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the lease query itself failed (database down): try next time
                 log.warning("periodic task %s skipped: %s", name, "database unavailable", exc_info=False)
+                return False
             finally:
                 self._running.discard(current)
 
@@ -122,10 +125,22 @@ class TaskRegistry:
             await asyncio.gather(self._start_task, return_exceptions=True)
 
     async def _run_at_start(self) -> None:
+        """Run each start-up task once, after ``settle``. A task that could not run (its lease held by another
+        process) is tried again every HEARTBEAT_INTERVAL until a dead holder's heartbeat has surely expired:
+        restarted right after a crash, this process finds the dead one's leases still counting for up to
+        HEARTBEAT_TTL, and without the retries the task's first run here would wait a whole interval (an
+        hour with environment_interval = 3600: an environment killed between its tiers sat there; found by
+        tests/system/test_env_faults.py). A live holder keeps its lease, and runs the task itself."""
         if self.settle is not None:
             await self.settle()
-        for name in self.at_start:
-            await self._tick(name)()
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + HEARTBEAT_TTL + HEARTBEAT_INTERVAL
+        pending = list(self.at_start)
+        while True:
+            pending = [name for name in pending if not await self._tick(name)()]
+            if not pending or loop.time() > give_up:
+                return
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def stop(self) -> None:
         for callback in self._callbacks:

@@ -122,3 +122,34 @@ async def test_a_stop_keeps_the_lease_until_the_task_under_way_ends(database_url
         finish.set()
         for db in dbs:
             db.dispose()
+
+
+async def test_a_start_up_task_whose_lease_a_crashed_process_holds_runs_once_its_heartbeat_expires(
+        database_url, make_config):
+    """Found by tests/system/test_env_faults.py: a server SIGKILLed and started again at once found the dead
+    process's lease on a task it runs at start still counting (its heartbeat lasts HEARTBEAT_TTL after the
+    crash), so the start-up run was skipped and the task waited a whole interval (an hour) for its first."""
+    config = make_config(database_connection=database_url)
+    db = Database(database_url, threads=2)
+    migrate.ensure_schema(db.engine)
+
+    def crashed(session) -> None:  # what a process leaves behind when killed: a heartbeat a moment from its end
+        assert leases.try_acquire(session, f"{leases.PROCESS_PREFIX}dead", "dead", 3.0)
+        assert leases.try_acquire(session, "task:sweep", "dead", 3 * 3600)
+
+    db.run_sync(crashed)
+    ran: list[str] = []
+
+    async def sweep() -> None:
+        ran.append("sweep")
+
+    restarted = TaskRegistry(build_context(config, db), process_id="restarted")
+    restarted.add(PeriodicTask("sweep", 3600, sweep))
+    restarted.at_start.append("sweep")
+    try:
+        await restarted.start()  # its first try finds the dead process still counting as alive
+        await asyncio.wait_for(restarted.wait_started(), 60)
+        assert ran == ["sweep"]  # run once the dead heartbeat had expired, not an hour later
+    finally:
+        await restarted.stop()
+        db.dispose()

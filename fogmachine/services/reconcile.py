@@ -4,7 +4,8 @@ Runs shortly after start and then periodically (one process at a time). It
 repairs what crashes and outages leave behind:
 
 * a checkout whose provisioning process died (its heartbeat lease expired) or
-  that is still not ready after ``provision_timeout``: everything it made is
+  that is still not ready after ``provision_timeout`` (a guest of an
+  environment's: counted from when its tier started): everything it made is
   torn down (by the guest's name, since a crash can come between making a part
   and recording it) and the guest is marked failed with the reason. The dead
   process's checkouts are also looked for every 15 s on their own
@@ -38,11 +39,11 @@ import logging
 import posixpath
 from dataclasses import dataclass, field
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from fogmachine.context import Context
-from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, Step, TargetKind, utcnow
+from fogmachine.db.models import IN_PROGRESS_STEPS, Guest, GuestState, GuestStep, Step, TargetKind, utcnow
 from fogmachine.errors import FogmachineError
 from fogmachine.services import audit, expiry, hoststate, leases, teardown
 from fogmachine.services.actor import Actor
@@ -76,6 +77,19 @@ class _Stuck:
     holdings: teardown.Holdings
 
 
+def _began(session: Session, guest: Guest) -> dt.datetime:
+    """When the guest's provisioning began, which ``provision_timeout`` counts from: its checkout; for a guest
+    of an environment, when its tier started (the first step it took after ``waiting``). The environment claims
+    every tier's guests at once, and a later tier waits, capacity held, for the tiers before it to install:
+    counted from the claim, that wait would time it out early (found by a test: a tier started after a
+    20-minute install of the one before was failed at once with the default hour)."""
+    if guest.environment_id is None:
+        return guest.created_at
+    started = session.scalar(select(func.min(GuestStep.at)).where(
+        GuestStep.guest_id == guest.id, GuestStep.step.in_((Step.REGISTERING, Step.DEFINING))))
+    return started if started is not None else guest.created_at
+
+
 def _stuck(session: Session, timeout: float, busy_here: set[int], now: dt.datetime,
            interrupted_only: bool = False, this_process: str = "") -> list[_Stuck]:
     # This process is alive, whatever its heartbeat lease says: on a loaded machine the lease can lapse
@@ -93,7 +107,7 @@ def _stuck(session: Session, timeout: float, busy_here: set[int], now: dt.dateti
             continue
         if guest.step in IN_PROGRESS_STEPS and guest.worker and guest.worker not in alive:
             reason = INTERRUPTED
-        elif guest.created_at < cutoff and not interrupted_only:
+        elif _began(session, guest) < cutoff and not interrupted_only:
             what = "phone home" if guest.step == Step.INSTALLING else "finish provisioning"
             reason = f"did not {what} within {timeout:g} s"
         else:

@@ -30,6 +30,30 @@ HIDDEN_PROFILE = "fmtest-hidden"  # no fogmachine key: not in the catalog
 XEN_PROFILE = "fmtest-xen"  # a xen profile: Fogmachine's domain builder refuses it (a define-step failure)
 IMAGE = "fmtest-image"
 TEMPLATE = "fogmachine-minimal.ks"
+# Environments: the sample kickstart of ks_scripts (fogmachine_user, fogmachine_env, then fogmachine_update), whose
+# %post the tiny guest runs as it runs the minimal one's.
+ENV_PROFILE = "fmtest-env"
+ENV_TEMPLATE = "fogmachine-env.ks"
+# The same, with a gate before the phone-home: a tier variable ``gate`` (a URL) makes the guest wait until that URL
+# answers, so a fault test can act while the tier is installing for certain, then let it phone home.
+GATED_PROFILE = "fmtest-env-gated"
+GATED_TEMPLATE = "fmtest-env-gated.ks"
+GATED_KICKSTART = """%post
+$SNIPPET('fogmachine_env')
+#raw
+if [ -r /etc/fogmachine/env ]; then (
+    . /etc/fogmachine/env
+    [ -n "${gate:-}" ] || exit 0
+    echo "fmtest: waiting at the gate $gate"
+    until timeout 10 wget -q -O /dev/null "$gate"; do sleep 1; done
+    echo "fmtest: the gate is open"
+) fi
+#end raw
+$SNIPPET('fogmachine_update')
+%end
+"""
+# A profile whose guests are defined but cannot start (their libvirt network does not exist): a booting failure.
+NO_NETWORK_PROFILE = "fmtest-nonet"
 
 
 def unreachable() -> str | None:
@@ -99,6 +123,18 @@ def seed() -> None:
     seed_mod.seed(XMLRPC_URL, USER, PASSWORD, str(KERNEL), str(INITRD), distro=PROFILE, profile=XEN_PROFILE,
                   autoinstall_name=TEMPLATE, template=template, kernel_options="console=ttyS0 panic=-1",
                   autoinstall_meta={"fogmachine": 1}, virt_type="xenpv", image=None)
+    tiny = {"kernel_options": "console=ttyS0 panic=-1", "virt_ram": 256, "virt_cpus": 1, "virt_type": "qemu",
+            "virt_file_size": 0, "image": None}
+    env_template = (ROOT / "ks_scripts" / "kickstarts" / ENV_TEMPLATE).read_text()
+    seed_mod.seed(XMLRPC_URL, USER, PASSWORD, str(KERNEL), str(INITRD), distro=PROFILE, profile=ENV_PROFILE,
+                  autoinstall_name=ENV_TEMPLATE, template=env_template,
+                  autoinstall_meta={"fogmachine": 1, "fogmachine_network": "user"}, **tiny)
+    seed_mod.seed(XMLRPC_URL, USER, PASSWORD, str(KERNEL), str(INITRD), distro=PROFILE, profile=GATED_PROFILE,
+                  autoinstall_name=GATED_TEMPLATE, template=GATED_KICKSTART,
+                  autoinstall_meta={"fogmachine": 1, "fogmachine_network": "user"}, **tiny)
+    seed_mod.seed(XMLRPC_URL, USER, PASSWORD, str(KERNEL), str(INITRD), distro=PROFILE, profile=NO_NETWORK_PROFILE,
+                  autoinstall_name=ENV_TEMPLATE, template=env_template,
+                  autoinstall_meta={"fogmachine": 1, "fogmachine_network": "network:fmtest-missing"}, **tiny)
 
 
 def system_names() -> list[str]:

@@ -7,6 +7,7 @@ home over HTTP with it, as the guest's installer does.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from typing import Any
@@ -15,8 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import select, update
 from tornado.httpclient import AsyncHTTPClient
 
-from fogmachine.db.models import AuditEvent, Environment, Guest, Host, Step
-from fogmachine.services import phonehome
+from fogmachine.db.models import AuditEvent, Environment, Guest, GuestStep, Host, Step, utcnow
+from fogmachine.services import phonehome, reconcile
 from fogmachine.services.environments import actions
 from fogmachine.services.environments.claim import checkout_environment
 from tests.services.environments.conftest import add_template, env_req
@@ -220,3 +221,32 @@ async def test_extend_and_delete_go_to_every_guest(cloud: Any) -> None:
     assert {g.step for g in _guests(ctx, env.id).values()} == {Step.RETIRED}
     for host in ("h1", "h2"):
         assert not {n for n in await pv.Domains(ctx).names(host) if n.startswith("lab1-")}
+
+
+async def test_a_later_tier_has_the_whole_provision_timeout_from_its_own_start(cloud: Any) -> None:
+    """Its guests were claimed with the environment, but their install began when their tier started: a tier that
+    waited long for the ones before it is not timed out by reconciliation for that wait."""
+    srv = await cloud(provision_timeout="600")
+    ctx = srv.ctx
+    add_template(ctx, "tiered", TIERED)
+    env = await checkout_environment(ctx, srv.alice, env_req(template="tiered"))
+    db = (await _wait_steps(ctx, env.id, {"lab1-db1": Step.INSTALLING}))["lab1-db1"]
+
+    def shift(session: Any, guest_ids: list[int], minutes: int) -> None:
+        """As if those guests had been claimed, and had started, ``minutes`` earlier."""
+        earlier = utcnow() - dt.timedelta(minutes=minutes)
+        session.execute(update(Guest).where(Guest.id.in_(guest_ids)).values(created_at=earlier))
+        session.execute(update(GuestStep).where(GuestStep.guest_id.in_(guest_ids)).values(at=earlier))
+
+    # db took 20 minutes to install (the whole environment was claimed then), and phones home now.
+    ctx.db.run_sync(shift, [g.id for g in _guests(ctx, env.id).values()], 20)
+    await _phone_home(srv, db, "10.0.2.15", "db.lab.example")
+    guests = await _wait_steps(ctx, env.id, {"lab1-web1": Step.INSTALLING, "lab1-web2": Step.INSTALLING})
+    report = await reconcile.reconcile(ctx)
+    assert report.failed_provisioning == []
+    assert {g.step for name, g in _guests(ctx, env.id).items() if name != "lab1-db1"} == {Step.INSTALLING}
+    # Once their own install has taken longer than provision_timeout, they are late like any guest.
+    ctx.db.run_sync(shift, [guests["lab1-web1"].id], 11)
+    report = await reconcile.reconcile(ctx)
+    assert report.failed_provisioning == ["lab1-web1"]
+    assert "did not phone home within 600 s" in _guests(ctx, env.id)["lab1-web1"].step_reason
