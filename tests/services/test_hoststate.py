@@ -349,7 +349,8 @@ def test_several_hosts_planned_in_one_unit_decide_what_each_would_alone(db):
 
 
 async def test_plans_asked_at_once_share_units_of_work(db):
-    """hostwatch.PlanBatches: what waits when a unit starts goes in it; what comes while it runs, in the next."""
+    """hostwatch.PlanBatches: what comes within the first request's window goes in one unit; what comes after it
+    started, in the next."""
     from fogmachine.services.hostwatch import PlanBatches
 
     with db.session() as s:
@@ -358,8 +359,11 @@ async def test_plans_asked_at_once_share_units_of_work(db):
         ids = list(s.scalars(select(Host.id).where(Host.name.like("m%")).order_by(Host.id)))
     batches = PlanBatches(db)
     requests = [hoststate.PlanRequest(i, snap(dom(f"d{n}", mac=f"52:54:00:00:01:{n:02x}"))) for n, i in enumerate(ids)]
-    first = [asyncio.ensure_future(batches.plan(r)) for r in requests[:10]]
-    await asyncio.sleep(0)  # the first unit has started (on a database thread) with those ten
+    first = [asyncio.ensure_future(batches.plan(r)) for r in requests[:5]]
+    await asyncio.sleep(0)
+    first += [asyncio.ensure_future(batches.plan(r)) for r in requests[5:10]]  # within the window: same unit
+    while batches.units == 0:  # the first unit has taken them (its window over)
+        await asyncio.sleep(0.001)
     later = [asyncio.ensure_future(batches.plan(r)) for r in requests[10:]]
     plans = await asyncio.gather(*first, *later)
     assert [p.host_id for p in plans] == ids and all(len(p.inserts) == 1 for p in plans)
