@@ -49,7 +49,7 @@ from fogmachine.services.actor import Actor
 from fogmachine.services.checkout.claim import Launch, apply_launch
 from fogmachine.services.checkout.engine import Job, provision
 from fogmachine.services.environments import spec as specs
-from fogmachine.services.environments import variables
+from fogmachine.services.environments.facts import EnvFacts, GuestFacts, OwnerFacts
 from fogmachine.services.tokens import hash_token
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,9 @@ class _Start:
     tier: int
     spec: specs.TemplateSpec
     guests: tuple[tuple[int, str], ...]
-    reported: dict[str, list[variables.GuestFacts]]
-    env: variables.EnvFacts
-    owner: variables.OwnerFacts
+    reported: dict[str, list[GuestFacts]]
+    env: EnvFacts
+    owner: OwnerFacts
 
 
 @dataclass(frozen=True)
@@ -233,17 +233,17 @@ def _decide(session: Session, env_id: int) -> _Decision:
     if env.tier + 1 >= len(spec.tiers):
         return _Mark(READY)
     nxt = env.tier + 1
-    reported: dict[str, list[variables.GuestFacts]] = {}
+    reported: dict[str, list[GuestFacts]] = {}
     for guest in guests:
         if guest.tier is not None and guest.tier < nxt and guest.step == Step.READY:
-            reported.setdefault(spec.tiers[guest.tier].name, []).append(variables.GuestFacts(
+            reported.setdefault(spec.tiers[guest.tier].name, []).append(GuestFacts(
                 name=guest.name, ip=guest.ip, hostname=guest.hostname, mac=guest.mac or ""))
     owner = env.owner
     return _Start(
         tier=nxt, spec=spec, guests=tuple((g.id, g.name) for g in guests if g.tier == nxt and g.step == Step.WAITING),
         reported=reported,
-        env=variables.EnvFacts(name=env.name, purpose=env.purpose, template=env.template_name),
-        owner=variables.OwnerFacts(username=owner.username if owner else "", email=owner.email if owner else ""))
+        env=EnvFacts(name=env.name, purpose=env.purpose, template=env.template_name),
+        owner=OwnerFacts(username=owner.username if owner else "", email=owner.email if owner else ""))
 
 
 # -- applying ---------------------------------------------------------------------------------------
@@ -314,6 +314,8 @@ async def _tear_down(ctx: Context, env_id: int, guest_ids: Sequence[int]) -> Non
 
 
 async def _start_tier(ctx: Context, env_id: int, start: _Start) -> bool:
+    from fogmachine.services.environments import variables  # Jinja2, loaded when first needed (facts.py)
+
     tier = start.spec.tiers[start.tier]
     catalog = ctx.need_catalog()
     try:

@@ -35,7 +35,6 @@ from fogmachine.services import audit
 from fogmachine.services.actor import Actor
 from fogmachine.services.checkout.claim import validate_name
 from fogmachine.services.environments import spec as specmod
-from fogmachine.services.environments import variables
 from fogmachine.services.environments.spec import TemplateSpec
 from fogmachine.timestamps import iso_utc
 
@@ -106,6 +105,8 @@ async def validate(ctx: Context, spec_data: Any) -> TemplateSpec:
     """The spec of a template from what a client sent, fully checked (structure, variables, targets)."""
     spec = specmod.parse(spec_data)
     # Compiling up to 500 expressions is CPU work of up to about a second: not on the IOLoop.
+    from fogmachine.services.environments import variables  # Jinja2, loaded when first needed (facts.py)
+
     await asyncio.to_thread(variables.check, spec)
     await _resolve_targets(ctx, spec)
     return spec

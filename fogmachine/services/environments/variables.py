@@ -41,7 +41,7 @@ import itertools
 import math
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any, overload
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
@@ -51,34 +51,12 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from fogmachine.errors import FogmachineError, ValidationError
+from fogmachine.services.environments.facts import EnvFacts, GuestFacts, OwnerFacts
 from fogmachine.services.environments.spec import TemplateSpec
 
 MAX_VALUE = 4096  # characters of a rendered value, and characters or items of anything on the way there
 MAX_NUMBER_BITS = 64
 MAX_MESSAGE = 300
-
-
-@dataclass(frozen=True)
-class GuestFacts:
-    """What one guest reported at phone-home, and its name."""
-
-    name: str
-    ip: str
-    hostname: str
-    mac: str
-
-
-@dataclass(frozen=True)
-class EnvFacts:
-    name: str
-    purpose: str
-    template: str
-
-
-@dataclass(frozen=True)
-class OwnerFacts:
-    username: str
-    email: str
 
 
 GUEST_ATTRS = frozenset(f.name for f in fields(GuestFacts))

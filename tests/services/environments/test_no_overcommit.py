@@ -84,7 +84,9 @@ async def test_50_environments_race_for_room_for_20_from_two_processes(make_conf
     both: dict[str, dict[str, str]] = {**placed, **theirs["placed"]}
     assert (len(both), refused + theirs["refused"]) == (20, 2 * EACH - 20)
     print(f"split: this process {len(placed)}, the other {len(theirs['placed'])}")
-    assert placed and theirs["placed"]  # both really competed
+    # Both processes made all their attempts (which one wins how many is the scheduler's business: on a
+    # loaded machine one may take all 20, and the other's 25 refusals then cross the processes' locks).
+    assert len(placed) + refused == EACH and len(theirs["placed"]) + theirs["refused"] == EACH
     for name, guests in both.items():  # every answer whole, its web servers apart
         assert sorted(guests) == [f"{name}-db1", f"{name}-web1", f"{name}-web2"]
         assert guests[f"{name}-web1"] != guests[f"{name}-web2"]
