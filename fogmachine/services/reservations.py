@@ -30,6 +30,21 @@ def validate_days(days: object, maximum: int, field: str = "days") -> int:
     return days
 
 
+def extended(name: str, expires_at: dt.datetime | None, created_at: dt.datetime, days: int,
+             max_lease_days: int) -> dt.datetime:
+    """The expiry ``days`` later than ``expires_at`` (or now), or ValidationError (field ``days``) when that
+    passes the longest lease after ``created_at``: one rule for a guest's lease and an environment's."""
+    current = expires_at or utcnow()
+    new_expiry = current + dt.timedelta(days=days)
+    limit = created_at + dt.timedelta(days=max_lease_days)
+    if new_expiry > limit:
+        room = max(0, (limit - current).days)
+        raise ValidationError(
+            f"extending {name} by {days} days would pass the longest lease of {max_lease_days} days; "
+            f"at most {room} more day(s) are possible", field="days", details={"max_extension_days": room})
+    return new_expiry
+
+
 def extend(session: Session, config: Config, actor: Actor, guest_id: int, days: object) -> Guest:
     actor.require_write()
     guest = get_guest(session, actor, guest_id, for_update=True)
@@ -39,14 +54,7 @@ def extend(session: Session, config: Config, actor: Actor, guest_id: int, days: 
         raise ValidationError(f"{guest.name}: {exc.message}", field="days") from None
     if guest.step == Step.RETIRED or not guest.managed:
         raise Conflict(f"guest {guest.name} is retired and cannot be extended")
-    current = guest.expires_at or utcnow()
-    new_expiry = current + dt.timedelta(days=days)
-    limit = guest.created_at + dt.timedelta(days=config.max_lease_days)
-    if new_expiry > limit:
-        room = max(0, (limit - current).days)
-        raise ValidationError(
-            f"extending {guest.name} by {days} days would pass the longest lease of {config.max_lease_days} days; "
-            f"at most {room} more day(s) are possible", field="days", details={"max_extension_days": room})
+    new_expiry = extended(guest.name, guest.expires_at, guest.created_at, days, config.max_lease_days)
     guest.expires_at = new_expiry
     audit.record(session, actor, "guest.extend", object_type="guest", object_id=guest.id, object_name=guest.name,
                  message=f"+{days} days, now expires {new_expiry:%Y-%m-%d %H:%M} UTC")

@@ -17,7 +17,6 @@ retires the environment).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -32,7 +31,7 @@ from fogmachine.errors import Conflict, FogmachineError, NotFound, PartlyDone, V
 from fogmachine.services import audit, lifecycle
 from fogmachine.services.actor import Actor
 from fogmachine.services.environments.engine import FAILED, PROVISIONING, READY, RETIRED
-from fogmachine.services.reservations import validate_days
+from fogmachine.services.reservations import extended, validate_days
 from fogmachine.timestamps import iso_utc
 
 POWER_ACTIONS = ("start", "stop")
@@ -119,14 +118,7 @@ def extend(session: Session, config: Config, actor: Actor, env_id: int, days: ob
     days = validate_days(days, config.max_days)
     if env.step == RETIRED:
         raise Conflict(f"environment {env.name} is retired and cannot be extended")
-    current = env.expires_at or utcnow()
-    new_expiry = current + dt.timedelta(days=days)
-    limit = env.created_at + dt.timedelta(days=config.max_lease_days)
-    if new_expiry > limit:
-        room = max(0, (limit - current).days)
-        raise ValidationError(
-            f"extending {env.name} by {days} days would pass the longest lease of {config.max_lease_days} days; "
-            f"at most {room} more day(s) are possible", field="days", details={"max_extension_days": room})
+    new_expiry = extended(env.name, env.expires_at, env.created_at, days, config.max_lease_days)
     env.expires_at = new_expiry
     for guest in session.scalars(select(Guest).where(Guest.environment_id == env.id, Guest.step != Step.RETIRED)
                                  .with_for_update()):
