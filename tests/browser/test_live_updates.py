@@ -197,12 +197,13 @@ async def test_a_row_fetched_late_shows_what_happened_while_it_was_on_its_way(ma
 
         await page.route("**/guests/*/row*", hold_the_row)
         await page.evaluate("""() => document.addEventListener("fm:live", e => {
-            if ((e.detail.guests || []).some(g => g.step === "ready")) { window.sawReady = true; }
+            if ((e.detail.guests || []).some(g => g.step === "ready")) { document.body.dataset.sawReady = "yes"; }
         })""")
         web1 = await server.ctx.db.run(_booting, dave, "web1")
         await asyncio.wait_for(fetched.wait(), WAIT_MS / 1000)
         await server.ctx.db.run(_set, web1, step="ready", ip="10.0.0.7")
-        await page.wait_for_function("window.sawReady === true", timeout=WAIT_MS)
+        # A DOM mark, not wait_for_function: its polling evaluates a string, which the page's CSP refuses.
+        await expect(page.locator("body")).to_have_attribute("data-saw-ready", "yes")
         assert await page.locator("tr.guest-row", has_text="web1").count() == 0  # the row is still on its way
         release.set()
         row = page.locator("tr.guest-row", has_text="web1")
